@@ -1,0 +1,159 @@
+"""The ``skillmix`` command line.
+
+    skillmix catalog [--catalog PATH] [--topics PATH]        # counts per category, hash
+    skillmix catalog --split [--seed 0] [--json]             # the train/held-out split with its hashes
+    skillmix sample --k 3 --n 10 [--setting train] [--seed 0] [--jsonl]
+    skillmix prompts --k 3 [--seed 0] [--grader table|json]  # the prompts of one sampled combination
+
+Bad input ends with a one-line ``skillmix: error: ...`` on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from skillmix.catalog import CATEGORIES, Catalog, CatalogError, load_catalog
+from skillmix.sampling import SETTINGS, SamplingError, sample_combinations
+
+
+def _add_catalog_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--catalog", default="builtin", help="builtin, or a skills CSV/YAML/JSON file")
+    parser.add_argument("--topics", default=None, help="a topics file overriding the catalog's topics")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the topic split (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skillmix", description="Skill-Mix datasets: build, grade, evaluate."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cat = sub.add_parser("catalog", help="show the skill/topic catalog or its train/held-out split")
+    _add_catalog_args(cat)
+    cat.add_argument("--split", action="store_true", help="print the train/held-out split and its hashes")
+    cat.add_argument("--seed", type=int, default=None, help="alias of --split-seed")
+    cat.add_argument("--json", action="store_true", help="machine-readable output")
+    cat.set_defaults(func=cmd_catalog)
+
+    sam = sub.add_parser("sample", help="draw balanced (k skills, topic) combinations")
+    _add_catalog_args(sam)
+    sam.add_argument("--k", type=int, required=True)
+    sam.add_argument("--n", type=int, default=None, help="number of combinations (default: all of them)")
+    sam.add_argument("--setting", default="train", choices=SETTINGS)
+    sam.add_argument("--seed", type=int, default=0)
+    sam.add_argument("--jsonl", action="store_true", help="one JSON object per combination")
+    sam.set_defaults(func=cmd_sample)
+
+    pro = sub.add_parser("prompts", help="render the prompts of one sampled combination")
+    _add_catalog_args(pro)
+    pro.add_argument("--k", type=int, default=3)
+    pro.add_argument("--setting", default="train", choices=SETTINGS)
+    pro.add_argument("--seed", type=int, default=0)
+    pro.add_argument("--grader", default="table", choices=("table", "json"))
+    pro.set_defaults(func=cmd_prompts)
+    return parser
+
+
+def _catalog(args: argparse.Namespace) -> Catalog:
+    return load_catalog(args.catalog, topics=args.topics)
+
+
+def cmd_catalog(args: argparse.Namespace) -> None:
+    catalog = _catalog(args)
+    seed = args.seed if args.seed is not None else args.split_seed
+    if not args.split:
+        groups = catalog.by_category()
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "source": catalog.source,
+                        "hash": catalog.hash,
+                        "skills": {c: [s.name for s in g] for c, g in groups.items()},
+                        "topics": list(catalog.topics),
+                    },
+                    indent=2,
+                )
+            )
+            return
+        print(f"catalog {catalog.source}: {len(catalog.skills)} skills, {len(catalog.topics)} topics")
+        print(f"hash    {catalog.hash}")
+        order = [c for c in CATEGORIES if c in groups] + sorted(c for c in groups if c not in CATEGORIES)
+        for category in order:
+            print(f"  {category:<20} {len(groups[category]):>3}")
+        return
+    split = catalog.split(seed)
+    if args.json:
+        print(json.dumps(split.to_dict(), indent=2, ensure_ascii=False))
+        return
+    n_train, n_held = len(split.training_skills), len(split.heldout_skills)
+    print(f"catalog {catalog.source} ({catalog.hash[:16]}), split seed {seed}")
+    print(f"skills  {n_train} training / {n_held} held-out   hash {split.skills_hash}")
+    for title, skills in (("training", split.training_skills), ("held-out", split.heldout_skills)):
+        print(f"  {title} skills:")
+        for category in CATEGORIES:
+            names = [s.name for s in skills if s.category == category]
+            if names:
+                print(f"    {category} ({len(names)}): {', '.join(names)}")
+    print(
+        f"topics  {len(split.training_topics)} training / {len(split.heldout_topics)} held-out"
+        f"   hash {split.topics_hash}"
+    )
+    print(f"  training topics: {', '.join(split.training_topics)}")
+    print(f"  held-out topics: {', '.join(split.heldout_topics)}")
+    print(f"split hash {split.hash}")
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    catalog = _catalog(args)
+    draw = sample_combinations(
+        catalog, args.k, args.n, setting=args.setting, seed=args.seed, split=catalog.split(args.split_seed)
+    )
+    for combo in draw:
+        if args.jsonl:
+            print(json.dumps(combo.to_dict(), ensure_ascii=False))
+        else:
+            print(f"{combo.id}  {combo.topic:<28} {' | '.join(s.name for s in combo.skills)}")
+    usage = draw.skill_usage.values()
+    print(
+        f"{len(draw)} combinations, k={draw.k}, setting {draw.setting}, seed {draw.seed}; skill usage "
+        f"min {min(usage)} max {max(usage)} (ratio {draw.usage_ratio:.2f}) over {len(draw.eligible_skills)}"
+        f" skills; split {draw.split_hash[:16]}",
+        file=sys.stderr,
+    )
+
+
+def cmd_prompts(args: argparse.Namespace) -> None:
+    from skillmix.prompts import PromptSet
+
+    catalog = _catalog(args)
+    combo = sample_combinations(
+        catalog, args.k, 1, setting=args.setting, seed=args.seed, split=catalog.split(args.split_seed)
+    )[0]
+    prompts = PromptSet()
+    print("=== round 1\n" + prompts.round1(combo.skills, combo.topic))
+    print("\n=== round 2\n" + prompts.round2(combo.k, combo.topic))
+    placeholder = "<the text after the last 'Answer:' of round 2>"
+    print(
+        f"\n=== grader ({args.grader})\n"
+        + prompts.grader(placeholder, combo.skills, combo.topic, args.grader)
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CatalogError, SamplingError, ValueError) as exc:
+        print(f"skillmix: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `skillmix sample ... | head`
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

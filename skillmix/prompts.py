@@ -1,0 +1,110 @@
+"""The prompts of the protocol, rendered from the Jinja2 templates in ``skillmix/templates/``.
+
+* ``generation_round1``: asks for a minimal natural text on the topic showing all k skills, lists each skill
+  with its definition and example, and asks for ``Answer:`` then ``Explanation:``;
+* ``generation_round2``: asks, in the same conversation, to improve the answer so it shows every skill and
+  stays on topic in at most max(1, k-1) sentences (spelled in words), same format;
+* ``grader_table`` / ``grader_json``: the k+3 rubric, answered as a ``Criteria | Points Earned`` table with
+  a total row and an explanation, or as a JSON object.
+
+A :class:`PromptSet` can point at another template folder (same file names) to try new wording; every
+dataset row records :meth:`PromptSet.hashes` so that a change of wording is visible downstream.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2 import meta
+
+from skillmix.grading import rubric_items
+from skillmix.text import max_sentences, number_word
+
+TEMPLATES: tuple[str, ...] = ("generation_round1", "generation_round2", "grader_table", "grader_json")
+GRADER_FORMATS: tuple[str, ...] = ("table", "json")
+
+
+class PromptSet:
+    """Renders the four prompts from a template folder (the package's own by default)."""
+
+    def __init__(self, template_dir: str | Path | None = None) -> None:
+        self.template_dir = Path(
+            template_dir if template_dir is not None else str(resources.files("skillmix") / "templates")
+        )
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(self.template_dir)),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=False,
+            autoescape=False,
+        )
+
+    def render(self, name: str, **context: Any) -> str:
+        return self.env.get_template(f"{name}.jinja2").render(**context).strip()
+
+    def round1(self, skills: Sequence[Any], topic: str) -> str:
+        return self.render(
+            "generation_round1", skills=list(skills), topic=topic, k_word=number_word(len(skills))
+        )
+
+    def round2(self, k: int, topic: str) -> str:
+        n = max_sentences(k)
+        return self.render("generation_round2", topic=topic, n_sentences=n, n_word=number_word(n))
+
+    def grader(self, answer: str, skills: Sequence[Any], topic: str, fmt: str = "table") -> str:
+        if fmt not in GRADER_FORMATS:
+            raise ValueError(f"unknown grader format {fmt!r} (choose from {', '.join(GRADER_FORMATS)})")
+        return self.render(
+            f"grader_{fmt}",
+            answer=answer,
+            skills=list(skills),
+            topic=topic,
+            k_word=number_word(len(skills)),
+            rubric=rubric_items(skills, topic),
+        )
+
+    def conversation(
+        self, skills: Sequence[Any], topic: str, reply1: str | None = None, reply2: str | None = None
+    ) -> list[dict[str, str]]:
+        """The chat messages of the two generation rounds so far (OpenAI message format)."""
+        messages = [{"role": "user", "content": self.round1(skills, topic)}]
+        if reply1 is not None:
+            messages.append({"role": "assistant", "content": reply1})
+            messages.append({"role": "user", "content": self.round2(len(skills), topic)})
+            if reply2 is not None:
+                messages.append({"role": "assistant", "content": reply2})
+        return messages
+
+    def hashes(self) -> dict[str, str]:
+        """SHA-256 (first 16 hex digits) of each template together with the templates it includes."""
+        return {name: self._hash(f"{name}.jinja2")[:16] for name in TEMPLATES}
+
+    def _hash(self, filename: str, seen: frozenset[str] = frozenset()) -> str:
+        source = (self.template_dir / filename).read_text(encoding="utf-8")
+        digest = hashlib.sha256(source.encode("utf-8"))
+        for included in sorted(meta.find_referenced_templates(self.env.parse(source))):
+            if included and included not in seen:
+                digest.update(self._hash(included, seen | {filename}).encode())
+        return digest.hexdigest()
+
+
+@functools.cache
+def default_prompts() -> PromptSet:
+    return PromptSet()
+
+
+def round1_prompt(skills: Sequence[Any], topic: str) -> str:
+    return default_prompts().round1(skills, topic)
+
+
+def round2_prompt(k: int, topic: str) -> str:
+    return default_prompts().round2(k, topic)
+
+
+def grader_prompt(answer: str, skills: Sequence[Any], topic: str, fmt: str = "table") -> str:
+    return default_prompts().grader(answer, skills, topic, fmt)

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import shutil
+
+import jinja2
+import pytest
+
+from skillmix.grading import parse_grade, rubric_items
+from skillmix.prompts import TEMPLATES, PromptSet, grader_prompt, round1_prompt, round2_prompt
+from skillmix.sampling import sample_combinations
+
+
+@pytest.fixture(scope="module")
+def combo(builtin):
+    return sample_combinations(builtin, 3, 1, seed=11)[0]
+
+
+def test_round1_lists_every_skill_with_definition_and_example(combo):
+    prompt = round1_prompt(combo.skills, combo.topic)
+    assert f'"{combo.topic}"' in prompt and "all three of the following" in prompt
+    positions = [prompt.index(f"{i}. {s.name}. {s.definition}") for i, s in enumerate(combo.skills, 1)]
+    assert positions == sorted(positions), "skills appear in the sampled (shuffled) order"
+    for skill in combo.skills:
+        assert skill.example in prompt
+    assert "Answer:" in prompt and "Explanation:" in prompt
+    assert prompt.index("Answer:") < prompt.index("Explanation:")
+
+
+def test_round1_single_skill_grammar(builtin):
+    skill = builtin.skill("metaphor")
+    prompt = round1_prompt([skill], "Sewing")
+    assert "the following language skill:" in prompt and "all one" not in prompt
+
+
+@pytest.mark.parametrize(
+    ("k", "phrase"),
+    [
+        (1, "at most one sentence long"),
+        (2, "at most one sentence long"),
+        (3, "at most two sentences long"),
+        (5, "at most four sentences long"),
+        (13, "at most 12 sentences long"),
+    ],
+)
+def test_round2_spells_the_limit(k, phrase):
+    prompt = round2_prompt(k, "Knots")
+    assert phrase in prompt and '"Knots"' in prompt and "Answer:" in prompt
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_grader_prompt_carries_the_rubric_in_order(combo, fmt):
+    answer = "Once upon a thread, the seam confessed."
+    prompt = grader_prompt(answer, combo.skills, combo.topic, fmt=fmt)
+    items = rubric_items(combo.skills, combo.topic)
+    assert len(items) == 6
+    positions = [prompt.index(f"- {item}") for item in items]
+    assert positions == sorted(positions)
+    assert answer in prompt
+    if fmt == "table":
+        assert "Criteria" in prompt and "Points Earned" in prompt and "Total Points Earned" in prompt
+    else:
+        assert '"criteria"' in prompt and '"points"' in prompt
+
+
+def test_a_grader_that_follows_the_prompt_is_parsed(combo):
+    items = rubric_items(combo.skills, combo.topic)
+    points = [1, 0, 1, 1, 1, 0]
+    table = "| Criteria | Points Earned |\n|---|---|\n"
+    table += "".join(f"| {item} | {p} |\n" for item, p in zip(items, points, strict=True))
+    table += f"| Total Points Earned | {sum(points)} |\n\nExplanation: ..."
+    assert parse_grade(table, combo.skills, combo.topic).points == points
+
+
+def test_conversation_has_both_rounds(combo):
+    prompts = PromptSet()
+    assert [m["role"] for m in prompts.conversation(combo.skills, combo.topic)] == ["user"]
+    full = prompts.conversation(combo.skills, combo.topic, "Answer: a", "Answer: b")
+    assert [m["role"] for m in full] == ["user", "assistant", "user", "assistant"]
+    assert full[2]["content"] == prompts.round2(3, combo.topic)
+
+
+def test_hashes_are_stable_and_follow_includes(tmp_path):
+    default = PromptSet().hashes()
+    assert set(default) == set(TEMPLATES) and default == PromptSet().hashes()
+    copy = tmp_path / "templates"
+    shutil.copytree(PromptSet().template_dir, copy)
+    assert PromptSet(copy).hashes() == default
+    context = copy / "_grader_context.jinja2"
+    context.write_text(context.read_text() + "\nBe strict.\n")
+    changed = PromptSet(copy).hashes()
+    assert changed["grader_table"] != default["grader_table"]
+    assert changed["grader_json"] != default["grader_json"]
+    assert changed["generation_round1"] == default["generation_round1"]
+
+
+def test_missing_variable_is_an_error(tmp_path):
+    (tmp_path / "generation_round2.jinja2").write_text("{{ not_given }}")
+    with pytest.raises(jinja2.UndefinedError):
+        PromptSet(tmp_path).round2(3, "Knots")
+    with pytest.raises(ValueError, match="unknown grader format"):
+        PromptSet().grader("x", [], "Knots", fmt="xml")

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+
+from skillmix.sampling import SamplingError, count_combinations, sample_combinations
+
+
+def assert_valid(draw, skills, topics, k):
+    keys = [c.key for c in draw]
+    assert len(set(keys)) == len(keys), "a combination repeats"
+    for combo in draw:
+        assert combo.k == k and len({s.name for s in combo.skills}) == k
+        assert {s.name for s in combo.skills} <= skills
+        assert combo.topic in topics
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_train_setting_is_balanced_and_distinct(builtin, k):
+    split = builtin.split(0)
+    draw = sample_combinations(builtin, k, 200, setting="train", seed=7)
+    assert len(draw) == 200
+    assert_valid(draw, {s.name for s in split.training_skills}, set(split.training_topics), k)
+    usage = draw.skill_usage
+    assert set(usage) == {s.name for s in split.training_skills}
+    assert max(usage.values()) - min(usage.values()) <= 1
+    expected = 200 * k / 53
+    assert draw.usage_ratio == max(usage.values()) / min(usage.values())
+    assert math.floor(expected) <= min(usage.values()) <= max(usage.values()) <= math.ceil(expected)
+    topics = draw.topic_usage.values()
+    assert max(topics) - min(topics) <= 1
+
+
+def test_held_out_and_all_settings(builtin):
+    split = builtin.split(0)
+    held = sample_combinations(builtin, 3, 100, setting="held-out", seed=1)
+    assert_valid(held, {s.name for s in split.heldout_skills}, set(split.heldout_topics), 3)
+    every = sample_combinations(builtin, 4, 100, setting="all", seed=1)
+    assert_valid(every, {s.name for s in builtin.skills}, set(builtin.topics), 4)
+
+
+def test_k1_covers_all_skills_with_training_topics(builtin):
+    split = builtin.split(0)
+    draw = sample_combinations(builtin, 1, None, setting="k1")
+    assert len(draw) == 101 * 50
+    assert_valid(draw, {s.name for s in builtin.skills}, set(split.training_topics), 1)
+    assert set(draw.skill_usage.values()) == {50} and draw.usage_ratio == 1.0
+
+
+def test_seeded_and_deterministic(builtin):
+    a = sample_combinations(builtin, 3, 50, seed=0)
+    b = sample_combinations(builtin, 3, 50, seed=0)
+    c = sample_combinations(builtin, 3, 50, seed=1)
+    assert [x.to_dict() for x in a] == [x.to_dict() for x in b]
+    assert [x.id for x in a] != [x.id for x in c]
+    assert a.split_hash == builtin.split(0).hash
+
+
+def test_skill_order_is_shuffled_but_id_is_order_free(builtin):
+    draw = sample_combinations(builtin, 3, 300, seed=3)
+    sorted_count = sum([s.name for s in c.skills] == sorted(s.name for s in c.skills) for c in draw)
+    assert sorted_count < 150  # about 1/6 of samples would be in sorted order by chance
+    first_positions = Counter(c.skills[0].name for c in draw)
+    assert len(first_positions) > 40
+    combo = draw[0]
+    reordered = type(combo)(tuple(reversed(combo.skills)), combo.topic, combo.setting)
+    assert reordered.id == combo.id and reordered.key == combo.key
+
+
+def test_dense_request_still_distinct(tiny):
+    split = tiny.split(0)  # 3 training skills, 2 training topics -> 3 * 2 = 6 pairs for k=2
+    total = count_combinations(3, 2, 2)
+    draw = sample_combinations(tiny, 2, total - 1, setting="train", split=split)
+    assert len({c.key for c in draw}) == total - 1
+    full = sample_combinations(tiny, 2, None, setting="train", split=split)
+    assert len({c.key for c in full}) == total
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"k": 0, "n": 5}, "k must be an integer >= 1"),
+        (
+            {"k": 49, "n": 5, "setting": "held-out"},
+            "k=49 exceeds the 48 skills eligible in setting 'held-out'",
+        ),
+        ({"k": 54, "n": 5, "setting": "train"}, "k=54 exceeds the 53 skills"),
+        ({"k": 2, "n": 5, "setting": "k1"}, "setting 'k1' is for k=1"),
+        ({"k": 2, "n": 5, "setting": "test"}, "unknown setting 'test'"),
+        ({"k": 2, "n": -1}, "n must be a non-negative integer"),
+        ({"k": 3, "n": None}, "pass n"),
+    ],
+)
+def test_bad_requests(builtin, kwargs, message):
+    with pytest.raises(SamplingError, match=message):
+        sample_combinations(builtin, **kwargs)
+
+
+def test_more_than_exists(tiny):
+    with pytest.raises(SamplingError, match="n=7 exceeds the 6 distinct combinations"):
+        sample_combinations(tiny, 2, 7, setting="train")
