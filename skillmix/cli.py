@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from skillmix.catalog import CATEGORIES, Catalog, CatalogError, load_catalog
 from skillmix.sampling import SETTINGS, SamplingError, sample_combinations
@@ -54,6 +55,30 @@ def build_parser() -> argparse.ArgumentParser:
     pro.add_argument("--seed", type=int, default=0)
     pro.add_argument("--grader", default="table", choices=("table", "json"))
     pro.set_defaults(func=cmd_prompts)
+
+    ds = sub.add_parser("dataset", help="build D_SKILL-MIX(k) into a local folder (Hugging Face layout)")
+    ds.add_argument("--k", default=None, help="k, or a list such as 1,2,3 (default: the preset's, 3)")
+    ds.add_argument("--n", type=int, default=None, help="combinations per k (default: the preset's)")
+    ds.add_argument("--preset", default="smoke", help="smoke (default), paper, or a YAML file")
+    ds.add_argument("--out", default="out", help="output folder (default ./out)")
+    ds.add_argument("--teacher-model", default=None)
+    ds.add_argument("--teacher-base-url", default=None)
+    ds.add_argument("--judge-model", default=None, help="default: the teacher model")
+    ds.add_argument("--judge-base-url", default=None)
+    ds.add_argument("--target-accepted", type=int, default=None, help="keep drawing until N rows kept per k")
+    ds.add_argument("--max-usd", type=float, default=None, help="stop cleanly once this much is spent")
+    ds.add_argument("--seed", type=int, default=None, help="sampling seed")
+    ds.add_argument("--split-seed", type=int, default=None)
+    ds.add_argument("--catalog", default=None)
+    ds.add_argument("--concurrency", type=int, default=None, help="requests in flight, all stages together")
+    ds.add_argument("--requests-per-minute", type=float, default=None)
+    ds.add_argument("--tokens-per-minute", type=float, default=None)
+    ds.add_argument("--timeout", type=float, default=None, help="seconds per request")
+    ds.add_argument("--max-retries", type=int, default=None)
+    ds.add_argument("--grader-runs", type=int, default=None)
+    ds.add_argument("--grader-format", choices=("table", "json"), default=None)
+    ds.add_argument("--prices", default=None, help="YAML/JSON price table overriding the built-in one")
+    ds.set_defaults(func=cmd_dataset)
     return parser
 
 
@@ -143,11 +168,47 @@ def cmd_prompts(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_dataset(args: argparse.Namespace) -> None:
+    from skillmix_pipelines.config import build_config
+    from skillmix_pipelines.dataset import run_dataset
+    from skillmix_pipelines.summary import summary_text
+
+    overrides = {
+        "k": args.k,
+        "n": args.n,
+        "target_accepted": args.target_accepted,
+        "max_usd": args.max_usd,
+        "seed": args.seed,
+        "split_seed": args.split_seed,
+        "catalog": args.catalog,
+        "concurrency": args.concurrency,
+        "requests_per_minute": args.requests_per_minute,
+        "tokens_per_minute": args.tokens_per_minute,
+        "timeout": args.timeout,
+        "max_retries": args.max_retries,
+        "grader_runs": args.grader_runs,
+        "grader_format": args.grader_format,
+        "prices": args.prices,
+        "teacher": {"model": args.teacher_model, "base_url": args.teacher_base_url},
+        "judge": {"model": args.judge_model or args.teacher_model, "base_url": args.judge_base_url},
+    }
+    config = build_config(args.preset, overrides)
+    run_dataset(config, args.out, log=lambda message: print(message, file=sys.stderr))
+    manifest = json.loads((Path(args.out) / "manifest.json").read_text())
+    print(summary_text(manifest, args.out))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (CatalogError, SamplingError, ValueError) as exc:
+    except KeyboardInterrupt:
+        print(
+            "skillmix: interrupted; run the same command again to resume (completed requests are cached)",
+            file=sys.stderr,
+        )
+        return 130
+    except (CatalogError, SamplingError, ValueError, RuntimeError) as exc:
         print(f"skillmix: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `skillmix sample ... | head`

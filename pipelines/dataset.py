@@ -1,0 +1,285 @@
+"""Build D_SKILL-MIX(k): sample -> round 1 -> round 2 -> grade (3 runs) -> decide, with distilabel.
+
+:func:`build_pipeline` is the factory (nothing runs at import); :func:`run_dataset` is what
+``skillmix dataset`` and ``make dataset`` call: it checks the output folder, resolves teacher and judge
+(remote endpoints, or the embedded llama.cpp model), samples combinations, prints a cost estimate, runs
+the pipeline (again and again with fresh combinations under ``--target-accepted``), and writes the folder
+in Hugging Face layout (:mod:`skillmix_pipelines.output`).
+
+Reliability lives beneath distilabel: the per-request cache in ``OUT/.skillmix/cache.sqlite`` makes a
+re-run after a crash pay for nothing already done (distilabel's own resume is never used), and every row
+ends as kept, rejected or failed with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from skillmix_pipelines.config import ConfigError, DatasetConfig, uses_embedded
+from skillmix_pipelines.output import OutputFolder, RunResult
+
+from skillmix.cache import RequestCache
+from skillmix.catalog import load_catalog
+from skillmix.sampling import MAX_ENUMERATED, Combination, count_combinations, eligible, sample_combinations
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    role: str
+    model: str
+    base_url: str | None
+    identity: str | None = None
+    free: bool = False
+
+    def describe(self) -> str:
+        where = "embedded llama.cpp" if self.free else (self.base_url or "api.openai.com")
+        return f"{self.model} @ {where}"
+
+
+def resolve_models(config: DatasetConfig, embedded_url: str | None = None) -> tuple[ResolvedModel, ...]:
+    if embedded_url is not None:
+        from skillmix.embedded import MODEL_NAME
+
+        identity = f"embedded|{MODEL_NAME}"
+        return tuple(
+            ResolvedModel(role, MODEL_NAME, embedded_url, identity, free=True)
+            for role in ("teacher", "judge")
+        )
+    teacher_model = config.teacher.model
+    if not teacher_model:
+        raise ConfigError("a remote teacher needs a model name: --teacher-model (or TEACHER_MODEL=)")
+    resolved = []
+    for role, settings in (("teacher", config.teacher), ("judge", config.judge)):
+        base_url = settings.base_url or os.environ.get("OPENAI_BASE_URL") or None
+        if base_url is None and not os.environ.get("OPENAI_API_KEY"):
+            raise ConfigError(f"the {role} uses api.openai.com but OPENAI_API_KEY is not set")
+        resolved.append(ResolvedModel(role, settings.model or teacher_model, base_url))
+    return tuple(resolved)
+
+
+def check_reachable(model: ResolvedModel, timeout: float = 10.0) -> None:
+    """Fail fast, before any work, when a base URL does not answer at all."""
+    if model.base_url is None:
+        return
+    url = model.base_url.rstrip("/") + "/models"
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer probe"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered (401/404 are answers); the real requests will tell the rest
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(f"the {model.role} base URL {model.base_url} does not answer: {reason}") from None
+
+
+def make_llm(config: DatasetConfig, model: ResolvedModel, cache_path: Path, concurrency: int) -> Any:
+    from skillmix_pipelines.tasks import SkillMixLLM
+
+    settings = config.teacher if model.role == "teacher" else config.judge
+    return SkillMixLLM(
+        model=model.model,
+        base_url=model.base_url,
+        identity=model.identity,
+        cache_path=str(cache_path),
+        prices_path=config.prices,
+        free=model.free,
+        concurrency=max(1, concurrency),
+        requests_per_minute=config.requests_per_minute,
+        tokens_per_minute=config.tokens_per_minute,
+        max_retries=config.max_retries,
+        timeout=config.timeout,
+        backoff_base=config.backoff_base,
+        max_usd=config.max_usd,
+        generation_kwargs={
+            "temperature": settings.temperature,
+            "max_new_tokens": settings.max_tokens,
+            "seed": settings.seed,
+        },
+    )
+
+
+def stage_concurrency(config: DatasetConfig) -> dict[str, int]:
+    """Split the concurrency budget over the stages by the requests each makes per sample (1, 1, runs)."""
+    weights = {"round1": 1, "round2": 1, "grade": config.grader_runs}
+    total = sum(weights.values())
+    return {stage: max(1, round(config.concurrency * w / total)) for stage, w in weights.items()}
+
+
+def build_pipeline(
+    config: DatasetConfig,
+    rows: list[dict[str, Any]],
+    models: tuple[ResolvedModel, ...],
+    workdir: Path,
+) -> Any:
+    """The distilabel pipeline over ``rows`` (one per combination); nothing runs until ``.run()``."""
+    from distilabel.pipeline import Pipeline
+    from distilabel.steps import LoadDataFromDicts
+    from skillmix_pipelines.steps import DecidePoints
+    from skillmix_pipelines.tasks import GenerateRound1, GenerateRound2, GradeText
+
+    teacher, judge = models
+    cache_path = workdir / "cache.sqlite"
+    share = stage_concurrency(config)
+    batch = config.batch_size
+    common = {
+        "catalog": config.catalog,
+        "template_dir": config.template_dir,
+        "input_batch_size": batch,
+        "add_raw_output": False,
+        "add_raw_input": False,
+    }
+    with Pipeline(name="skillmix-dataset", cache_dir=str(workdir / "distilabel")) as pipeline:
+        load = LoadDataFromDicts(name="combinations", data=rows, batch_size=batch)
+        round1 = GenerateRound1(
+            name="round1", llm=make_llm(config, teacher, cache_path, share["round1"]), **common
+        )
+        round2 = GenerateRound2(
+            name="round2", llm=make_llm(config, teacher, cache_path, share["round2"]), **common
+        )
+        grade = GradeText(
+            name="grade",
+            llm=make_llm(config, judge, cache_path, share["grade"]),
+            num_generations=config.grader_runs,
+            group_generations=True,
+            grader_format=config.grader_format,
+            **common,
+        )
+        decide = DecidePoints(
+            name="decide",
+            length_override=config.length_override,
+            name_penalty=config.name_penalty,
+            input_batch_size=batch,
+        )
+        load >> round1 >> round2 >> grade >> decide
+    return pipeline
+
+
+def run_pipeline(
+    config: DatasetConfig, combos: list[Combination], models: tuple[ResolvedModel, ...], workdir: Path
+) -> list[dict[str, Any]]:
+    """Run the pipeline over ``combos``; every input row comes back (kept, rejected or failed)."""
+    rows = [combo.to_dict() for combo in combos]
+    os.environ.setdefault("DISTILABEL_LOG_LEVEL", "ERROR")
+    pipeline = build_pipeline(config, rows, models, workdir)
+    try:
+        distiset = pipeline.run(use_cache=False)
+    finally:
+        _quiet_distilabel_logging()
+    produced = {row["id"]: row for row in distiset["default"]["train"].to_list()} if distiset else {}
+    out = []
+    for row in rows:  # a row distilabel lost is reported, never dropped
+        found = produced.get(row["id"])
+        if found is None:
+            found = {
+                **row,
+                "outcome": "failed",
+                "status": "api_error",
+                "failure_reason": "row lost by the pipeline (no output for it)",
+            }
+        out.append(found)
+    return out
+
+
+def _quiet_distilabel_logging() -> None:
+    """distilabel leaves a queue handler on the root logger that logs errors after run(): remove it."""
+    import logging.handlers
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.handlers.QueueHandler):
+            root.removeHandler(handler)
+    for name in ("distilabel", "distilabel.pipeline"):
+        logging.getLogger(name).handlers.clear()
+
+
+def draw(config: DatasetConfig, k: int, start: int, count: int) -> list[Combination]:
+    """Combinations ``start .. start+count`` of the balanced, seeded sequence for ``k``."""
+    catalog = load_catalog(config.catalog, topics=config.topics)
+    split = catalog.split(config.split_seed)
+    setting = "k1" if k == 1 else "train"
+    skills, topics = eligible(catalog, setting, split)
+    total = count_combinations(len(skills), len(topics), k)
+    wanted = min(total, start + count)
+    if wanted <= start:
+        return []
+    sample = sample_combinations(catalog, k, wanted, setting=setting, seed=config.seed, split=split)
+    return list(sample)[start:wanted]
+
+
+def run_dataset(config: DatasetConfig, out: str | Path, log=print) -> RunResult:
+    """Build the dataset folder ``out``; see the module docstring. Raises ConfigError on bad input."""
+    started = time.time()
+    catalog = load_catalog(config.catalog, topics=config.topics)
+    split = catalog.split(config.split_seed)
+    for k in config.k:
+        eligible_skills = len(catalog.skills) if k == 1 else len(split.training_skills)
+        if k > eligible_skills:
+            raise ConfigError(f"K={k} exceeds the {eligible_skills} skills eligible for D_SKILL-MIX({k})")
+    embedded = uses_embedded(config)
+    if not embedded:  # every check that can fail comes before the output folder is touched
+        for model in resolve_models(config):
+            check_reachable(model)
+    folder = OutputFolder(Path(out))
+    folder.claim(config)  # refuses a folder holding another run's data
+    with contextlib.ExitStack() as stack:
+        embedded_url = None
+        if embedded:
+            from skillmix.embedded import EmbeddedServer
+
+            log(
+                "No OPENAI_API_KEY, base URL or model given: the embedded Gemma 3 270M model (llama.cpp) is "
+                "teacher and judge. Its texts will be poor: a smoke run, not a dataset for training."
+            )
+            server = stack.enter_context(EmbeddedServer(log_path=folder.work / "embedded-server.log"))
+            embedded_url = server.base_url
+        models = resolve_models(config, embedded_url)
+        result = RunResult(config=config, models=models, split=split)
+        _generate(config, models, folder, result, log)
+    result.wall_seconds = time.time() - started
+    folder.write(result)
+    return result
+
+
+def _generate(
+    config: DatasetConfig, models: tuple[ResolvedModel, ...], folder: OutputFolder, result: RunResult, log
+) -> None:
+    """The first round over the planned combinations, then more rounds while --target-accepted is unmet."""
+    offsets = dict.fromkeys(config.k, 0)
+    first = True
+    while True:
+        combos: list[Combination] = []
+        for k in config.k:
+            if first:
+                planned = config.count_for(k)
+                count = planned if planned is not None else MAX_ENUMERATED
+            else:
+                missing = (config.target_accepted or 0) - result.kept(k)
+                rate = max(result.acceptance(k), 0.05)
+                count = 0 if missing <= 0 else max(4, int(missing / rate * 1.2))
+            batch = draw(config, k, offsets[k], count)
+            offsets[k] += len(batch)
+            combos.extend(batch)
+        if not combos:
+            return
+        if first:
+            log(folder.estimate(config, models, combos))
+        result.add(run_pipeline(config, combos, models, folder.work))
+        first = False
+        if config.target_accepted is None:
+            return
+        cache = RequestCache(folder.work / "cache.sqlite")
+        spent = cache.spent_usd()
+        cache.close()
+        if config.max_usd is not None and spent >= config.max_usd:
+            log(f"Spending limit ${config.max_usd:.2f} reached: stopping.")
+            return
+        if all(result.kept(k) >= config.target_accepted for k in config.k):
+            return

@@ -1,0 +1,89 @@
+"""The deciding step: from the judge's runs to the decided points, metrics and the row's outcome.
+
+For each row: majority vote over the grader runs that parsed (a run that could not be parsed does not vote),
+the length point recomputed by the sentence counter, the explicit-name penalty (optional), the three
+metrics, and the outcome:
+
+* ``kept``: every one of the k+3 decided points earned;
+* ``rejected``: graded, but some point missed (``failed_points`` names them);
+* ``failed``: no usable generation or no parseable grade (``failure_reason`` says which and why).
+"""
+
+from typing import Any
+
+import numpy as np
+from distilabel.steps.base import Step, StepInput
+
+from skillmix.grading import rubric_items
+from skillmix.metrics import apply_text_checks, majority_vote, metric_values
+from skillmix.text import count_sentences, named_skills
+
+STAGES = ("round1", "round2")
+
+
+def decide_row(
+    row: dict[str, Any], length_override: bool = True, name_penalty: bool = True
+) -> dict[str, Any]:
+    k = len(row["skills"])
+    out: dict[str, Any] = {
+        "points": None,
+        "full_marks": None,
+        "all_skills": None,
+        "skill_fraction": None,
+        "failed_points": [],
+        "sentences": count_sentences(row.get("answer")),
+        "named_skills": named_skills(row.get("answer"), row["skills"]),
+        "status": "ok",
+        "failure_reason": None,
+    }
+    for stage in STAGES:
+        if row.get(f"{stage}_status") != "ok":
+            out.update(
+                outcome="failed",
+                status=row.get(f"{stage}_status") or "api_error",
+                failure_reason=f"{stage}: {row.get(f'{stage}_error')}",
+            )
+            return out
+    statuses = row.get("grader_status") or []
+    runs = [p for p, s in zip(row.get("grader_points") or [], statuses, strict=False) if s == "ok" and p]
+    if not runs:
+        errors = [e for e in row.get("grader_errors") or [] if e]
+        first = next((s for s in statuses if s != "ok"), "api_error")
+        out.update(
+            outcome="failed", status=first, failure_reason=f"grading: {'; '.join(errors) or 'no runs'}"
+        )
+        return out
+    decided = majority_vote(np.array(runs, dtype=float))
+    decided = apply_text_checks(decided, k, row["answer"], row["skills"], length_override, name_penalty)
+    full, all_skills, fraction = (float(v) for v in metric_values(decided, k))
+    labels = rubric_items(row["skills"], row["topic"])
+    out.update(
+        points=[int(p) for p in decided],
+        full_marks=full,
+        all_skills=all_skills,
+        skill_fraction=fraction,
+        failed_points=[label for label, p in zip(labels, decided, strict=True) if p != 1],
+        outcome="kept" if full == 1.0 else "rejected",
+    )
+    return out
+
+
+class DecidePoints(Step):
+    """Vote, apply the text checks and decide each row's outcome (see the module docstring)."""
+
+    length_override: bool = True
+    name_penalty: bool = True
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["skills", "topic", "answer", "grader_points", "grader_status", "grader_errors"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [
+            "points", "full_marks", "all_skills", "skill_fraction", "failed_points", "sentences",
+            "named_skills", "outcome", "status", "failure_reason",
+        ]  # fmt: skip
+
+    def process(self, inputs: StepInput):  # type: ignore[override]
+        yield [{**row, **decide_row(row, self.length_override, self.name_penalty)} for row in inputs]

