@@ -57,7 +57,7 @@ class DatasetConfig:
     backoff_base: float = 1.0
     max_usd: float | None = None
     prices: str | None = None
-    batch_size: int = 50
+    batch_size: int = 1000  # rows per distilabel batch; a run that fits in one batch runs stage by stage
     template_dir: str | None = None
     preset: str = "smoke"
 

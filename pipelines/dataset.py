@@ -14,20 +14,22 @@ ends as kept, rejected or failed with its reason.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skillmix_pipelines.config import ConfigError, DatasetConfig, uses_embedded
-from skillmix_pipelines.output import OutputFolder, RunResult
-
 from skillmix.cache import RequestCache
 from skillmix.catalog import load_catalog
 from skillmix.sampling import MAX_ENUMERATED, Combination, count_combinations, eligible, sample_combinations
+from skillmix_pipelines.config import ConfigError, DatasetConfig, uses_embedded
+from skillmix_pipelines.output import OutputFolder, RunResult
+from skillmix_pipelines.progress import StageProgress
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,9 @@ def check_reachable(model: ResolvedModel, timeout: float = 10.0) -> None:
         raise ConfigError(f"the {model.role} base URL {model.base_url} does not answer: {reason}") from None
 
 
-def make_llm(config: DatasetConfig, model: ResolvedModel, cache_path: Path, concurrency: int) -> Any:
+def make_llm(
+    config: DatasetConfig, model: ResolvedModel, cache_path: Path, concurrency: int, stage: str, run_id: str
+) -> Any:
     from skillmix_pipelines.tasks import SkillMixLLM
 
     settings = config.teacher if model.role == "teacher" else config.judge
@@ -98,6 +102,8 @@ def make_llm(config: DatasetConfig, model: ResolvedModel, cache_path: Path, conc
         timeout=config.timeout,
         backoff_base=config.backoff_base,
         max_usd=config.max_usd,
+        stage=stage,
+        run_id=run_id,
         generation_kwargs={
             "temperature": settings.temperature,
             "max_new_tokens": settings.max_tokens,
@@ -106,11 +112,19 @@ def make_llm(config: DatasetConfig, model: ResolvedModel, cache_path: Path, conc
     )
 
 
-def stage_concurrency(config: DatasetConfig) -> dict[str, int]:
-    """Split the concurrency budget over the stages by the requests each makes per sample (1, 1, runs)."""
+def stage_concurrency(config: DatasetConfig, n_rows: int) -> dict[str, int]:
+    """Requests in flight per stage, so that all stages together never exceed ``config.concurrency``.
+
+    When the run fits in one batch (``n_rows <= batch_size``, the default) the stages run one after the
+    other (distilabel hands a step its batch only when the previous step finished it), so each stage gets
+    the whole budget and keeps it full. Otherwise the stages overlap and the budget is split by the
+    requests each makes per sample (1, 1, grader runs).
+    """
+    if n_rows <= config.batch_size:
+        return dict.fromkeys(("round1", "round2", "grade"), config.concurrency)
     weights = {"round1": 1, "round2": 1, "grade": config.grader_runs}
     total = sum(weights.values())
-    return {stage: max(1, round(config.concurrency * w / total)) for stage, w in weights.items()}
+    return {stage: max(1, config.concurrency * w // total) for stage, w in weights.items()}
 
 
 def build_pipeline(
@@ -118,16 +132,18 @@ def build_pipeline(
     rows: list[dict[str, Any]],
     models: tuple[ResolvedModel, ...],
     workdir: Path,
+    run_id: str = "",
 ) -> Any:
     """The distilabel pipeline over ``rows`` (one per combination); nothing runs until ``.run()``."""
     from distilabel.pipeline import Pipeline
     from distilabel.steps import LoadDataFromDicts
+
     from skillmix_pipelines.steps import DecidePoints
     from skillmix_pipelines.tasks import GenerateRound1, GenerateRound2, GradeText
 
     teacher, judge = models
     cache_path = workdir / "cache.sqlite"
-    share = stage_concurrency(config)
+    share = stage_concurrency(config, len(rows))
     batch = config.batch_size
     common = {
         "catalog": config.catalog,
@@ -139,14 +155,18 @@ def build_pipeline(
     with Pipeline(name="skillmix-dataset", cache_dir=str(workdir / "distilabel")) as pipeline:
         load = LoadDataFromDicts(name="combinations", data=rows, batch_size=batch)
         round1 = GenerateRound1(
-            name="round1", llm=make_llm(config, teacher, cache_path, share["round1"]), **common
+            name="round1",
+            llm=make_llm(config, teacher, cache_path, share["round1"], "round1", run_id),
+            **common,
         )
         round2 = GenerateRound2(
-            name="round2", llm=make_llm(config, teacher, cache_path, share["round2"]), **common
+            name="round2",
+            llm=make_llm(config, teacher, cache_path, share["round2"], "round2", run_id),
+            **common,
         )
         grade = GradeText(
             name="grade",
-            llm=make_llm(config, judge, cache_path, share["grade"]),
+            llm=make_llm(config, judge, cache_path, share["grade"], "grade", run_id),
             num_generations=config.grader_runs,
             group_generations=True,
             grader_format=config.grader_format,
@@ -157,6 +177,8 @@ def build_pipeline(
             length_override=config.length_override,
             name_penalty=config.name_penalty,
             input_batch_size=batch,
+            progress_path=str(cache_path),
+            run_id=run_id,
         )
         load >> round1 >> round2 >> grade >> decide
     return pipeline
@@ -168,9 +190,11 @@ def run_pipeline(
     """Run the pipeline over ``combos``; every input row comes back (kept, rejected or failed)."""
     rows = [combo.to_dict() for combo in combos]
     os.environ.setdefault("DISTILABEL_LOG_LEVEL", "ERROR")
-    pipeline = build_pipeline(config, rows, models, workdir)
+    run_id = uuid.uuid4().hex
+    pipeline = build_pipeline(config, rows, models, workdir, run_id)
     try:
-        distiset = pipeline.run(use_cache=False)
+        with StageProgress(workdir / "cache.sqlite", run_id, total=len(rows)):
+            distiset = pipeline.run(use_cache=False)
     finally:
         _quiet_distilabel_logging()
     produced = {row["id"]: row for row in distiset["default"]["train"].to_list()} if distiset else {}
@@ -240,6 +264,8 @@ def run_dataset(config: DatasetConfig, out: str | Path, log=print) -> RunResult:
             )
             server = stack.enter_context(EmbeddedServer(log_path=folder.work / "embedded-server.log"))
             embedded_url = server.base_url
+            # llama.cpp answers one request at a time: queueing more only risks client timeouts
+            config = dataclasses.replace(config, concurrency=1, timeout=max(config.timeout, 600.0))
         models = resolve_models(config, embedded_url)
         result = RunResult(config=config, models=models, split=split)
         _generate(config, models, folder, result, log)

@@ -27,10 +27,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from skillmix_pipelines.config import ConfigError, DatasetConfig
-
 from skillmix.prompts import PromptSet
 from skillmix.splits import Split
+from skillmix_pipelines.config import ConfigError, DatasetConfig
 
 RUN_FILE = "run.json"
 CARD_TEMPLATE = "dataset_folder.md.jinja2"

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from distilabel.steps.base import Step, StepInput
 
+from skillmix.cache import RequestCache
 from skillmix.grading import rubric_items
 from skillmix.metrics import apply_text_checks, majority_vote, metric_values
 from skillmix.text import count_sentences, named_skills
@@ -73,6 +74,8 @@ class DecidePoints(Step):
 
     length_override: bool = True
     name_penalty: bool = True
+    progress_path: str | None = None  # the run's cache file, where finished rows are counted
+    run_id: str | None = None
 
     @property
     def inputs(self) -> list[str]:
@@ -86,4 +89,9 @@ class DecidePoints(Step):
         ]  # fmt: skip
 
     def process(self, inputs: StepInput):  # type: ignore[override]
-        yield [{**row, **decide_row(row, self.length_override, self.name_penalty)} for row in inputs]
+        rows = [{**row, **decide_row(row, self.length_override, self.name_penalty)} for row in inputs]
+        if self.progress_path and self.run_id:
+            cache = RequestCache(self.progress_path)
+            cache.record_progress(self.run_id, "decide", [row["outcome"] for row in rows])
+            cache.close()
+        yield rows

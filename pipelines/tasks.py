@@ -30,6 +30,7 @@ from skillmix.prompts import PromptSet
 from skillmix.text import extract_answer
 
 SKIP = "\x00skillmix-skip\x00"  # a formatted input that asks the LLM to send nothing
+ENVELOPE = "skillmix_completion"  # the key of the JSON envelope around a Completion
 
 
 def skip_input(reason: str) -> list[dict[str, str]]:
@@ -37,13 +38,20 @@ def skip_input(reason: str) -> list[dict[str, str]]:
 
 
 def open_envelope(output: str | None) -> Completion:
-    """The Completion inside a generation; a missing one (distilabel lost it) is an explained error."""
+    """The Completion inside a generation of :class:`SkillMixLLM`.
+
+    A missing output (distilabel lost it) is an explained error; plain text from another distilabel LLM
+    (e.g. the stock ``OpenAILLM``) is taken as an ``ok`` completion, so the tasks work with any LLM.
+    """
     if output is None:
         return Completion(None, "api_error", "no output from the LLM step")
     try:
-        return Completion(**json.loads(output))
-    except (TypeError, ValueError) as exc:
-        return Completion(None, "api_error", f"unreadable LLM envelope: {exc}")
+        data = json.loads(output)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and ENVELOPE in data:
+        return Completion(**data[ENVELOPE])
+    return Completion(output, "ok")
 
 
 class SkillMixLLM(AsyncLLM):
@@ -63,6 +71,8 @@ class SkillMixLLM(AsyncLLM):
     timeout: float = 120.0
     backoff_base: float = 1.0
     max_usd: float | None = None
+    stage: str | None = None  # with run_id: each finished row is counted for the progress bars
+    run_id: str | None = None
 
     _client: LLMClient | None = PrivateAttr(default=None)
 
@@ -113,8 +123,11 @@ class SkillMixLLM(AsyncLLM):
                 r if isinstance(r, Completion) else Completion(None, "api_error", f"client error: {r!r}")
                 for r in results
             ]
+        if self.stage and self.run_id and self._client is not None:
+            row_status = "ok" if any(c.ok for c in done) else done[0].status
+            self._client.cache.record_progress(self.run_id, self.stage, [row_status])
         return {
-            "generations": [json.dumps(c.to_dict()) for c in done],
+            "generations": [json.dumps({ENVELOPE: c.to_dict()}) for c in done],
             "statistics": {
                 "input_tokens": [c.input_tokens for c in done],
                 "output_tokens": [c.output_tokens for c in done],

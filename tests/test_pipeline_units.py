@@ -1,0 +1,126 @@
+"""Pipeline pieces without running a pipeline: config precedence, envelopes, the deciding step."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from skillmix.llm import Completion
+from skillmix_pipelines.config import ConfigError, build_config, parse_k, preset_names
+from skillmix_pipelines.dataset import stage_concurrency
+from skillmix_pipelines.steps import decide_row
+from skillmix_pipelines.tasks import ENVELOPE, SkillMixLLM, open_envelope, skip_input
+
+
+def test_defaults_then_preset_then_flags(tmp_path):
+    assert {"smoke", "paper"} <= set(preset_names())
+    smoke = build_config()
+    assert smoke.k == [3] and smoke.n == 4 and smoke.teacher.model is None
+    paper = build_config("paper", {"k": "1,2,3"})
+    assert [paper.count_for(k) for k in (1, 2, 3)] == [None, 10000, 10000]
+    assert paper.teacher.model == "gpt-4o" and paper.judge.temperature == 0.0
+    flagged = build_config("paper", {"k": "2", "n": 7, "teacher": {"model": "my-model", "base_url": None}})
+    assert flagged.count_for(2) == 7 and flagged.teacher.model == "my-model"
+    assert flagged.teacher.max_tokens == 512  # untouched preset value survives a partial override
+    custom = tmp_path / "mine.yaml"
+    custom.write_text("n: 9\njudge:\n  model: judge-x\n")
+    assert build_config(str(custom)).judge.model == "judge-x"
+
+
+@pytest.mark.parametrize(
+    ("preset", "overrides", "message"),
+    [
+        ("nope", {}, "unknown preset 'nope'"),
+        ("smoke", {"k": "0"}, "K must be >= 1"),
+        ("smoke", {"k": "2,2"}, "K lists a value twice"),
+        ("smoke", {"n": 0}, "N must be >= 1"),
+        ("smoke", {"max_usd": -1.0}, "--max-usd must be positive"),
+        ("smoke", {"grader_format": "xml"}, "grader_format must be table or json"),
+        ("smoke", {"colour": "blue"}, "unknown setting 'colour'"),
+    ],
+)
+def test_config_errors(preset, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config(preset, overrides)
+
+
+def test_parse_k_and_fingerprint():
+    assert parse_k("1, 2,3") == [1, 2, 3] and parse_k(3) == [3]
+    a = build_config("smoke", {"n": 4})
+    b = build_config("smoke", {"n": 400, "concurrency": 2})
+    c = build_config("smoke", {"seed": 1})
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()  # size and speed do not change the run
+
+
+def test_stage_concurrency_never_exceeds_the_budget():
+    config = build_config("smoke", {"concurrency": 30, "batch_size": 100})
+    assert stage_concurrency(config, 50) == {"round1": 30, "round2": 30, "grade": 30}  # stages in sequence
+    split = stage_concurrency(config, 500)  # overlapping batches: split 1:1:3
+    assert split == {"round1": 6, "round2": 6, "grade": 18} and sum(split.values()) <= 30
+
+
+def test_envelopes():
+    c = Completion("hello", "ok", input_tokens=3, output_tokens=1)
+    assert open_envelope(json.dumps({ENVELOPE: c.to_dict()})) == c
+    assert open_envelope(None).status == "api_error" and "no output" in open_envelope(None).error
+    assert open_envelope("plain text from another LLM").text == "plain text from another LLM"
+    assert open_envelope('{"criteria": []}').text == '{"criteria": []}'  # a JSON grade is not an envelope
+
+
+def test_agenerate_never_raises_and_skips():
+    llm = SkillMixLLM(model="m", base_url="http://127.0.0.1:9/v1")
+
+    class Exploding:
+        async def complete(self, *args, **kwargs):
+            raise RuntimeError("boom")
+
+    llm._client = Exploding()
+    out = asyncio.run(llm.agenerate([{"role": "user", "content": "x"}], num_generations=2))
+    got = [open_envelope(g) for g in out["generations"]]
+    assert [g.status for g in got] == ["api_error", "api_error"] and "boom" in got[0].error
+    skipped = asyncio.run(llm.agenerate(skip_input("round 1 api_error: HTTP 400"), num_generations=3))
+    assert [open_envelope(g).status for g in skipped["generations"]] == ["skipped"] * 3
+    assert open_envelope(skipped["generations"][0]).error == "round 1 api_error: HTTP 400"
+
+
+def row(**changes):
+    base = {
+        "skills": ["metaphor", "red herring"],
+        "topic": "Sewing",
+        "answer": "The hem held like a promise.",
+        "round1_status": "ok",
+        "round2_status": "ok",
+        "grader_points": [[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], None],
+        "grader_status": ["ok", "ok", "unparseable"],
+        "grader_errors": [None, None, "missing rubric rows: Text makes sense"],
+    }
+    return {**base, **changes}
+
+
+def test_decide_votes_over_parsed_runs():
+    decided = decide_row(row())
+    assert decided["outcome"] == "kept" and decided["points"] == [1] * 5 and decided["full_marks"] == 1.0
+
+
+def test_decide_rejects_with_failed_points():
+    named = decide_row(row(answer="A metaphor, stitched quickly."))  # names a skill
+    assert named["outcome"] == "rejected" and named["failed_points"] == ["Correctly illustrates metaphor"]
+    long = decide_row(row(answer="One sentence. Two sentences."))  # k=2 allows one sentence
+    assert long["outcome"] == "rejected" and long["failed_points"] == ["At most one sentence"]
+    assert decide_row(row(answer="A metaphor."), name_penalty=False)["outcome"] == "kept"
+
+
+def test_decide_failures_carry_reasons():
+    gen = decide_row(row(round1_status="api_error", round1_error="HTTP 400: bad", answer=None))
+    assert (
+        gen["outcome"] == "failed"
+        and gen["status"] == "api_error"
+        and gen["failure_reason"] == "round1: HTTP 400: bad"
+    )
+    unparsed = decide_row(row(grader_status=["unparseable"] * 3, grader_points=[None] * 3,
+                              grader_errors=["no rubric table, JSON or point lines found"] * 3))  # fmt: skip
+    assert unparsed["outcome"] == "failed" and unparsed["status"] == "unparseable"
+    assert "no rubric table" in unparsed["failure_reason"]
+    assert unparsed["points"] is None  # never zeros
