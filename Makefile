@@ -19,6 +19,11 @@ JUDGE_BASE_URL ?=
 TARGET_ACCEPTED ?=
 MAX_USD ?=
 
+DATASET_FLAGS = $(strip $(if $(N),--n $(N)) $(if $(TEACHER_MODEL),--teacher-model $(TEACHER_MODEL)) \
+  $(if $(TEACHER_BASE_URL),--teacher-base-url $(TEACHER_BASE_URL)) $(if $(JUDGE_MODEL),--judge-model $(JUDGE_MODEL)) \
+  $(if $(JUDGE_BASE_URL),--judge-base-url $(JUDGE_BASE_URL)) \
+  $(if $(TARGET_ACCEPTED),--target-accepted $(TARGET_ACCEPTED)) $(if $(MAX_USD),--max-usd $(MAX_USD)))
+
 .PHONY: test test-slow lint format catalog dataset bench clean
 
 $(STAMP): pyproject.toml
@@ -44,14 +49,7 @@ test-slow: $(EMBEDDED_STAMP)  ## the end-to-end tests marked slow (embedded llam
 dataset: $(STAMP)  ## build D_SKILL-MIX(K) into $(OUT)
 	@if [ -z "$$OPENAI_API_KEY$$OPENAI_BASE_URL$(TEACHER_MODEL)$(JUDGE_MODEL)$(TEACHER_BASE_URL)$(JUDGE_BASE_URL)" ]; \
 	  then $(MAKE) --no-print-directory $(EMBEDDED_STAMP); fi
-	$(BIN)/skillmix dataset --k $(K) --out $(OUT) --preset $(PRESET) \
-	  $(if $(N),--n $(N)) \
-	  $(if $(TEACHER_MODEL),--teacher-model $(TEACHER_MODEL)) \
-	  $(if $(TEACHER_BASE_URL),--teacher-base-url $(TEACHER_BASE_URL)) \
-	  $(if $(JUDGE_MODEL),--judge-model $(JUDGE_MODEL)) \
-	  $(if $(JUDGE_BASE_URL),--judge-base-url $(JUDGE_BASE_URL)) \
-	  $(if $(TARGET_ACCEPTED),--target-accepted $(TARGET_ACCEPTED)) \
-	  $(if $(MAX_USD),--max-usd $(MAX_USD))
+	$(BIN)/skillmix dataset --k $(K) --out $(OUT) --preset $(PRESET) $(DATASET_FLAGS)
 
 bench: $(STAMP)  ## generation throughput against a loopback server, vs distilabel's OpenAILLM
 	$(BIN)/python bench/generation.py

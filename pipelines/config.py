@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from skillmix.catalog import content_hash
+from skillmix.llm import ClientConfig
 
 
 class ConfigError(ValueError):
@@ -75,6 +76,18 @@ class DatasetConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def client_config(self, concurrency: int | None = None) -> ClientConfig:
+        """The LLM client's settings (``concurrency`` overrides the total, e.g. a stage's share)."""
+        return ClientConfig(
+            concurrency=max(1, concurrency or self.concurrency),
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
+            max_retries=self.max_retries,
+            timeout=self.timeout,
+            backoff_base=self.backoff_base,
+            max_usd=self.max_usd,
+        )
 
     def count_for(self, k: int) -> int | None:
         if self.n_per_k is not None and k in self.n_per_k:

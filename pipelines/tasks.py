@@ -19,7 +19,7 @@ from typing import Any
 
 from distilabel.models.llms.base import AsyncLLM
 from distilabel.steps.tasks.base import Task
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from skillmix.cache import RequestCache
 from skillmix.catalog import Skill, load_catalog
@@ -64,13 +64,7 @@ class SkillMixLLM(AsyncLLM):
     cache_path: str | None = None
     prices_path: str | None = None
     free: bool = False
-    concurrency: int = 16
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    max_retries: int = 6
-    timeout: float = 120.0
-    backoff_base: float = 1.0
-    max_usd: float | None = None
+    client_config: dict[str, Any] = Field(default_factory=dict)  # skillmix.llm.ClientConfig fields
     stage: str | None = None  # with run_id: each finished row is counted for the progress bars
     run_id: str | None = None
 
@@ -83,15 +77,7 @@ class SkillMixLLM(AsyncLLM):
             prices.free.add(self.model)
         self._client = LLMClient(
             Endpoint(self.model, self.base_url, self.api_key_env, self.identity),
-            ClientConfig(
-                concurrency=self.concurrency,
-                requests_per_minute=self.requests_per_minute,
-                tokens_per_minute=self.tokens_per_minute,
-                max_retries=self.max_retries,
-                timeout=self.timeout,
-                backoff_base=self.backoff_base,
-                max_usd=self.max_usd,
-            ),
+            ClientConfig(**self.client_config),
             RequestCache(self.cache_path),
             prices,
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -199,6 +200,8 @@ def cmd_dataset(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # distilabel 1.5.3 declares fields pydantic 2.14 warns about on every import; it is not the user's concern
+    warnings.filterwarnings("ignore", message="The 'default' attribute with value None")
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
