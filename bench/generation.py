@@ -14,6 +14,7 @@ included) and steady (between the first and last request the server saw).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -41,7 +42,7 @@ def stock_pipeline(config, rows, base_url: str, workdir: Path, concurrency: int)
     from skillmix_pipelines.steps import DecidePoints
     from skillmix_pipelines.tasks import GenerateRound1, GenerateRound2, GradeText
 
-    share = stage_concurrency(config, len(rows) + config.batch_size)  # overlapping stages: split budget
+    share = stage_concurrency(dataclasses.replace(config, batch_size=1), len(rows))  # stages overlap: split
     scale = concurrency / sum(share.values())
 
     def llm(temperature: float):
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stock-samples", type=int, default=300, help="samples for the (slower) stock run")
     parser.add_argument("--concurrency", type=int, default=30)
     parser.add_argument("--latency", type=float, default=0.5)
-    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the whole run in one batch")
     parser.add_argument("--skip-stock", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("DISTILABEL_LOG_LEVEL", "ERROR")

@@ -58,7 +58,7 @@ class DatasetConfig:
     backoff_base: float = 1.0
     max_usd: float | None = None
     prices: str | None = None
-    batch_size: int = 1000  # rows per distilabel batch; a run that fits in one batch runs stage by stage
+    batch_size: int | None = None  # rows per distilabel batch; None: the whole run is one batch (fastest)
     template_dir: str | None = None
     preset: str = "smoke"
 
@@ -186,7 +186,7 @@ def validate(config: DatasetConfig) -> None:
         raise ConfigError(f"grader_format must be table or json, got {config.grader_format!r}")
     if config.max_usd is not None and config.max_usd <= 0:
         raise ConfigError(f"--max-usd must be positive, got {config.max_usd}")
-    if config.concurrency < 1 or config.batch_size < 1:
+    if config.concurrency < 1 or (config.batch_size is not None and config.batch_size < 1):
         raise ConfigError("concurrency and batch_size must be >= 1")
 
 

@@ -80,6 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--grader-format", choices=("table", "json"), default=None)
     ds.add_argument("--prices", default=None, help="YAML/JSON price table overriding the built-in one")
     ds.set_defaults(func=cmd_dataset)
+
+    pub = sub.add_parser("publish", help="push a dataset folder to the Hub as a tagged, versioned release")
+    pub.add_argument("--repo", required=True, help="Hub dataset repo, org/name")
+    pub.add_argument("--version", required=True, help="semantic version tag, e.g. v1.0.0")
+    pub.add_argument("--data", default="out", help="folder made by `skillmix dataset` (default ./out)")
+    pub.add_argument("--private", action="store_true", help="create the repo private (default public)")
+    pub.add_argument("--force", action="store_true", help="replace an existing release of this version")
+    pub.add_argument("--eval-n", type=int, default=100, help="evaluation combinations per setting and k")
+    pub.set_defaults(func=cmd_publish)
+
+    dl = sub.add_parser("download", help="fetch a released version of a Hub dataset into a folder")
+    dl.add_argument("--repo", required=True)
+    dl.add_argument("--version", required=True)
+    dl.add_argument("--out", required=True)
+    dl.set_defaults(func=cmd_download)
     return parser
 
 
@@ -199,6 +214,31 @@ def cmd_dataset(args: argparse.Namespace) -> None:
     print(summary_text(manifest, args.out))
 
 
+def cmd_publish(args: argparse.Namespace) -> None:
+    from skillmix.publish import publish
+
+    result = publish(args.data, args.repo, args.version, private=args.private, force=args.force,
+                     eval_n=args.eval_n, log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+    print(f"{result.repo_id} {result.version}: commit {result.commit}")
+    for name, rows in result.configs.items():
+        print(f"  {name:<16} {rows:>7} rows")
+    print(f'load with: load_dataset("{result.repo_id}", "<config>", revision="{result.version}")')
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    from skillmix.publish import download
+
+    print(download(args.repo, args.version, args.out))
+
+
+def _hub_error_types() -> tuple[type[BaseException], ...]:
+    try:
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError:  # the Hub extra is not installed
+        return ()
+    return (HfHubHTTPError,)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # distilabel 1.5.3 declares fields pydantic 2.14 warns about on every import; it is not the user's concern
     warnings.filterwarnings("ignore", message="The 'default' attribute with value None")
@@ -213,6 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (CatalogError, SamplingError, ValueError, RuntimeError) as exc:
         print(f"skillmix: error: {exc}", file=sys.stderr)
+        return 2
+    except _hub_error_types() as exc:
+        print(f"skillmix: error: the Hub answered: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `skillmix sample ... | head`
         return 0

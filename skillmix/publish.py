@@ -1,0 +1,234 @@
+"""Versioned Hub releases of a dataset folder made by ``skillmix dataset``, and downloading them.
+
+``publish`` pushes, in **one commit**, a release folder with
+
+* one config per k (``k1``, ``k2``, ...) and ``all``, each with its ``train`` split; ``rejected`` and
+  ``failed`` (left out when empty: ``datasets`` cannot load a zero-row Parquet file);
+* the evaluation prompt sets ``eval-train``, ``eval-held-out``, ``eval-all`` (k = 2..5, split ``test``);
+* ``manifest.json`` (the build manifest plus the release: version, statistics, audit, changelog),
+  ``README.md`` (the card) and ``figures/*.png``;
+
+then tags the commit with the version. The tag is created only after the commit succeeded, so a push
+broken off midway never leaves a half release under a version name. A version whose tag exists is refused
+unless ``force``. The leakage audit runs before anything is sent, and a failed check stops the release.
+The token comes from ``HF_TOKEN`` or the Hub login only; it is never printed, logged or written, and
+every file is checked not to contain it before the push.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from skillmix.audit import audit
+from skillmix.catalog import load_catalog
+from skillmix.evalsets import build_eval_sets
+from skillmix.schema import SCHEMA
+
+SEMVER = re.compile(r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?$")
+DATA_FILE = "train-00000-of-00001.parquet"
+EVAL_FILE = "test-00000-of-00001.parquet"
+
+
+class PublishError(ValueError):
+    """The release cannot be made; the message says why (never containing the token)."""
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    repo_id: str
+    version: str
+    commit: str
+    configs: dict[str, int]
+    previous: str | None
+    url: str
+
+
+def parse_version(version: str) -> tuple[int, int, int, str]:
+    match = SEMVER.match(version)
+    if not match:
+        raise PublishError(f"version {version!r} is not semantic versioning like v1.0.0 (or v1.0.0-rc.1)")
+    major, minor, patch, pre = match.groups()
+    return int(major), int(minor), int(patch), pre or "~"  # "~" sorts a release after its pre-releases
+
+
+def read_folder(data: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """The manifest and the rows of every config of a ``skillmix dataset`` folder."""
+    manifest_path = data / "manifest.json"
+    if not manifest_path.is_file():
+        raise PublishError(f"{data} is not a skillmix dataset folder (no manifest.json); run `make dataset`")
+    manifest = json.loads(manifest_path.read_text())
+    configs = {}
+    for name, info in manifest.get("configs", {}).items():
+        path = data / info["path"]
+        if not path.is_file():
+            raise PublishError(
+                f"{data}: config {name} is listed in manifest.json but {info['path']} is missing"
+            )
+        configs[name] = pq.read_table(path).to_pylist()
+    if not any(name.startswith("k") for name in configs):
+        raise PublishError(f"{data} has no kept rows: nothing to publish")
+    return manifest, configs
+
+
+def resolve_token(token: str | None) -> str:
+    from huggingface_hub import get_token
+
+    token = token or get_token()
+    if not token:
+        raise PublishError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+    return token
+
+
+def publish(
+    data: str | Path,
+    repo_id: str,
+    version: str,
+    private: bool = False,
+    force: bool = False,
+    eval_n: int = 100,
+    token: str | None = None,
+    log: Callable[[str], None] = print,
+) -> PublishResult:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    from skillmix.release_card import changelog, previous_release, render_release_card
+
+    parse_version(version)
+    manifest, configs = read_folder(Path(data))
+    token = resolve_token(token)
+    api = HfApi(token=token)
+
+    build = manifest["config"]
+    catalog = load_catalog(build["catalog"], topics=build.get("topics"))
+    split = catalog.split(build["split_seed"])
+    if split.hash != manifest["split"]["hash"]:
+        raise PublishError("the catalog no longer gives the split this dataset was built with (hash differs)")
+    eval_sets = build_eval_sets(catalog, split, n=eval_n, seed=manifest["seeds"]["sampling"])
+    training = [row for name, rows in configs.items() if name.startswith("k") for row in rows]
+    report = audit(training, [r for rows in eval_sets.values() for r in rows], split)
+    if not report.passed:
+        raise PublishError(f"leakage audit failed, nothing was pushed: {report.failures()}")
+
+    try:
+        refs = api.list_repo_refs(repo_id, repo_type="dataset")
+        tags = {tag.name: tag.target_commit for tag in refs.tags}
+    except RepositoryNotFoundError:
+        tags = {}
+    if version in tags and not force:
+        raise PublishError(f"{repo_id} already has a release {version}; use --force to replace it")
+    previous = previous_release(tags, version)
+    previous_manifest, previous_ids = None, {}
+    if previous is not None:
+        previous_manifest, previous_ids = _previous(repo_id, previous, token)
+
+    with tempfile.TemporaryDirectory(prefix="skillmix-release-") as tmp:
+        staging = Path(tmp)
+        written = _write_configs(staging, configs, eval_sets)
+        from skillmix.figures import make_figures
+        from skillmix.stats import dataset_stats
+
+        stats = dataset_stats(configs, [s.name for s in catalog.skills], list(catalog.topics))
+        figures = make_figures(stats, staging)
+        release = {
+            "repo_id": repo_id,
+            "version": version,
+            "previous_version": previous,
+            "configs": written,
+            "eval_n_per_k": eval_n,
+            "audit": report.to_dict(),
+            "stats": stats,
+            "figures": figures,
+            "changelog": changelog(previous_manifest, previous_ids, manifest, stats, configs),
+        }
+        full_manifest = {**manifest, "release": release}
+        (staging / "manifest.json").write_text(json.dumps(full_manifest, indent=2, ensure_ascii=False))
+        (staging / "README.md").write_text(render_release_card(full_manifest))
+        _refuse_token_in(staging, token)
+
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        log(f"Pushing {len(written)} configs to {repo_id} ...")
+        commit = api.upload_folder(
+            folder_path=str(staging),
+            repo_id=repo_id,
+            repo_type="dataset",
+            commit_message=f"Release {version}",
+            delete_patterns=["*.parquet", "*.png"],
+        )
+    oid = commit.oid
+    if version in tags:
+        api.delete_tag(repo_id, tag=version, repo_type="dataset")
+    api.create_tag(repo_id, tag=version, revision=oid, repo_type="dataset", tag_message=f"skillmix {version}")
+    log(f"Released {repo_id} {version} (commit {oid[:10]})")
+    return PublishResult(
+        repo_id, version, oid, {k: v["rows"] for k, v in written.items()}, previous, commit.repo_url
+    )
+
+
+def _previous(repo_id: str, version: str, token: str) -> tuple[dict[str, Any], dict[str, set[str]]]:
+    """The manifest of an earlier release and the row ids of each of its data configs."""
+    from huggingface_hub import hf_hub_download
+
+    def fetch(filename: str) -> Path:
+        return Path(hf_hub_download(repo_id, filename, repo_type="dataset", revision=version, token=token))
+
+    manifest = json.loads(fetch("manifest.json").read_text())
+    ids = {}
+    for name, info in manifest.get("release", {}).get("configs", {}).items():
+        if not name.startswith("eval-"):
+            ids[name] = set(pq.read_table(fetch(info["path"]), columns=["id"]).column("id").to_pylist())
+    return manifest, ids
+
+
+def _write_configs(
+    staging: Path, configs: dict[str, list[dict[str, Any]]], eval_sets: dict[str, list[dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    written: dict[str, dict[str, Any]] = {}
+
+    def put(
+        name: str, rows: list[dict[str, Any]], schema: pa.Schema | None, split: str, filename: str
+    ) -> None:
+        if not rows:
+            return
+        path = staging / name / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+        written[name] = {"path": f"{name}/{filename}", "split": split, "rows": len(rows)}
+
+    ks = sorted((name for name in configs if re.fullmatch(r"k\d+", name)), key=lambda n: int(n[1:]))
+    for name in ks:
+        put(name, configs[name], SCHEMA, "train", DATA_FILE)
+    put("all", [row for name in ks for row in configs[name]], SCHEMA, "train", DATA_FILE)
+    for name in ("rejected", "failed"):
+        put(name, configs.get(name, []), SCHEMA, "train", DATA_FILE)
+    for name, rows in eval_sets.items():
+        put(name, rows, None, "test", EVAL_FILE)
+    return written
+
+
+def _refuse_token_in(folder: Path, token: str) -> None:
+    needle = token.encode()
+    for path in folder.rglob("*"):
+        if path.is_file() and needle in path.read_bytes():
+            raise PublishError(f"refusing to push: {path.relative_to(folder)} contains the Hub token")
+
+
+def download(repo_id: str, version: str, out: str | Path, token: str | None = None) -> Path:
+    """Fetch the release ``version`` of ``repo_id`` into the folder ``out``."""
+    from huggingface_hub import snapshot_download
+
+    parse_version(version)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise PublishError(f"output folder {out} is not empty")
+    path = snapshot_download(repo_id, repo_type="dataset", revision=version, local_dir=str(out), token=token)
+    return Path(path)

@@ -1,0 +1,58 @@
+"""The row schema of every data config of a Skill-Mix dataset (kept, rejected, failed), and Parquet I/O.
+
+One explicit Arrow schema for all configs so that a column never changes type with the rows that happen to
+be in a file (a column of only nulls would otherwise be typed ``null``), and every type has a ``datasets``
+equivalent (no Arrow maps).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from skillmix.prompts import TEMPLATES
+
+_USAGE = pa.struct([("input_tokens", pa.int64()), ("output_tokens", pa.int64()), ("usd", pa.float64())])
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("k", pa.int64()),
+        ("setting", pa.string()),
+        ("skills", pa.list_(pa.string())),
+        ("categories", pa.list_(pa.string())),
+        ("topic", pa.string()),
+        ("conversation", pa.list_(_MESSAGE)),
+        ("answer", pa.string()),
+        ("grader_outputs", pa.list_(pa.string())),
+        ("grader_points", pa.list_(pa.list_(pa.int64()))),
+        ("grader_status", pa.list_(pa.string())),
+        ("grader_errors", pa.list_(pa.string())),
+        ("points", pa.list_(pa.int64())),
+        ("full_marks", pa.float64()),
+        ("all_skills", pa.float64()),
+        ("skill_fraction", pa.float64()),
+        ("failed_points", pa.list_(pa.string())),
+        ("sentences", pa.int64()),
+        ("named_skills", pa.list_(pa.string())),
+        ("outcome", pa.string()),
+        ("status", pa.string()),
+        ("failure_reason", pa.string()),
+        ("teacher", pa.string()),
+        ("judge", pa.string()),
+        ("prompt_hashes", pa.struct([(name, pa.string()) for name in TEMPLATES])),
+        ("usage", pa.struct([("teacher", _USAGE), ("judge", _USAGE)])),
+    ]
+)
+
+
+def write_parquet(records: list[dict[str, Any]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(
+        [{name: r.get(name) for name in SCHEMA.names} for r in records], schema=SCHEMA
+    )
+    pq.write_table(table, path)
