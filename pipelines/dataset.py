@@ -109,10 +109,10 @@ def make_llm(
 def stage_concurrency(config: DatasetConfig, n_rows: int) -> dict[str, int]:
     """Requests in flight per stage, so that all stages together never exceed ``config.concurrency``.
 
-    When the run fits in one batch (``batch_size`` unset, the default, or >= ``n_rows``) the stages run one
-    after the other (distilabel hands a step its batch only when the previous step finished it), so each stage gets
-    the whole budget and keeps it full. Otherwise the stages overlap and the budget is split by the
-    requests each makes per sample (1, 1, grader runs).
+    When the run fits in one batch (``batch_size`` unset, the default, or >= ``n_rows``) the stages run
+    one after the other (distilabel hands a step its batch only when the previous step finished it), so
+    each stage gets the whole budget and keeps it full. Otherwise the stages overlap and the budget is
+    split by the requests each makes per sample (1, 1, grader runs).
     """
     if config.batch_size is None or n_rows <= config.batch_size:
         return dict.fromkeys(("round1", "round2", "grade"), config.concurrency)
