@@ -53,7 +53,8 @@ def hub(tmp_path):
 def hub_env(hub, tmp_path, token=TOKEN):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(HF_ENDPOINT=hub.endpoint, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "hf_home"),
-               HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1")  # fmt: skip
+               HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
+               HF_UPDATE_DOWNLOAD_COUNTS="0")  # fmt: skip
     if token:
         env["HF_TOKEN"] = token
     return env
@@ -143,6 +144,13 @@ def test_release_cycle(hub, tmp_path, datasets_dir):
             assert TOKEN.encode() not in blob, path
     for result in (first, second, again, fetched):
         assert TOKEN not in result.stdout + result.stderr
+
+    # --force replaces a release: the tag moves to the new commit
+    forced = publish(hub, tmp_path, v2, "v1.0.0", "--force")
+    assert forced.returncode == 0, forced.stderr
+    tags = hub.refs(REPO)["tags"]
+    assert set(tags) == {"v1.0.0", "v1.1.0"}
+    assert load_remote(hub, tmp_path / "forced", "k2", "v1.0.0") == local_rows(v2, "k2")
 
 
 def test_broken_commit_leaves_no_tag(hub, tmp_path, datasets_dir):
