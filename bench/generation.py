@@ -1,6 +1,6 @@
 """Generation throughput of the Skill-Mix pipeline against a loopback server with a fixed latency.
 
-    python bench/generation.py [--samples 1000] [--stock-samples 300] [--concurrency 30] [--latency 0.5]
+    python bench/generation.py [--samples 2500] [--stock-samples 300] [--concurrency 30] [--latency 0.5]
 
 A sample needs 5 requests (round 1, round 2, 3 grader runs), so with ``C`` requests in flight and a
 latency of ``L`` seconds the ideal is ``C / (5 L)`` samples/s. The script runs the same pipeline twice in
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--samples", type=int, default=2500)
     parser.add_argument("--stock-samples", type=int, default=300, help="samples for the (slower) stock run")
     parser.add_argument("--concurrency", type=int, default=30)
     parser.add_argument("--latency", type=float, default=0.5)

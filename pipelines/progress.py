@@ -42,7 +42,6 @@ class StageProgress:
                 disable=None,
                 position=i,
                 leave=True,
-                dynamic_ncols=True,
             )
             for i, stage in enumerate(STAGES)
         }
