@@ -88,6 +88,17 @@ def gguf_path() -> Path:
     return path
 
 
+def _own_group_dying_with_parent() -> None:
+    """In the child, before exec: a process group of its own, and (Linux) SIGTERM when the parent dies,
+    so that a parent killed with SIGKILL (atexit never runs) does not leave the server behind."""
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port on ``host`` that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -189,7 +200,7 @@ class EmbeddedServer:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    start_new_session=True,
+                    preexec_fn=_own_group_dying_with_parent,
                 )
             except OSError as exc:
                 raise EmbeddedServerError(f"cannot start the embedded server: {exc}") from None

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 import types
@@ -180,6 +181,29 @@ def test_fake_server_lifecycle(model_file, fake_server, tmp_path):
     assert not port_open(server.port)
     assert not log_path.exists()  # a temporary log goes with a clean stop
     server.stop()  # idempotent
+
+
+PARENT = """
+import sys, time
+from pathlib import Path
+from skillmix.embedded import EmbeddedServer
+server = EmbeddedServer(Path(sys.argv[1]), command=sys.argv[3:]).start()
+Path(sys.argv[2]).write_text(str(server.process.pid))
+time.sleep(600)
+"""
+
+
+def test_server_dies_with_a_killed_parent(model_file, fake_server, tmp_path):
+    pid_file = tmp_path / "leader.pid"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(model_file), str(pid_file), *fake_server])
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    leader = int(pid_file.read_text())
+    assert alive(leader)
+    parent.kill()  # SIGKILL: no atexit, no __exit__
+    parent.wait()
+    assert wait_dead(leader), "the embedded server outlived its parent"
 
 
 def test_stop_escalates_to_sigkill(model_file, fake_server, tmp_path):
