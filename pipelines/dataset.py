@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from skillmix.cache import RequestCache
-from skillmix.catalog import load_catalog
+from skillmix.catalog import Catalog, load_catalog
 from skillmix.sampling import MAX_ENUMERATED, Combination, count_combinations, eligible, sample_combinations
 from skillmix_pipelines.config import ConfigError, DatasetConfig, uses_embedded
 from skillmix_pipelines.output import OutputFolder, RunResult
@@ -218,9 +218,8 @@ def _quiet_distilabel_logging() -> None:
         logging.getLogger(name).handlers.clear()
 
 
-def draw(config: DatasetConfig, k: int, start: int, count: int) -> list[Combination]:
+def draw(config: DatasetConfig, catalog: Catalog, k: int, start: int, count: int) -> list[Combination]:
     """Combinations ``start .. start+count`` of the balanced, seeded sequence for ``k``."""
-    catalog = load_catalog(config.catalog, topics=config.topics)
     split = catalog.split(config.split_seed)
     setting = "k1" if k == 1 else "train"
     skills, topics = eligible(catalog, setting, split)
@@ -262,14 +261,19 @@ def run_dataset(config: DatasetConfig, out: str | Path, log=print) -> RunResult:
             config = dataclasses.replace(config, concurrency=1, timeout=max(config.timeout, 600.0))
         models = resolve_models(config, embedded_url)
         result = RunResult(config=config, models=models, split=split)
-        _generate(config, models, folder, result, log)
+        _generate(config, catalog, models, folder, result, log)
     result.wall_seconds = time.time() - started
     folder.write(result)
     return result
 
 
 def _generate(
-    config: DatasetConfig, models: tuple[ResolvedModel, ...], folder: OutputFolder, result: RunResult, log
+    config: DatasetConfig,
+    catalog: Catalog,
+    models: tuple[ResolvedModel, ...],
+    folder: OutputFolder,
+    result: RunResult,
+    log,
 ) -> None:
     """The first round over the planned combinations, then more rounds while --target-accepted is unmet."""
     offsets = dict.fromkeys(config.k, 0)
@@ -284,7 +288,7 @@ def _generate(
                 missing = (config.target_accepted or 0) - result.kept(k)
                 rate = max(result.acceptance(k), 0.05)
                 count = 0 if missing <= 0 else max(4, int(missing / rate * 1.2))
-            batch = draw(config, k, offsets[k], count)
+            batch = draw(config, catalog, k, offsets[k], count)
             offsets[k] += len(batch)
             combos.extend(batch)
         if not combos:

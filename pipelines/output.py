@@ -191,6 +191,7 @@ class OutputFolder:
 
     def manifest(self, result: RunResult, prompts: PromptSet, written: dict[str, Any]) -> dict[str, Any]:
         config = result.config
+        usage = result.usage()
         return {
             "skillmix_manifest": 1,
             "preset": config.preset,
@@ -221,8 +222,8 @@ class OutputFolder:
             "versions": _versions(),
             "counts": result.counts(),
             "configs": written,
-            "usage": result.usage(),
-            "cost_usd": round(sum(u["usd"] for u in result.usage().values()), 6),
+            "usage": usage,
+            "cost_usd": round(sum(u["usd"] for u in usage.values()), 6),
             "wall_seconds": round(result.wall_seconds, 2),
             "embedded": any(m.free for m in result.models),
         }
