@@ -29,6 +29,7 @@ from typing import Any
 
 from skillmix.prompts import PromptSet
 from skillmix.splits import Split
+from skillmix.stats import failures_by_reason
 from skillmix_pipelines.config import ConfigError, DatasetConfig
 
 RUN_FILE = "run.json"
@@ -82,12 +83,8 @@ class RunResult:
                 ),
                 "acceptance_rate": round(self.acceptance(k), 4),
             }
-        failures = Counter(
-            f"{r['status']}: {str(r.get('failure_reason') or '').split(':')[0]}"
-            for r in self.rows
-            if r["outcome"] == "failed"
-        )
-        return {"per_k": per_k, "failures_by_reason": dict(failures.most_common())}
+        failed = [r for r in self.rows if r["outcome"] == "failed"]
+        return {"per_k": per_k, "failures_by_reason": failures_by_reason(failed)}
 
     def usage(self) -> dict[str, Any]:
         totals: dict[str, dict[str, float]] = {}

@@ -83,7 +83,7 @@ def dataset_stats(
         "sentences": {_key(k): _sentence_histogram(kept_by_k[k]) for k in k_values},
         "words": {_key(k): _word_stats(kept_by_k[k]) for k in k_values},
         "score_distribution": {_key(k): _score_histogram(graded_by_k[k], k) for k in k_values},
-        "failures": _failures(row for _, row in failed),
+        "failures": failures_by_reason(row for _, row in failed),
     }
 
 
@@ -143,11 +143,10 @@ def judge_vote(row: Mapping[str, Any], k: int) -> list[int] | None:
             runs.append(vector)
     if not runs:
         return None
-    decided = []
-    for i in range(width):
-        votes = [run[i] for run in runs if run[i] is not None]
-        decided.append(int(2 * sum(v == 1 for v in votes) > len(votes)))
-    return decided
+    from skillmix.metrics import majority_vote  # numpy: imported only when rows are voted on
+
+    decided = majority_vote([[float("nan") if p is None else p for p in run] for run in runs])
+    return [0 if d != d else int(d) for d in decided]  # a point no run voted on (NaN) earns 0
 
 
 def _rates(vectors: list[list[int | None]], k: int) -> dict[str, Any]:
@@ -259,7 +258,7 @@ def _score_histogram(graded: list[Mapping[str, Any]], k: int) -> dict[str, int]:
     return {str(n): c for n, c in counts.items()}
 
 
-def _failures(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+def failures_by_reason(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """Failed rows by ``"status: stage"``: the status and the part of ``failure_reason`` before ":"."""
     counts: Counter[str] = Counter()
     for row in rows:

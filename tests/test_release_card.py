@@ -49,3 +49,14 @@ def test_changelog_counts_rows_and_shifts():
     assert log["models_changed"] == {"judge": {"before": "gpt-4o", "after": "claude"}}
     assert log["prompts_changed"] == ["grader_table"] and log["split_changed"] is False
     assert changelog(None, {}, manifest(), stats, configs) == {"first_release": True}
+
+
+def test_hub_metadata_sizes_and_splits():
+    from skillmix.release_card import hub_metadata
+
+    meta = hub_metadata({"k3": {"path": "k3/a.parquet", "rows": 150_000}, "all": {"path": "all/a.parquet",
+                         "rows": 150_000, "split": "train"}}, ["skill-mix"])  # fmt: skip
+    assert meta["size_categories"] == ["100K<n<1M"]  # "all" repeats the per-k rows and is not counted
+    first = {"config_name": "k3", "data_files": [{"split": "train", "path": "k3/a.parquet"}]}
+    assert meta["configs"][0] == first
+    assert hub_metadata({"k1": {"path": "p", "rows": 10}}, [])["size_categories"] == ["n<1K"]
