@@ -14,7 +14,6 @@ included) and steady (between the first and last request the server saw).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
@@ -25,10 +24,10 @@ import time
 from pathlib import Path
 
 from skillmix.catalog import load_catalog
+from skillmix.pipelines.config import build_config
+from skillmix.pipelines.dataset import ResolvedModel, build_pipeline, stage_concurrency
 from skillmix.sampling import sample_combinations
 from skillmix.testing.fake_openai import CHAT_PATH
-from skillmix_pipelines.config import build_config
-from skillmix_pipelines.dataset import ResolvedModel, build_pipeline, stage_concurrency
 
 REQUESTS_PER_SAMPLE = 5  # round 1, round 2, three grader runs
 
@@ -39,10 +38,10 @@ def stock_pipeline(config, rows, base_url: str, workdir: Path, concurrency: int)
     from distilabel.pipeline import Pipeline
     from distilabel.steps import LoadDataFromDicts
 
-    from skillmix_pipelines.steps import DecidePoints
-    from skillmix_pipelines.tasks import GenerateRound1, GenerateRound2, GradeText
+    from skillmix.pipelines.steps import DecidePoints
+    from skillmix.pipelines.tasks import GenerateRound1, GenerateRound2, GradeText
 
-    share = stage_concurrency(dataclasses.replace(config, batch_size=1), len(rows))  # stages overlap: split
+    share = stage_concurrency(config.model_copy(update={"batch_size": 1}), len(rows))  # stages overlap: split
     scale = concurrency / sum(share.values())
 
     def llm(temperature: float):
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         server = ServerProcess(args.latency, workdir / "requests.jsonl")
-        config = build_config("smoke", {"n": args.samples, "concurrency": args.concurrency,
+        config = build_config("smoke", {"n": args.samples, "client": {"concurrency": args.concurrency},
                                         "batch_size": args.batch_size})  # fmt: skip
         model = ResolvedModel("teacher", "fake-teacher", server.base_url)
         models = (model, ResolvedModel("judge", "fake-teacher", server.base_url))

@@ -1,1 +1,1 @@
-"""Jinja templates of dataset and model cards, installed as ``skillmix_cards``."""
+"""Jinja templates of dataset and model cards, installed as ``skillmix.cards``."""

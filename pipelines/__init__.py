@@ -1,1 +1,1 @@
-"""distilabel pipelines that synthesize and grade D_SKILL-MIX(k), installed as ``skillmix_pipelines``."""
+"""distilabel pipelines that synthesize and grade D_SKILL-MIX(k), installed as ``skillmix.pipelines``."""

@@ -1,14 +1,14 @@
 """The README card of a local dataset folder: Hub YAML metadata (configs and data files) and a summary.
 
-The template is ``dataset_cards/dataset_folder.md.jinja2`` (installed as ``skillmix_cards``); metadata and
-rendering are shared with the release card of ``skillmix publish`` (:mod:`skillmix.release_card`).
+The template is ``dataset_cards/dataset_folder.md.jinja2`` (installed as ``skillmix.cards``); metadata and
+rendering are shared with every other card (:mod:`skillmix.cards.render`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from skillmix.release_card import hub_metadata, render_card
+from skillmix.cards.render import hub_metadata, render_card
 
 TAGS = ["synthetic", "skill-mix", "skillmix", "distilabel"]
 

@@ -1,93 +1,96 @@
-"""Configuration of a dataset build: defaults < preset YAML < command-line flags.
+"""Configuration of a dataset build: defaults < preset YAML < command-line flags, one typed model.
 
-Presets live in ``pipelines/presets/<name>.yaml`` (``smoke``: a few combinations, the default; ``paper``:
-the sizes of 2409.19808). A preset holds any field of :class:`DatasetConfig`, with the model settings
-under ``teacher:`` and ``judge:``. Environment variables are read only for secrets and locations:
-``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` (the ``openai`` client's own).
+:class:`DatasetConfig` declares every setting once (type, default, bounds, help); the presets in
+``pipelines/presets/<name>.yaml`` (``smoke``: a few combinations, the default; ``paper``: the sizes of
+2409.19808) and the flags of ``skillmix dataset`` (generated from the model by :func:`add_dataset_flags`)
+only set values. The model settings sit under ``teacher:`` and ``judge:``, the client's load, retry and
+spending settings under ``client:`` (their flags carry no prefix: ``--concurrency``, ``--max-usd``).
+Environment variables are read only for secrets and locations: ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
 import os
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from skillmix.catalog import content_hash
-from skillmix.llm import ClientConfig
+from skillmix.config import ConfigError, Flags, add_flags, build, merge, parse_yaml, read_yaml
+from skillmix.llm.client import ClientConfig
+from skillmix.skills import content_hash
 
+__all__ = ["ConfigError", "DatasetConfig", "ModelSettings", "build_config", "preset_names"]
 
-class ConfigError(ValueError):
-    """A bad preset, flag or combination of settings; the message says which."""
-
-
-@dataclass
-class ModelConfig:
-    model: str | None = None  # None: the embedded local model
-    base_url: str | None = None
-    temperature: float = 0.0
-    max_tokens: int = 512
-    seed: int | None = 0
+# What may change between two runs into the same folder without making them different runs.
+VOLATILE = ("n", "n_per_k", "target_accepted", "client", "batch_size", "preset")
 
 
-@dataclass
-class DatasetConfig:
-    k: list[int] = field(default_factory=lambda: [3])
-    n: int | None = 4  # combinations per k; None = every combination (k=1 only in practice)
-    n_per_k: dict[int, int | None] | None = None  # a preset's per-k sizes; N= on the command line wins
-    target_accepted: int | None = None  # keep drawing combinations until this many rows are kept per k
-    seed: int = 0
-    split_seed: int = 0
-    catalog: str = "builtin"
-    topics: str | None = None
-    grader_runs: int = 3
-    grader_format: str = "table"
-    length_override: bool = True
-    name_penalty: bool = True
-    teacher: ModelConfig = field(default_factory=lambda: ModelConfig(temperature=0.7, max_tokens=400))
-    judge: ModelConfig = field(default_factory=lambda: ModelConfig(temperature=0.0, max_tokens=400))
-    concurrency: int = 16
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    max_retries: int = 6
-    timeout: float = 120.0
-    backoff_base: float = 1.0
-    max_usd: float | None = None
-    prices: str | None = None
-    batch_size: int | None = None  # rows per distilabel batch; None: the whole run is one batch (fastest)
-    template_dir: str | None = None
-    preset: str = "smoke"
+class ModelSettings(BaseModel):
+    """One model's role (teacher or judge): which model, where, and how it samples."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str | None = Field(None, description="model name (none: the embedded local model)")
+    base_url: str | None = Field(None, description="OpenAI-compatible base URL (default: OPENAI_BASE_URL)")
+    temperature: float = Field(0.0, ge=0, description="sampling temperature")
+    max_tokens: int = Field(512, ge=1, description="longest reply, in tokens")
+    seed: int | None = Field(0, description="sampling seed")
+
+
+class DatasetConfig(BaseModel):
+    """Every setting of ``skillmix dataset``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    k: list[int] = Field(default_factory=lambda: [3], description="k, or a list such as 1,2,3")
+    n: int | None = Field(4, ge=1, description="combinations per k (none: every combination)")
+    n_per_k: dict[int, int | None] | None = Field(None, description="a preset's per-k sizes; --n wins")
+    target_accepted: int | None = Field(None, ge=1, description="keep drawing until N rows are kept per k")
+    seed: int = Field(0, description="sampling seed")
+    split_seed: int = Field(0, description="seed of the topic split")
+    catalog: str = Field("builtin", description="builtin, or a skills CSV/YAML/JSON file")
+    topics: str | None = Field(None, description="a topics file overriding the catalog's topics")
+    grader_runs: int = Field(3, ge=1, description="judge runs per text (majority vote)")
+    grader_format: Literal["table", "json"] = Field("table", description="the judge's answer format")
+    length_override: bool = Field(True, description="the length point from the sentence counter")
+    name_penalty: bool = Field(True, description="a skill named in the text earns no point")
+    teacher: ModelSettings = Field(default_factory=lambda: ModelSettings(temperature=0.7, max_tokens=400))
+    judge: ModelSettings = Field(default_factory=lambda: ModelSettings(temperature=0.0, max_tokens=400))
+    client: ClientConfig = Field(default_factory=ClientConfig)
+    prices: str | None = Field(None, description="YAML/JSON price table overriding the built-in one")
+    batch_size: int | None = Field(None, ge=1, description="rows per distilabel batch (none: one batch)")
+    template_dir: str | None = Field(None, description="a folder of prompt templates replacing ours")
+    preset: str = Field("smoke", description="smoke (default), paper, or a YAML file")
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _parse_k(cls, value: Any) -> Any:
+        return parse_k(value) if isinstance(value, (int, str)) else value
+
+    @field_validator("k")
+    @classmethod
+    def _check_k(cls, ks: list[int]) -> list[int]:
+        if not ks:
+            raise ValueError("K is empty")
+        for k in ks:
+            if k < 1:
+                raise ValueError(f"K must be >= 1, got {k}")
+        if len(set(ks)) != len(ks):
+            raise ValueError(f"K lists a value twice: {ks}")
+        return ks
 
     def fingerprint(self) -> str:
-        """What makes two runs the same run (the output size settings may grow: they are left out)."""
-        data = dataclasses.asdict(self)
-        volatile = ("n", "n_per_k", "target_accepted", "max_usd", "concurrency", "requests_per_minute",
-                    "tokens_per_minute", "max_retries", "timeout", "backoff_base", "batch_size",
-                    "preset")  # fmt: skip
-        for name in volatile:
-            data.pop(name)
+        """What makes two runs the same run (sizes, speed and spending settings are left out)."""
+        data = self.model_dump(exclude=set(VOLATILE))
         for role in ("teacher", "judge"):
             data[role].pop("base_url")
         return content_hash(data)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def client_config(self, concurrency: int | None = None) -> ClientConfig:
-        """The LLM client's settings (``concurrency`` overrides the total, e.g. a stage's share)."""
-        return ClientConfig(
-            concurrency=max(1, concurrency or self.concurrency),
-            requests_per_minute=self.requests_per_minute,
-            tokens_per_minute=self.tokens_per_minute,
-            max_retries=self.max_retries,
-            timeout=self.timeout,
-            backoff_base=self.backoff_base,
-            max_usd=self.max_usd,
-        )
+        return self.model_dump()
 
     def count_for(self, k: int) -> int | None:
         if self.n_per_k is not None and k in self.n_per_k:
@@ -95,99 +98,51 @@ class DatasetConfig:
         return self.n
 
 
-def preset_names() -> list[str]:
-    folder = resources.files("skillmix_pipelines") / "presets"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def load_preset(name: str) -> dict[str, Any]:
-    path = Path(name)
-    if not path.suffix:
-        if name not in preset_names():
-            raise ConfigError(f"unknown preset {name!r} (choose from {', '.join(preset_names())}, or a file)")
-        text = (resources.files("skillmix_pipelines") / "presets" / f"{name}.yaml").read_text("utf-8")
-    elif path.is_file():
-        text = path.read_text(encoding="utf-8")
-    else:
-        raise ConfigError(f"preset file {name} not found")
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"preset {name}: invalid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"preset {name}: expected a mapping")
-    return data
-
-
-def build_config(preset: str = "smoke", overrides: dict[str, Any] | None = None) -> DatasetConfig:
-    """Defaults, then the preset, then ``overrides`` (flags; ``None`` values are ignored)."""
-    data = load_preset(preset)
-    merged: dict[str, Any] = {**data, "preset": preset}
-    if (overrides or {}).get("n") is not None:
-        merged.pop("n_per_k", None)  # N= sets the size of every k
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if key in ("teacher", "judge"):
-            merged[key] = {**(merged.get(key) or {}), **{k: v for k, v in value.items() if v is not None}}
-        else:
-            merged[key] = value
-    return _from_dict(merged)
-
-
-def _from_dict(data: dict[str, Any]) -> DatasetConfig:
-    known = {f.name for f in dataclasses.fields(DatasetConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"unknown setting {unknown[0]!r} in preset or flags")
-    defaults = DatasetConfig()
-    for role in ("teacher", "judge"):
-        model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
-        given = data.get(role) or {}
-        if set(given) - model_fields:
-            raise ConfigError(f"unknown {role} setting {sorted(set(given) - model_fields)[0]!r}")
-        data[role] = ModelConfig(**{**dataclasses.asdict(getattr(defaults, role)), **given})
-    if data.get("n_per_k") is not None:
-        try:
-            data["n_per_k"] = {int(k): (None if v is None else int(v)) for k, v in data["n_per_k"].items()}
-        except (AttributeError, TypeError, ValueError):
-            raise ConfigError("n_per_k must map k to a number of combinations (or null for all)") from None
-    if isinstance(data.get("k"), (int, str)):
-        data["k"] = parse_k(data["k"])
-    config = DatasetConfig(**data)
-    validate(config)
-    return config
-
-
 def parse_k(value: int | str) -> list[int]:
     """``3`` or ``"1,2,3"`` -> [1, 2, 3]."""
     try:
         ks = [int(part) for part in str(value).replace(" ", "").split(",") if part]
     except ValueError:
-        raise ConfigError(f"K must be an integer or a comma-separated list, got {value!r}") from None
+        raise ValueError(f"K must be an integer or a comma-separated list, got {value!r}") from None
     if not ks:
-        raise ConfigError("K is empty")
+        raise ValueError("K is empty")
     return ks
 
 
-def validate(config: DatasetConfig) -> None:
-    for k in config.k:
-        if k < 1:
-            raise ConfigError(f"K must be >= 1, got {k}")
-    if len(set(config.k)) != len(config.k):
-        raise ConfigError(f"K lists a value twice: {config.k}")
-    if config.n is not None and config.n < 1:
-        raise ConfigError(f"N must be >= 1, got {config.n}")
-    if config.target_accepted is not None and config.target_accepted < 1:
-        raise ConfigError(f"--target-accepted must be >= 1, got {config.target_accepted}")
-    if config.grader_runs < 1:
-        raise ConfigError("grader_runs must be >= 1")
-    if config.grader_format not in ("table", "json"):
-        raise ConfigError(f"grader_format must be table or json, got {config.grader_format!r}")
-    if config.max_usd is not None and config.max_usd <= 0:
-        raise ConfigError(f"--max-usd must be positive, got {config.max_usd}")
-    if config.concurrency < 1 or (config.batch_size is not None and config.batch_size < 1):
-        raise ConfigError("concurrency and batch_size must be >= 1")
+def preset_names() -> list[str]:
+    folder = resources.files("skillmix.pipelines") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> tuple[dict[str, Any], str]:
+    """A preset's settings and how to name it in errors: a built-in name, or a YAML file."""
+    if not Path(name).suffix:
+        if name not in preset_names():
+            raise ConfigError(f"unknown preset {name!r} (choose from {', '.join(preset_names())}, or a file)")
+        text = (resources.files("skillmix.pipelines") / "presets" / f"{name}.yaml").read_text("utf-8")
+        return parse_yaml(text, f"preset {name}"), f"preset {name}"
+    return read_yaml(name, "preset"), f"preset {name}"
+
+
+def build_config(
+    preset: str = "smoke", overrides: dict[str, Any] | None = None, flags: Flags | None = None
+) -> DatasetConfig:
+    """Defaults, then the preset, then ``overrides`` (nested like the model; ``None`` values are ignored).
+
+    The preset is validated on its own first, so that an error in it names the file; an error in the
+    overrides names the flag (``flags``: destinations and paths from :func:`add_dataset_flags`).
+    """
+    data, source = load_preset(preset)
+    build(DatasetConfig, data, source)
+    merged = {**data, "preset": preset}
+    if (overrides or {}).get("n") is not None:
+        merged.pop("n_per_k", None)  # --n sets the size of every k
+    return build(DatasetConfig, merge(merged, overrides or {}), "flags", flags)
+
+
+def add_dataset_flags(parser: argparse.ArgumentParser) -> Flags:
+    """One flag per setting of :class:`DatasetConfig` (``--teacher-model``, ``--concurrency``, ...)."""
+    return add_flags(parser, DatasetConfig, flatten=("client",), skip=("preset",))
 
 
 def uses_embedded(config: DatasetConfig) -> bool:

@@ -4,7 +4,7 @@
 ``skillmix dataset`` and ``make dataset`` call: it checks the output folder, resolves teacher and judge
 (remote endpoints, or the embedded llama.cpp model), samples combinations, prints a cost estimate, runs
 the pipeline (again and again with fresh combinations under ``--target-accepted``), and writes the folder
-in Hugging Face layout (:mod:`skillmix_pipelines.output`).
+in Hugging Face layout (:mod:`skillmix.pipelines.output`).
 
 Reliability lives beneath distilabel: the per-request cache in ``OUT/.skillmix/cache.sqlite`` makes a
 re-run after a crash pay for nothing already done (distilabel's own resume is never used), and every row
@@ -14,7 +14,6 @@ ends as kept, rejected or failed with its reason.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import time
 import urllib.error
@@ -24,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skillmix.cache import RequestCache
 from skillmix.catalog import Catalog, load_catalog
+from skillmix.llm.cache import RequestCache
+from skillmix.pipelines.config import ConfigError, DatasetConfig, uses_embedded
+from skillmix.pipelines.estimate import estimate
+from skillmix.pipelines.output import CACHE_FILE, OutputFolder, RunResult
+from skillmix.pipelines.progress import PROGRESS_DIR, StageProgress
 from skillmix.sampling import MAX_ENUMERATED, Combination, count_combinations, eligible, sample_combinations
-from skillmix_pipelines.config import ConfigError, DatasetConfig, uses_embedded
-from skillmix_pipelines.output import OutputFolder, RunResult
-from skillmix_pipelines.progress import StageProgress
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class ResolvedModel:
 
 def resolve_models(config: DatasetConfig, embedded_url: str | None = None) -> tuple[ResolvedModel, ...]:
     if embedded_url is not None:
-        from skillmix.embedded import MODEL_NAME
+        from skillmix.llm.embedded import MODEL_NAME
 
         identity = f"embedded|{MODEL_NAME}"
         return tuple(
@@ -83,19 +83,21 @@ def check_reachable(model: ResolvedModel, timeout: float = 10.0) -> None:
 
 
 def make_llm(
-    config: DatasetConfig, model: ResolvedModel, cache_path: Path, concurrency: int, stage: str, run_id: str
+    config: DatasetConfig, model: ResolvedModel, workdir: Path, concurrency: int, stage: str, run_id: str
 ) -> Any:
-    from skillmix_pipelines.tasks import SkillMixLLM
+    from skillmix.pipelines.tasks import SkillMixLLM
 
     settings = config.teacher if model.role == "teacher" else config.judge
+    client = config.client.model_copy(update={"concurrency": max(1, concurrency)})
     return SkillMixLLM(
         model=model.model,
         base_url=model.base_url,
         identity=model.identity,
-        cache_path=str(cache_path),
+        cache_path=str(workdir / CACHE_FILE),
+        progress_path=str(workdir / PROGRESS_DIR),
         prices_path=config.prices,
         free=model.free,
-        client_config=dataclasses.asdict(config.client_config(concurrency)),
+        client_config=client.model_dump(),
         stage=stage,
         run_id=run_id,
         generation_kwargs={
@@ -107,7 +109,7 @@ def make_llm(
 
 
 def stage_concurrency(config: DatasetConfig, n_rows: int) -> dict[str, int]:
-    """Requests in flight per stage, so that all stages together never exceed ``config.concurrency``.
+    """Requests in flight per stage, so that all stages together never exceed ``client.concurrency``.
 
     When the run fits in one batch (``batch_size`` unset, the default, or >= ``n_rows``) the stages run
     one after the other (distilabel hands a step its batch only when the previous step finished it), so
@@ -115,10 +117,10 @@ def stage_concurrency(config: DatasetConfig, n_rows: int) -> dict[str, int]:
     split by the requests each makes per sample (1, 1, grader runs).
     """
     if config.batch_size is None or n_rows <= config.batch_size:
-        return dict.fromkeys(("round1", "round2", "grade"), config.concurrency)
+        return dict.fromkeys(("round1", "round2", "grade"), config.client.concurrency)
     weights = {"round1": 1, "round2": 1, "grade": config.grader_runs}
     total = sum(weights.values())
-    return {stage: max(1, config.concurrency * w // total) for stage, w in weights.items()}
+    return {stage: max(1, config.client.concurrency * w // total) for stage, w in weights.items()}
 
 
 def build_pipeline(
@@ -132,50 +134,48 @@ def build_pipeline(
     from distilabel.pipeline import Pipeline
     from distilabel.steps import LoadDataFromDicts
 
-    from skillmix_pipelines.steps import DecidePoints
-    from skillmix_pipelines.tasks import GenerateRound1, GenerateRound2, GradeText
+    from skillmix.pipelines.steps import DecidePoints
 
-    teacher, judge = models
-    cache_path = workdir / "cache.sqlite"
-    share = stage_concurrency(config, len(rows))
     batch = config.batch_size or max(1, len(rows))
-    common = {
-        "catalog": config.catalog,
-        "template_dir": config.template_dir,
-        "input_batch_size": batch,
-        "add_raw_output": False,
-        "add_raw_input": False,
-    }
     with Pipeline(name="skillmix-dataset", cache_dir=str(workdir / "distilabel")) as pipeline:
         load = LoadDataFromDicts(name="combinations", data=rows, batch_size=batch)
-        round1 = GenerateRound1(
-            name="round1",
-            llm=make_llm(config, teacher, cache_path, share["round1"], "round1", run_id),
-            **common,
-        )
-        round2 = GenerateRound2(
-            name="round2",
-            llm=make_llm(config, teacher, cache_path, share["round2"], "round2", run_id),
-            **common,
-        )
-        grade = GradeText(
-            name="grade",
-            llm=make_llm(config, judge, cache_path, share["grade"], "grade", run_id),
-            num_generations=config.grader_runs,
-            group_generations=True,
-            grader_format=config.grader_format,
-            **common,
-        )
+        round1, round2, grade = _llm_stages(config, models, workdir, run_id, batch, len(rows))
         decide = DecidePoints(
             name="decide",
             length_override=config.length_override,
             name_penalty=config.name_penalty,
             input_batch_size=batch,
-            progress_path=str(cache_path),
+            progress_path=str(workdir / PROGRESS_DIR),
             run_id=run_id,
         )
         load >> round1 >> round2 >> grade >> decide
     return pipeline
+
+
+def _llm_stages(
+    config: DatasetConfig,
+    models: tuple[ResolvedModel, ...],
+    workdir: Path,
+    run_id: str,
+    batch: int,
+    rows: int,
+) -> tuple[Any, Any, Any]:
+    """Round 1 and round 2 of the teacher, then the judge's ``grader_runs`` grades of each text."""
+    from skillmix.pipelines.tasks import GenerateRound1, GenerateRound2, GradeText
+
+    teacher, judge = models
+    share = stage_concurrency(config, rows)
+    common = {"catalog": config.catalog, "template_dir": config.template_dir, "input_batch_size": batch,
+              "add_raw_output": False, "add_raw_input": False}  # fmt: skip
+
+    def llm(model: ResolvedModel, stage: str) -> Any:
+        return make_llm(config, model, workdir, share[stage], stage, run_id)
+
+    round1 = GenerateRound1(name="round1", llm=llm(teacher, "round1"), **common)
+    round2 = GenerateRound2(name="round2", llm=llm(teacher, "round2"), **common)
+    grade = GradeText(name="grade", llm=llm(judge, "grade"), num_generations=config.grader_runs,
+                      group_generations=True, grader_format=config.grader_format, **common)  # fmt: skip
+    return round1, round2, grade
 
 
 def run_pipeline(
@@ -187,7 +187,7 @@ def run_pipeline(
     run_id = uuid.uuid4().hex
     pipeline = build_pipeline(config, rows, models, workdir, run_id)
     try:
-        with StageProgress(workdir / "cache.sqlite", run_id, total=len(rows)):
+        with StageProgress(workdir / PROGRESS_DIR, run_id, total=len(rows)):
             distiset = pipeline.run(use_cache=False)
     finally:
         _quiet_distilabel_logging()
@@ -249,7 +249,7 @@ def run_dataset(config: DatasetConfig, out: str | Path, log=print) -> RunResult:
     with contextlib.ExitStack() as stack:
         embedded_url = None
         if embedded:
-            from skillmix.embedded import EmbeddedServer
+            from skillmix.llm.embedded import EmbeddedServer
 
             log(
                 "No OPENAI_API_KEY, base URL or model given: the embedded Gemma 3 270M model (llama.cpp) is "
@@ -258,7 +258,10 @@ def run_dataset(config: DatasetConfig, out: str | Path, log=print) -> RunResult:
             server = stack.enter_context(EmbeddedServer(log_path=folder.work / "embedded-server.log"))
             embedded_url = server.base_url
             # llama.cpp answers one request at a time: queueing more only risks client timeouts
-            config = dataclasses.replace(config, concurrency=1, timeout=max(config.timeout, 600.0))
+            client = config.client.model_copy(
+                update={"concurrency": 1, "timeout": max(config.client.timeout, 600.0)}
+            )
+            config = config.model_copy(update={"client": client})
         models = resolve_models(config, embedded_url)
         result = RunResult(config=config, models=models, split=split)
         _generate(config, catalog, models, folder, result, log)
@@ -294,16 +297,16 @@ def _generate(
         if not combos:
             return
         if first:
-            log(folder.estimate(config, models, combos))
+            log(estimate(config, models, combos))
         result.add(run_pipeline(config, combos, models, folder.work))
         first = False
         if config.target_accepted is None:
             return
-        cache = RequestCache(folder.work / "cache.sqlite")
+        cache = RequestCache(folder.work / CACHE_FILE)
         spent = cache.spent_usd()
         cache.close()
-        if config.max_usd is not None and spent >= config.max_usd:
-            log(f"Spending limit ${config.max_usd:.2f} reached: stopping.")
+        if config.client.max_usd is not None and spent >= config.client.max_usd:
+            log(f"Spending limit ${config.client.max_usd:.2f} reached: stopping.")
             return
         if all(result.kept(k) >= config.target_accepted for k in config.k):
             return

@@ -27,12 +27,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from skillmix.pipelines.config import ConfigError, DatasetConfig
 from skillmix.prompts import PromptSet
+from skillmix.release.stats import failures_by_reason
 from skillmix.splits import Split
-from skillmix.stats import failures_by_reason
-from skillmix_pipelines.config import ConfigError, DatasetConfig
 
 RUN_FILE = "run.json"
+CACHE_FILE = "cache.sqlite"
 CARD_TEMPLATE = "dataset_folder.md.jinja2"
 
 
@@ -123,38 +124,9 @@ class OutputFolder:
         self.work.mkdir(parents=True, exist_ok=True)
         run_file.write_text(json.dumps({"fingerprint": config.fingerprint(), "config": config.to_dict()}))
 
-    def estimate(self, config: DatasetConfig, models: tuple[Any, ...], combos: list[Any]) -> str:
-        from skillmix.costs import PriceTable
-
-        prices = PriceTable.load(config.prices)
-        prompts = PromptSet(config.template_dir)
-        teacher, judge = models
-        cost, lines = 0.0, []
-        sample = combos[: min(len(combos), 20)]
-        r1 = sum(len(prompts.round1(c.skills, c.topic)) for c in sample) / max(1, len(sample)) / 4
-        g = sum(len(prompts.grader("x" * 400, c.skills, c.topic)) for c in sample) / max(1, len(sample)) / 4
-        n = len(combos)
-        t_in = n * (r1 + (r1 + config.teacher.max_tokens + 120))
-        t_out = n * 2 * config.teacher.max_tokens
-        j_in = n * config.grader_runs * g
-        j_out = n * config.grader_runs * config.judge.max_tokens
-        for model, tin, tout in ((teacher, t_in, t_out), (judge, j_in, j_out)):
-            usd = 0.0 if model.free else prices.cost(model.model, int(tin), int(tout))
-            priced = model.free or prices.is_priced(model.model)
-            cost += usd
-            lines.append(
-                f"  {model.role:<7} {model.describe()}: "
-                f"~{tin / 1e3:,.0f}k in / <= {tout / 1e3:,.0f}k out tokens, "
-                + (f"<= ${usd:,.2f}" if priced else "no price known (add it with --prices)")
-            )
-        requests = n * (2 + config.grader_runs)
-        budget = f"; stops at --max-usd ${config.max_usd:.2f}" if config.max_usd else ""
-        head = f"Plan: {n} combinations (k={','.join(map(str, config.k))}), {requests} requests, "
-        return head + f"estimated cost <= ${cost:,.2f}{budget}\n" + "\n".join(lines)
-
     def write(self, result: RunResult) -> None:
-        from skillmix_pipelines.card import render_folder_card
-        from skillmix_pipelines.rows import to_records, write_parquet
+        from skillmix.pipelines.card import render_folder_card
+        from skillmix.pipelines.rows import to_records, write_parquet
 
         staging = self.work / "staging"
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,24 +1,53 @@
-"""Progress bars per stage, fed by the rows each distilabel step process records in the run's cache file.
+"""Progress bars per stage, fed by the rows each distilabel step process records in the run's progress log.
 
-distilabel runs every step in its own process; the steps count the rows they finish in the SQLite file
-that also holds the request cache, and a thread of the main process turns the counts into one bar per
-stage (rows done, with ok / failed, and kept / rejected / failed for the last stage).
+distilabel runs every step in its own process; the steps count the rows they finish in
+:class:`ProgressLog`, a folder of append-only text files in the run's work folder (``progress/``, a file
+per run, stage and process, a status a line), and a thread of the main process turns the counts into one
+bar per stage (rows done, with ok / failed, and kept / rejected / failed for the last stage).
+
+Plain files, not SQLite: distilabel forks its step processes while this thread is reading, and a fork that
+lands while a thread holds one of SQLite's process-wide locks leaves the child waiting on it forever.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
-
-from skillmix.cache import RequestCache
+from typing import Any
 
 STAGES = ("round1", "round2", "grade", "decide")
+PROGRESS_DIR = "progress"
+
+
+class ProgressLog:
+    """Rows finished per run, stage and status, in ``folder``; safe for any number of processes."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def record(self, run: str, stage: str, statuses: list[str]) -> None:
+        """One line per row that finished ``stage`` in run ``run`` (appended, so writers never collide)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / f"{run}.{stage}.{os.getpid()}.log", "a", encoding="utf-8") as handle:
+            handle.write("".join(f"{status}\n" for status in statuses))
+
+    def counts(self, run: str) -> dict[str, dict[str, int]]:
+        """``{stage: {status: rows}}`` of run ``run``."""
+        out: dict[str, Counter[str]] = {}
+        for path in self.folder.glob(f"{run}.*.log"):
+            stage = path.name.split(".")[1]
+            out.setdefault(stage, Counter()).update(path.read_text(encoding="utf-8").split())
+        return {stage: dict(counter) for stage, counter in out.items()}
 
 
 class StageProgress:
-    def __init__(self, cache_path: Path, run_id: str, total: int, interval: float = 0.5) -> None:
-        self.cache_path, self.run_id, self.total, self.interval = cache_path, run_id, total, interval
+    """A thread drawing one bar per stage from the :class:`ProgressLog` at ``path`` while the run lasts."""
+
+    def __init__(self, path: Path, run_id: str, total: int, interval: float = 0.5) -> None:
+        self.path, self.run_id, self.total, self.interval = path, run_id, total, interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="skillmix-progress", daemon=True)
 
@@ -45,27 +74,25 @@ class StageProgress:
             )
             for i, stage in enumerate(STAGES)
         }
-        cache = RequestCache(self.cache_path)
+        log = ProgressLog(self.path)
         try:
             while True:
                 stopping = self._stop.wait(self.interval)
-                counts = cache.progress(self.run_id)
+                counts = log.counts(self.run_id)
                 for stage, bar in bars.items():
-                    done = counts.get(stage, {})
-                    bar.n = sum(done.values())
-                    if stage == "decide":
-                        bar.set_postfix(
-                            kept=done.get("kept", 0),
-                            rejected=done.get("rejected", 0),
-                            failed=done.get("failed", 0),
-                            refresh=False,
-                        )
-                    else:
-                        bar.set_postfix(ok=done.get("ok", 0), failed=bar.n - done.get("ok", 0), refresh=False)
-                    bar.refresh()
+                    _draw(bar, stage, counts.get(stage, {}))
                 if stopping:
                     return
         finally:
-            cache.close()
             for bar in bars.values():
                 bar.close()
+
+
+def _draw(bar: Any, stage: str, done: dict[str, int]) -> None:
+    bar.n = sum(done.values())
+    if stage == "decide":
+        outcomes = {name: done.get(name, 0) for name in ("kept", "rejected", "failed")}
+        bar.set_postfix(**outcomes, refresh=False)
+    else:
+        bar.set_postfix(ok=done.get("ok", 0), failed=bar.n - done.get("ok", 0), refresh=False)
+    bar.refresh()

@@ -1,11 +1,11 @@
-"""Pipeline rows -> records of the dataset schema (:data:`skillmix.schema.SCHEMA`), written as Parquet."""
+"""Pipeline rows -> records of the dataset schema (:data:`skillmix.release.schema.SCHEMA`), as Parquet."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from skillmix.prompts import PromptSet
-from skillmix.schema import SCHEMA, write_parquet
+from skillmix.release.schema import SCHEMA, write_parquet
 
 
 def _sum_usage(entries: Any) -> dict[str, float]:

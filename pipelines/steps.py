@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from distilabel.steps.base import Step, StepInput
 
-from skillmix.cache import RequestCache
 from skillmix.grading import rubric_items
 from skillmix.metrics import apply_text_checks, majority_vote, metric_values
+from skillmix.pipelines.progress import ProgressLog
 from skillmix.text import count_sentences, named_skills
 
 STAGES = ("round1", "round2")
@@ -74,7 +74,7 @@ class DecidePoints(Step):
 
     length_override: bool = True
     name_penalty: bool = True
-    progress_path: str | None = None  # the run's cache file, where finished rows are counted
+    progress_path: str | None = None  # the run's progress log, where finished rows are counted
     run_id: str | None = None
 
     @property
@@ -91,7 +91,5 @@ class DecidePoints(Step):
     def process(self, inputs: StepInput):  # type: ignore[override]
         rows = [{**row, **decide_row(row, self.length_override, self.name_penalty)} for row in inputs]
         if self.progress_path and self.run_id:
-            cache = RequestCache(self.progress_path)
-            cache.record_progress(self.run_id, "decide", [row["outcome"] for row in rows])
-            cache.close()
+            ProgressLog(self.progress_path).record(self.run_id, "decide", [row["outcome"] for row in rows])
         yield rows

@@ -1,8 +1,9 @@
 """The distilabel pieces of the Skill-Mix pipeline: one LLM class and the tasks of each stage.
 
-``SkillMixLLM`` is a distilabel ``AsyncLLM`` over :class:`skillmix.llm.LLMClient`. Its ``agenerate`` never
-raises: each generation it returns is a JSON *envelope* of a :class:`skillmix.llm.Completion` (text, status,
-error, tokens, cost), which the task's ``format_output`` opens. So one failing request can never blank the
+``SkillMixLLM`` is a distilabel ``AsyncLLM`` over :class:`skillmix.llm.client.LLMClient`. Its
+``agenerate`` never raises: each generation it returns is a JSON *envelope* of a
+:class:`skillmix.llm.client.Completion` (text, status, error, tokens, cost), which the task's
+``format_output`` opens. So one failing request can never blank the
 other rows of its batch (distilabel 1.5.3 turns a whole batch into ``None`` when ``agenerate`` raises), and
 every row carries its own status. A row whose earlier stage failed is passed through with a *skip* input:
 no request is sent and the failure reason travels on.
@@ -21,11 +22,12 @@ from distilabel.models.llms.base import AsyncLLM
 from distilabel.steps.tasks.base import Task
 from pydantic import Field, PrivateAttr
 
-from skillmix.cache import RequestCache
 from skillmix.catalog import Skill, load_catalog
-from skillmix.costs import PriceTable
 from skillmix.grading import parse_grade
-from skillmix.llm import ClientConfig, Completion, Endpoint, LLMClient
+from skillmix.llm.cache import RequestCache
+from skillmix.llm.client import ClientConfig, Completion, Endpoint, LLMClient
+from skillmix.llm.prices import PriceTable
+from skillmix.pipelines.progress import ProgressLog
 from skillmix.prompts import PromptSet
 from skillmix.text import extract_answer
 
@@ -64,11 +66,13 @@ class SkillMixLLM(AsyncLLM):
     cache_path: str | None = None
     prices_path: str | None = None
     free: bool = False
-    client_config: dict[str, Any] = Field(default_factory=dict)  # skillmix.llm.ClientConfig fields
-    stage: str | None = None  # with run_id: each finished row is counted for the progress bars
+    client_config: dict[str, Any] = Field(default_factory=dict)  # skillmix.llm.client.ClientConfig fields
+    stage: str | None = None  # with run_id and progress_path: each finished row is counted for the bars
     run_id: str | None = None
+    progress_path: str | None = None
 
     _client: LLMClient | None = PrivateAttr(default=None)
+    _progress: ProgressLog | None = PrivateAttr(default=None)
 
     def load(self) -> None:
         super().load()
@@ -81,6 +85,8 @@ class SkillMixLLM(AsyncLLM):
             RequestCache(self.cache_path),
             prices,
         )
+        if self.progress_path and self.stage and self.run_id:
+            self._progress = ProgressLog(self.progress_path)
 
     @property
     def model_name(self) -> str:
@@ -109,9 +115,9 @@ class SkillMixLLM(AsyncLLM):
                 r if isinstance(r, Completion) else Completion(None, "api_error", f"client error: {r!r}")
                 for r in results
             ]
-        if self.stage and self.run_id and self._client is not None:
+        if self._progress is not None:
             row_status = "ok" if any(c.ok for c in done) else done[0].status
-            self._client.cache.record_progress(self.run_id, self.stage, [row_status])
+            self._progress.record(self.run_id, self.stage, [row_status])
         return {
             "generations": [json.dumps({ENVELOPE: c.to_dict()}) for c in done],
             "statistics": {

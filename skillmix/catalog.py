@@ -16,57 +16,35 @@ A malformed catalog raises :class:`CatalogError` with a message naming the file 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-if TYPE_CHECKING:
-    from skillmix.splits import Split
-
-CATEGORIES: tuple[str, ...] = (
-    "literary",
-    "rhetorical",
-    "reasoning",
-    "logical",
-    "theory of mind",
-    "pragmatics",
-    "common sense",
-    "physical knowledge",
+from skillmix.skills import (
+    CATEGORIES,
+    SKILL_FIELDS,
+    TRAINING_CATEGORIES,
+    CatalogError,
+    Skill,
+    content_hash,
+    normalize_category,
 )
-TRAINING_CATEGORIES: tuple[str, ...] = ("literary", "rhetorical")
-SKILL_FIELDS: tuple[str, ...] = ("category", "skill", "definition", "example")
+from skillmix.splits import Split, make_split
 
-
-class CatalogError(ValueError):
-    """A catalog file is missing, unreadable or malformed; the message names the file and row."""
-
-
-@dataclass(frozen=True)
-class Skill:
-    name: str
-    category: str
-    definition: str
-    example: str
-    row: str | None = field(default=None, compare=False, repr=False)  # where it was read, for errors
-
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "name": self.name,
-            "category": self.category,
-            "definition": self.definition,
-            "example": self.example,
-        }
-
-
-def normalize_category(category: str) -> str:
-    """Lower-case, `_`/`-` and runs of spaces folded to one space ("Theory_of-Mind" -> "theory of mind")."""
-    return " ".join(category.replace("_", " ").replace("-", " ").lower().split())
+__all__ = [
+    "CATEGORIES",
+    "TRAINING_CATEGORIES",
+    "Catalog",
+    "CatalogError",
+    "Skill",
+    "content_hash",
+    "load_catalog",
+]
 
 
 @dataclass(frozen=True)
@@ -104,14 +82,7 @@ class Catalog:
 
     def split(self, seed: int = 0, training_categories: Iterable[str] = TRAINING_CATEGORIES) -> Split:
         """The protocol's train/held-out split: skills by category, topics 50/50 at random with ``seed``."""
-        from skillmix.splits import make_split
-
         return make_split(self, seed=seed, training_categories=tuple(training_categories))
-
-
-def content_hash(payload: Any) -> str:
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def load_catalog(path_or_name: str | Path = "builtin", topics: str | Path | None = None) -> Catalog:

@@ -16,6 +16,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from skillmix.catalog import CATEGORIES, Catalog, CatalogError, load_catalog
 from skillmix.sampling import SETTINGS, SamplingError, sample_combinations
@@ -32,7 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="skillmix", description="Skill-Mix datasets: build, grade, evaluate."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_catalog_parser, _sample_parser, _prompts_parser, _dataset_parser, _publish_parser,
+                _download_parser):  # fmt: skip
+        add(sub)
+    return parser
 
+
+def _catalog_parser(sub: Any) -> None:
     cat = sub.add_parser("catalog", help="show the skill/topic catalog or its train/held-out split")
     _add_catalog_args(cat)
     cat.add_argument("--split", action="store_true", help="print the train/held-out split and its hashes")
@@ -40,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     cat.add_argument("--json", action="store_true", help="machine-readable output")
     cat.set_defaults(func=cmd_catalog)
 
+
+def _sample_parser(sub: Any) -> None:
     sam = sub.add_parser("sample", help="draw balanced (k skills, topic) combinations")
     _add_catalog_args(sam)
     sam.add_argument("--k", type=int, required=True)
@@ -49,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     sam.add_argument("--jsonl", action="store_true", help="one JSON object per combination")
     sam.set_defaults(func=cmd_sample)
 
+
+def _prompts_parser(sub: Any) -> None:
     pro = sub.add_parser("prompts", help="render the prompts of one sampled combination")
     _add_catalog_args(pro)
     pro.add_argument("--k", type=int, default=3)
@@ -57,30 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     pro.add_argument("--grader", default="table", choices=("table", "json"))
     pro.set_defaults(func=cmd_prompts)
 
-    ds = sub.add_parser("dataset", help="build D_SKILL-MIX(k) into a local folder (Hugging Face layout)")
-    ds.add_argument("--k", default=None, help="k, or a list such as 1,2,3 (default: the preset's, 3)")
-    ds.add_argument("--n", type=int, default=None, help="combinations per k (default: the preset's)")
+
+def _dataset_parser(sub: Any) -> None:
+    from skillmix.pipelines.config import add_dataset_flags
+
+    ds = sub.add_parser(
+        "dataset",
+        help="build D_SKILL-MIX(k) into a local folder (Hugging Face layout)",
+        description="Each flag overrides the preset's value; a flag left out keeps it.",
+    )
     ds.add_argument("--preset", default="smoke", help="smoke (default), paper, or a YAML file")
     ds.add_argument("--out", default="out", help="output folder (default ./out)")
-    ds.add_argument("--teacher-model", default=None)
-    ds.add_argument("--teacher-base-url", default=None)
-    ds.add_argument("--judge-model", default=None, help="default: the teacher model")
-    ds.add_argument("--judge-base-url", default=None)
-    ds.add_argument("--target-accepted", type=int, default=None, help="keep drawing until N rows kept per k")
-    ds.add_argument("--max-usd", type=float, default=None, help="stop cleanly once this much is spent")
-    ds.add_argument("--seed", type=int, default=None, help="sampling seed")
-    ds.add_argument("--split-seed", type=int, default=None)
-    ds.add_argument("--catalog", default=None)
-    ds.add_argument("--concurrency", type=int, default=None, help="requests in flight, all stages together")
-    ds.add_argument("--requests-per-minute", type=float, default=None)
-    ds.add_argument("--tokens-per-minute", type=float, default=None)
-    ds.add_argument("--timeout", type=float, default=None, help="seconds per request")
-    ds.add_argument("--max-retries", type=int, default=None)
-    ds.add_argument("--grader-runs", type=int, default=None)
-    ds.add_argument("--grader-format", choices=("table", "json"), default=None)
-    ds.add_argument("--prices", default=None, help="YAML/JSON price table overriding the built-in one")
-    ds.set_defaults(func=cmd_dataset)
+    ds.set_defaults(func=cmd_dataset, flags=add_dataset_flags(ds))
 
+
+def _publish_parser(sub: Any) -> None:
     pub = sub.add_parser("publish", help="push a dataset folder to the Hub as a tagged, versioned release")
     pub.add_argument("--repo", required=True, help="Hub dataset repo, org/name")
     pub.add_argument("--version", required=True, help="semantic version tag, e.g. v1.0.0")
@@ -90,12 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--eval-n", type=int, default=100, help="evaluation combinations per setting and k")
     pub.set_defaults(func=cmd_publish)
 
+
+def _download_parser(sub: Any) -> None:
     dl = sub.add_parser("download", help="fetch a released version of a Hub dataset into a folder")
     dl.add_argument("--repo", required=True)
     dl.add_argument("--version", required=True)
     dl.add_argument("--out", required=True)
     dl.set_defaults(func=cmd_download)
-    return parser
 
 
 def _catalog(args: argparse.Namespace) -> Catalog:
@@ -185,37 +188,19 @@ def cmd_prompts(args: argparse.Namespace) -> None:
 
 
 def cmd_dataset(args: argparse.Namespace) -> None:
-    from skillmix_pipelines.config import build_config
-    from skillmix_pipelines.dataset import run_dataset
-    from skillmix_pipelines.summary import summary_text
+    from skillmix.config import overrides
+    from skillmix.pipelines.config import build_config
+    from skillmix.pipelines.dataset import run_dataset
+    from skillmix.pipelines.summary import summary_text
 
-    overrides = {
-        "k": args.k,
-        "n": args.n,
-        "target_accepted": args.target_accepted,
-        "max_usd": args.max_usd,
-        "seed": args.seed,
-        "split_seed": args.split_seed,
-        "catalog": args.catalog,
-        "concurrency": args.concurrency,
-        "requests_per_minute": args.requests_per_minute,
-        "tokens_per_minute": args.tokens_per_minute,
-        "timeout": args.timeout,
-        "max_retries": args.max_retries,
-        "grader_runs": args.grader_runs,
-        "grader_format": args.grader_format,
-        "prices": args.prices,
-        "teacher": {"model": args.teacher_model, "base_url": args.teacher_base_url},
-        "judge": {"model": args.judge_model or args.teacher_model, "base_url": args.judge_base_url},
-    }
-    config = build_config(args.preset, overrides)
+    config = build_config(args.preset, overrides(args, args.flags), args.flags)
     run_dataset(config, args.out, log=lambda message: print(message, file=sys.stderr))
     manifest = json.loads((Path(args.out) / "manifest.json").read_text())
     print(summary_text(manifest, args.out))
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
-    from skillmix.publish import publish
+    from skillmix.release.publish import publish
 
     result = publish(args.data, args.repo, args.version, private=args.private, force=args.force,
                      eval_n=args.eval_n, log=lambda m: print(m, file=sys.stderr))  # fmt: skip
@@ -226,7 +211,7 @@ def cmd_publish(args: argparse.Namespace) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    from skillmix.publish import download
+    from skillmix.release.publish import download
 
     print(download(args.repo, args.version, args.out))
 

@@ -223,9 +223,33 @@ def _assemble(
     rows: list[tuple[str, Any]], matcher: _Matcher, fmt: str, total: Any, notes: list[str]
 ) -> Grade | None:
     """Turn ``(label, points value)`` rows into a Grade; None if nothing in them refers to the rubric."""
-    n = len(matcher.labels)
+    assigned = _assign(rows, matcher, notes)
+    if all(item is None for item in assigned) and total is _MISSING:
+        return None
+    reported_total = None
+    if total is not _MISSING:
+        reported_total = _parse_total(total)
+        if reported_total is None:
+            notes.append(f"could not read reported total {_short(repr(total))}")
+    groups: list[list[tuple[str, Any]]] = [[] for _ in matcher.labels]
+    for (label, value), item in zip(rows, assigned, strict=True):
+        if item is None:
+            notes.append(f"ignored row {_short(label)!r}")
+        else:
+            groups[item].append((label, value))
+    points, problems = _decide_groups(groups, matcher.labels, notes)
+    if problems:
+        error = "; ".join(problems)
+        return Grade(None, error=error, fmt=fmt, reported_total=reported_total, notes=tuple(notes))
+    if reported_total is not None and reported_total != sum(points):
+        notes.append(f"reported total {reported_total} != sum of points {sum(points)}")
+    return Grade(points, fmt=fmt, reported_total=reported_total, notes=tuple(notes))
+
+
+def _assign(rows: list[tuple[str, Any]], matcher: _Matcher, notes: list[str]) -> list[int | None]:
+    """The rubric item of each row by meaning; with exactly k+3 rows, unmatched rows fill free positions."""
     assigned = [matcher.classify(label) for label, _ in rows]
-    if len(rows) == n and None in assigned:
+    if len(rows) == len(matcher.labels) and None in assigned:
         claimed = set(assigned)
         by_position = []
         for i, item in enumerate(assigned):
@@ -235,26 +259,19 @@ def _assemble(
                 by_position.append(_short(rows[i][0]) or "<empty>")
         if by_position:
             notes.append("rows matched by position: " + ", ".join(repr(label) for label in by_position))
-    if all(item is None for item in assigned) and total is _MISSING:
-        return None
-    reported_total = None
-    if total is not _MISSING:
-        reported_total = _parse_total(total)
-        if reported_total is None:
-            notes.append(f"could not read reported total {_short(repr(total))}")
-    groups: list[list[tuple[str, Any]]] = [[] for _ in range(n)]
-    for (label, value), item in zip(rows, assigned, strict=True):
-        if item is None:
-            notes.append(f"ignored row {_short(label)!r}")
-        else:
-            groups[item].append((label, value))
+    return assigned
+
+
+def _decide_groups(
+    groups: list[list[tuple[str, Any]]], labels: list[str], notes: list[str]
+) -> tuple[list[int], list[str]]:
+    """One point value per rubric item from the rows assigned to it, and the problems that prevent it."""
     points: list[int] = []
     problems: list[str] = []
-    missing = [matcher.labels[i] for i, group in enumerate(groups) if not group]
+    missing = [labels[i] for i, group in enumerate(groups) if not group]
     if missing:
         problems.append("missing rubric rows: " + ", ".join(missing))
-    for item, group in enumerate(groups):
-        name = matcher.labels[item]
+    for name, group in zip(labels, groups, strict=True):
         parsed = [(label, *_parse_points(value)) for label, value in group]
         bad = [f"invalid points for {name!r} (row {_short(lbl)!r}): {why}" for lbl, _, why in parsed if why]
         problems.extend(bad)
@@ -265,12 +282,7 @@ def _assemble(
             notes.append(f"{len(group)} rows for {name!r} agree")
         if values and not bad:
             points.append(values.pop())
-    if problems:
-        error = "; ".join(problems)
-        return Grade(None, error=error, fmt=fmt, reported_total=reported_total, notes=tuple(notes))
-    if reported_total is not None and reported_total != sum(points):
-        notes.append(f"reported total {reported_total} != sum of points {sum(points)}")
-    return Grade(points, fmt=fmt, reported_total=reported_total, notes=tuple(notes))
+    return points, problems
 
 
 def _split_cells(line: str) -> list[str]:

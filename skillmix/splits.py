@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from skillmix.catalog import CATEGORIES, CatalogError, Skill, content_hash
+from skillmix.skills import CATEGORIES, TRAINING_CATEGORIES, CatalogError, Skill, content_hash
 
-if TYPE_CHECKING:
-    from skillmix.catalog import Catalog
+
+class SkillsAndTopics(Protocol):
+    """What a split is made from (a :class:`skillmix.catalog.Catalog`)."""
+
+    skills: tuple[Skill, ...]
+    topics: tuple[str, ...]
+    source: str
+
+    @property
+    def hash(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,7 @@ class Split:
 
 
 def make_split(
-    catalog: Catalog, seed: int = 0, training_categories: tuple[str, ...] = ("literary", "rhetorical")
+    catalog: SkillsAndTopics, seed: int = 0, training_categories: tuple[str, ...] = TRAINING_CATEGORIES
 ) -> Split:
     unknown_training = [c for c in training_categories if c not in CATEGORIES]
     if unknown_training:

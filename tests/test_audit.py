@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from skillmix.audit import audit, ngrams
-from skillmix.evalsets import build_eval_sets
+from skillmix.release.audit import audit, ngrams
+from skillmix.release.evalsets import build_eval_sets
 
 
 @pytest.fixture(scope="module")

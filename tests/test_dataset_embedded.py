@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from skillmix.embedded import available
+from skillmix.llm.embedded import available
 
 
 @pytest.mark.slow

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from skillmix import embedded
-from skillmix.embedded import MODEL_NAME, EmbeddedServer, EmbeddedServerError, free_port
+from skillmix.llm import embedded
+from skillmix.llm.embedded import MODEL_NAME, EmbeddedServer, EmbeddedServerError, free_port
 
 # Stands in for `python -m llama_cpp.server`: takes the same options, answers GET /v1/models with the alias,
 # and starts a child (a worker, say) in its process group whose pid it writes to --pid-file.
@@ -186,7 +186,7 @@ def test_fake_server_lifecycle(model_file, fake_server, tmp_path):
 PARENT = """
 import sys, time
 from pathlib import Path
-from skillmix.embedded import EmbeddedServer
+from skillmix.llm.embedded import EmbeddedServer
 server = EmbeddedServer(Path(sys.argv[1]), command=sys.argv[3:]).start()
 Path(sys.argv[2]).write_text(str(server.process.pid))
 time.sleep(600)

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from skillmix.cache import RequestCache
-from skillmix.costs import PriceTable
-from skillmix.llm import ClientConfig, Endpoint, LLMClient
+from skillmix.llm.cache import RequestCache
+from skillmix.llm.client import ClientConfig, Endpoint, LLMClient
+from skillmix.llm.prices import PriceTable
 from skillmix.testing.fake_openai import FakeOpenAIServer, Fault, Reply, ScriptedResponder
 
 MESSAGES = [{"role": "user", "content": "Say something about knots."}]

@@ -119,11 +119,31 @@ def test_aggregate_with_text_checks():
         aggregate(points, 2, length_override=True)
 
 
+def test_bootstrap_interval_is_pinned_by_its_seed_and_narrows_with_confidence():
+    values = [0, 1 / 3, 2 / 3, 1, 1, 0.5, 0.25]
+    pinned = summarize(values, n_bootstrap=500, seed=1)
+    assert pinned.mean == pytest.approx(3.75 / 7)
+    assert (pinned.ci_low, pinned.ci_high) == pytest.approx(
+        (0.2738095238095238, 0.7857142857142857), abs=1e-12
+    )
+    again = summarize(list(values), n_bootstrap=500, seed=1)  # a fresh call, a fresh list: the same draw
+    assert (again.ci_low, again.ci_high) == (pinned.ci_low, pinned.ci_high)
+    other = summarize(values, n_bootstrap=500, seed=2)
+    assert (other.ci_low, other.ci_high) != (pinned.ci_low, pinned.ci_high)
+    assert other.ci_low == pytest.approx(0.2857142857142857, abs=1e-12)
+    narrow = summarize(values, n_bootstrap=500, seed=1, confidence=0.5)
+    assert pinned.ci_low < narrow.ci_low < narrow.mean < narrow.ci_high < pinned.ci_high
+    assert (narrow.ci_low, narrow.ci_high) == pytest.approx(
+        (0.4404761904761905, 0.6190476190476192), abs=1e-12
+    )
+    constant = summarize([0.5] * 6, n_bootstrap=500, seed=3)
+    assert constant.ci_low == constant.ci_high == 0.5 and constant.stderr == 0.0
+
+
 def test_summarize_and_bad_input():
     s = summarize([1, 0, 0, 1], n_bootstrap=1000, seed=1)
     assert s.mean == 0.5 and s.stderr == pytest.approx(np.std([1, 0, 0, 1], ddof=1) / 2)
     assert s.ci_low < 0.5 < s.ci_high
-    assert summarize([1, 0, 0, 1], seed=1) == summarize([1, 0, 0, 1], seed=1)
     with pytest.raises(ValueError, match="expected k\\+3 = 5 points"):
         score([1, 1, 1, 1], k=2)
     with pytest.raises(ValueError, match="must be 0, 1 or missing"):

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 
 import pytest
 
-from skillmix.llm import Completion
-from skillmix_pipelines.config import ConfigError, build_config, parse_k, preset_names
-from skillmix_pipelines.dataset import stage_concurrency
-from skillmix_pipelines.steps import decide_row
-from skillmix_pipelines.tasks import ENVELOPE, SkillMixLLM, open_envelope, skip_input
+from skillmix.llm.client import Completion
+from skillmix.pipelines.config import ConfigError, build_config, parse_k, preset_names
+from skillmix.pipelines.dataset import stage_concurrency
+from skillmix.pipelines.progress import ProgressLog
+from skillmix.pipelines.steps import decide_row
+from skillmix.pipelines.tasks import ENVELOPE, SkillMixLLM, open_envelope, skip_input
 
 
 def test_defaults_then_preset_then_flags(tmp_path):
@@ -33,12 +36,12 @@ def test_defaults_then_preset_then_flags(tmp_path):
     ("preset", "overrides", "message"),
     [
         ("nope", {}, "unknown preset 'nope'"),
-        ("smoke", {"k": "0"}, "K must be >= 1"),
-        ("smoke", {"k": "2,2"}, "K lists a value twice"),
-        ("smoke", {"n": 0}, "N must be >= 1"),
-        ("smoke", {"max_usd": -1.0}, "--max-usd must be positive"),
-        ("smoke", {"grader_format": "xml"}, "grader_format must be table or json"),
-        ("smoke", {"colour": "blue"}, "unknown setting 'colour'"),
+        ("smoke", {"k": "0"}, "^flags: k: K must be >= 1, got 0$"),
+        ("smoke", {"k": "2,2"}, r"^flags: k: K lists a value twice: \[2, 2\]$"),
+        ("smoke", {"n": 0}, "^flags: n: must be >= 1, got 0$"),
+        ("smoke", {"client": {"max_usd": -1.0}}, r"^flags: client.max_usd: must be > 0.0, got -1.0$"),
+        ("smoke", {"grader_format": "xml"}, "^flags: grader_format: must be 'table' or 'json', got 'xml'$"),
+        ("smoke", {"colour": "blue"}, "^flags: colour: unknown key$"),
     ],
 )
 def test_config_errors(preset, overrides, message):
@@ -49,16 +52,31 @@ def test_config_errors(preset, overrides, message):
 def test_parse_k_and_fingerprint():
     assert parse_k("1, 2,3") == [1, 2, 3] and parse_k(3) == [3]
     a = build_config("smoke", {"n": 4})
-    b = build_config("smoke", {"n": 400, "concurrency": 2})
+    b = build_config("smoke", {"n": 400, "client": {"concurrency": 2, "max_usd": 5.0}})
     c = build_config("smoke", {"seed": 1})
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()  # size and speed do not change the run
 
 
 def test_stage_concurrency_never_exceeds_the_budget():
-    config = build_config("smoke", {"concurrency": 30, "batch_size": 100})
+    config = build_config("smoke", {"client": {"concurrency": 30}, "batch_size": 100})
     assert stage_concurrency(config, 50) == {"round1": 30, "round2": 30, "grade": 30}  # stages in sequence
     split = stage_concurrency(config, 500)  # overlapping batches: split 1:1:3
     assert split == {"round1": 6, "round2": 6, "grade": 18} and sum(split.values()) <= 30
+
+
+def test_progress_log_counts_per_run_and_stage_across_processes(tmp_path):
+    log = ProgressLog(tmp_path / "progress")
+    log.record("r1", "round1", ["ok", "ok", "api_error"])
+    log.record("r1", "decide", ["kept", "rejected"])
+    log.record("r2", "round1", ["ok"])
+    code = "import sys; from skillmix.pipelines.progress import ProgressLog; "
+    code += "ProgressLog(sys.argv[1]).record('r1', 'round1', ['ok', 'refused'])"
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "progress")], check=True)
+    assert log.counts("r1") == {
+        "round1": {"ok": 3, "api_error": 1, "refused": 1},
+        "decide": {"kept": 1, "rejected": 1},
+    }
+    assert log.counts("r2") == {"round1": {"ok": 1}} and log.counts("r3") == {}
 
 
 def test_envelopes():

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
+import subprocess
+import sys
 
 import jinja2
 import pytest
@@ -81,7 +85,18 @@ def test_conversation_has_both_rounds(combo):
 
 def test_hashes_are_stable_and_follow_includes(tmp_path):
     default = PromptSet().hashes()
-    assert set(default) == set(TEMPLATES) and default == PromptSet().hashes()
+    assert set(default) == set(TEMPLATES)
+    # by hand: SHA-256 of a template's bytes, then of the full digest of each template it includes
+    folder = PromptSet().template_dir
+    own = (folder / "generation_round2.jinja2").read_bytes()
+    assert default["generation_round2"] == hashlib.sha256(own).hexdigest()[:16]
+    context_digest = hashlib.sha256((folder / "_grader_context.jinja2").read_bytes()).hexdigest()
+    table = (folder / "grader_table.jinja2").read_bytes() + context_digest.encode()
+    assert default["grader_table"] == hashlib.sha256(table).hexdigest()[:16]
+    # the same in another process
+    code = "import json; from skillmix.prompts import PromptSet; print(json.dumps(PromptSet().hashes()))"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(other.stdout) == default
     copy = tmp_path / "templates"
     shutil.copytree(PromptSet().template_dir, copy)
     assert PromptSet(copy).hashes() == default

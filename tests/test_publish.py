@@ -188,9 +188,15 @@ def test_failed_audit_pushes_nothing(hub, tmp_path, datasets_dir, builtin):
 def test_private_release_needs_the_token(hub, tmp_path, datasets_dir):
     assert publish(hub, tmp_path, datasets_dir / "v1", "v1.0.0", "--private").returncode == 0
     env = hub_env(hub, tmp_path / "anon", token=None)
+    before = len(hub.requests)
     anonymous = subprocess.run([sys.executable, "-c", LOAD, REPO, "k1", "train", "v1.0.0"],
                                capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
-    assert anonymous.returncode != 0
+    assert anonymous.returncode != 0 and anonymous.stdout == ""
+    # refused for want of credentials (not a crash, not a missing file): the Hub answered 401 ...
+    refused = [r for r in hub.requests[before:] if REPO in r.path]
+    assert refused and all(r.status == 401 for r in refused)
+    # ... and datasets said so
+    assert "DatasetNotFoundError" in anonymous.stderr and "cannot be accessed" in anonymous.stderr
     assert load_remote(hub, tmp_path, "k1", "v1.0.0") == local_rows(datasets_dir / "v1", "k1")
 
 

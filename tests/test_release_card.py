@@ -2,15 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from skillmix.publish import PublishError, parse_version
-from skillmix.release_card import changelog, previous_release
+from skillmix.release.card import changelog
+from skillmix.release.versions import VersionError, parse_version, previous_release
 
 
 def test_semver():
     assert parse_version("v1.2.3")[:3] == (1, 2, 3)
     assert parse_version("v1.0.0-rc.1") < parse_version("v1.0.0")
     for bad in ("1.0.0", "v1.0", "v01.0.0", "latest", "v1.0.0+build"):
-        with pytest.raises(PublishError, match="not semantic versioning"):
+        with pytest.raises(VersionError, match="not semantic versioning"):
             parse_version(bad)
 
 
@@ -52,7 +52,7 @@ def test_changelog_counts_rows_and_shifts():
 
 
 def test_hub_metadata_sizes_and_splits():
-    from skillmix.release_card import hub_metadata
+    from skillmix.cards.render import hub_metadata
 
     meta = hub_metadata({"k3": {"path": "k3/a.parquet", "rows": 150_000}, "all": {"path": "all/a.parquet",
                          "rows": 150_000, "split": "train"}}, ["skill-mix"])  # fmt: skip

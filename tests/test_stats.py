@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from skillmix.figures import make_figures
+from skillmix.release.figures import make_figures
+from skillmix.release.stats import dataset_stats, judge_vote
 from skillmix.sampling import sample_combinations
-from skillmix.stats import dataset_stats, judge_vote
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 OK3 = ["ok", "ok", "ok"]

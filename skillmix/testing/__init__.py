@@ -1,7 +1,14 @@
-"""Test and benchmark support: :mod:`skillmix.testing.fake_openai`, a fake OpenAI-compatible server.
+"""skillmix.testing is a documented testing kit for users: loopback fake OpenAI-compatible server and fake
+Hugging Face Hub.
 
-The names below are loaded on first use, so that ``python -m skillmix.testing.fake_openai`` does not import
-the module twice and importing :mod:`skillmix.testing` costs nothing.
+* :mod:`skillmix.testing.fake_openai`: ``FakeOpenAIServer``, a scripted, fault-injecting OpenAI-compatible
+  server on loopback (also ``python -m skillmix.testing.fake_openai``);
+* :mod:`skillmix.testing.fake_hub`: ``FakeHubServer``, a fake Hugging Face Hub on loopback (repos, commits,
+  LFS uploads, tags, downloads, auth; also ``python -m skillmix.testing.fake_hub``), imported from there.
+
+The fake OpenAI server's names below are loaded on first use, so that ``python -m
+skillmix.testing.fake_openai`` does not import the package twice and importing :mod:`skillmix.testing`
+costs nothing.
 """
 
 from __future__ import annotations

@@ -95,13 +95,27 @@ def audit(
 ) -> AuditReport:
     """Audit training rows (``id, k, skills, topic, answer``) against evaluation rows (``id, setting, k,
     skills, topic, prompt``) under ``split``."""
+    duplicates, examples = _near_duplicates(training_rows, evaluation_rows, ngram)
+    return AuditReport(
+        checks=_leakage_checks(training_rows, evaluation_rows, split),
+        near_duplicates=duplicates,
+        near_duplicate_examples=examples,
+        ngram=ngram,
+        training_rows=len(training_rows),
+        evaluation_prompts=len(evaluation_rows),
+    )
+
+
+def _leakage_checks(
+    training_rows: Sequence[dict[str, Any]], evaluation_rows: Sequence[dict[str, Any]], split: Split
+) -> list[Check]:
+    """The four checks that stop a release, each with the training rows that violate it."""
     heldout_skills = {s.name for s in split.heldout_skills}
     heldout_topics = set(split.heldout_topics)
     composition = Check("heldout_skill_in_composition", "k >= 2 training rows use only training skills")
     topics = Check("heldout_topic_in_training", "training rows are on training topics only")
     combos = Check("heldout_combination_in_training", "no held-out evaluation combination is trained on")
     named = Check("heldout_skill_named", "no training answer names a held-out skill")
-
     heldout_keys = {
         _key(r["skills"], r["topic"]): r["id"] for r in evaluation_rows if r.get("setting") == "held-out"
     }
@@ -118,12 +132,17 @@ def audit(
         names = sorted(set(named_skills(row.get("answer"), sorted(heldout_skills))))
         if names:
             named.violations.append(f"{rid} ({', '.join(names)})")
+    return [composition, topics, combos, named]
 
-    prompt_grams = [(r["id"], ngrams(r.get("prompt"), ngram)) for r in evaluation_rows]
+
+def _near_duplicates(
+    training_rows: Sequence[dict[str, Any]], evaluation_rows: Sequence[dict[str, Any]], ngram: int
+) -> tuple[int, list[dict[str, str]]]:
+    """Training answers sharing an ``ngram``-word run with an evaluation prompt: the count, 5 examples."""
     index: dict[tuple[str, ...], str] = {}
-    for eid, grams in prompt_grams:
-        for gram in grams:
-            index.setdefault(gram, eid)
+    for row in evaluation_rows:
+        for gram in ngrams(row.get("prompt"), ngram):
+            index.setdefault(gram, row["id"])
     duplicates, examples = 0, []
     for row in training_rows:
         hit = next((index[g] for g in ngrams(row.get("answer"), ngram) if g in index), None)
@@ -131,14 +150,7 @@ def audit(
             duplicates += 1
             if len(examples) < 5:
                 examples.append({"training_id": str(row["id"]), "evaluation_id": str(hit)})
-    return AuditReport(
-        checks=[composition, topics, combos, named],
-        near_duplicates=duplicates,
-        near_duplicate_examples=examples,
-        ngram=ngram,
-        training_rows=len(training_rows),
-        evaluation_prompts=len(evaluation_rows),
-    )
+    return duplicates, examples
 
 
 def _key(skills: Iterable[str], topic: str) -> tuple[frozenset[str], str]:

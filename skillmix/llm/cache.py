@@ -26,12 +26,6 @@ CREATE TABLE IF NOT EXISTS responses (
     response TEXT NOT NULL,
     created REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS progress (
-    run TEXT NOT NULL,
-    stage TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created REAL NOT NULL
-);
 CREATE TABLE IF NOT EXISTS spend (
     key TEXT PRIMARY KEY,
     model TEXT NOT NULL,
@@ -88,29 +82,6 @@ class RequestCache:
                 "INSERT OR REPLACE INTO spend VALUES (?, ?, ?, ?, ?, ?)",
                 (key, model, input_tokens, output_tokens, usd, time.time()),
             )
-
-    def record_progress(self, run: str, stage: str, statuses: list[str]) -> None:
-        """One line per row that finished ``stage`` in run ``run`` (read by the progress bars)."""
-        now = time.time()
-        with self._lock:
-            self._db().executemany(
-                "INSERT INTO progress VALUES (?, ?, ?, ?)", [(run, stage, s, now) for s in statuses]
-            )
-
-    def progress(self, run: str) -> dict[str, dict[str, int]]:
-        with self._lock:
-            rows = (
-                self._db()
-                .execute(
-                    "SELECT stage, status, COUNT(*) FROM progress WHERE run = ? GROUP BY stage, status",
-                    (run,),
-                )
-                .fetchall()
-            )
-        out: dict[str, dict[str, int]] = {}
-        for stage, status, count in rows:
-            out.setdefault(stage, {})[status] = count
-        return out
 
     def spent_usd(self) -> float:
         with self._lock:

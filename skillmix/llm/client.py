@@ -1,7 +1,7 @@
 """One client for every remote model: the ``openai`` async client against OpenAI or any OpenAI-compatible
 server (vLLM, TGI, llama.cpp, inference providers), with the reliability distilabel does not give.
 
-* a persistent per-request cache (:mod:`skillmix.cache`): a completed request is never paid twice;
+* a persistent per-request cache (:mod:`skillmix.llm.cache`): a completed request is never paid twice;
 * retries of 429, 5xx, timeouts and broken connections with exponential backoff that honours
   ``Retry-After``; other 4xx fail at once;
 * bounded concurrency and requests/tokens per minute;
@@ -23,8 +23,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from skillmix.cache import RequestCache, request_key
-from skillmix.costs import PriceTable
+from pydantic import BaseModel, ConfigDict, Field
+
+from skillmix.llm.cache import RequestCache, request_key
+from skillmix.llm.prices import PriceTable
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
@@ -48,16 +50,19 @@ class Endpoint:
         return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
 
 
-@dataclass(frozen=True)
-class ClientConfig:
-    concurrency: int = 16
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    max_retries: int = 6
-    timeout: float = 120.0
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
-    max_usd: float | None = None
+class ClientConfig(BaseModel):
+    """How the client treats a server: load bounds, retries, time-outs and the spending limit."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    concurrency: int = Field(16, ge=1, description="requests in flight, all stages together")
+    requests_per_minute: float | None = Field(None, gt=0, description="requests per minute, at most")
+    tokens_per_minute: float | None = Field(None, gt=0, description="tokens per minute, at most")
+    max_retries: int = Field(6, ge=0, description="retries of a failed request (429, 5xx, time-outs)")
+    timeout: float = Field(120.0, gt=0, description="seconds per request")
+    backoff_base: float = Field(1.0, ge=0, description="first retry delay in seconds, doubled each retry")
+    backoff_max: float = Field(60.0, ge=0, description="longest retry delay in seconds")
+    max_usd: float | None = Field(None, gt=0, description="stop sending requests once this much is spent")
 
 
 @dataclass
