@@ -25,7 +25,7 @@ from skillmix.skills import content_hash
 __all__ = ["ConfigError", "DatasetConfig", "ModelSettings", "build_config", "preset_names"]
 
 # What may change between two runs into the same folder without making them different runs.
-VOLATILE = ("n", "n_per_k", "target_accepted", "client", "batch_size", "preset")
+VOLATILE = ("n", "n_per_k", "target_accepted", "expected_acceptance", "client", "batch_size", "preset")
 
 
 class ModelSettings(BaseModel):
@@ -48,7 +48,15 @@ class DatasetConfig(BaseModel):
     k: list[int] = Field(default_factory=lambda: [3], description="k, or a list such as 1,2,3")
     n: int | None = Field(4, ge=1, description="combinations per k (none: every combination)")
     n_per_k: dict[int, int | None] | None = Field(None, description="a preset's per-k sizes; --n wins")
-    target_accepted: int | None = Field(None, ge=1, description="keep drawing until N rows are kept per k")
+    target_accepted: int | None = Field(
+        None, ge=1, description="draw rounds until exactly N rows are kept per k"
+    )
+    expected_acceptance: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="acceptance rate assumed before any row is graded (estimate, first round)",
+    )
     seed: int = Field(0, description="sampling seed")
     split_seed: int = Field(0, description="seed of the topic split")
     catalog: str = Field("builtin", description="builtin, or a skills CSV/YAML/JSON file")

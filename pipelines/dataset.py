@@ -1,10 +1,9 @@
-"""Build D_SKILL-MIX(k): sample -> round 1 -> round 2 -> grade (3 runs) -> decide, with distilabel.
+"""The distilabel pipeline of D_SKILL-MIX(k): round 1 -> round 2 -> grade (3 runs) -> decide.
 
-:func:`build_pipeline` is the factory (nothing runs at import); :func:`run_dataset` is what
-``skillmix dataset`` and ``make dataset`` call: it checks the output folder, resolves teacher and judge
-(remote endpoints, or the embedded llama.cpp model), samples combinations, prints a cost estimate, runs
-the pipeline (again and again with fresh combinations under ``--target-accepted``), and writes the folder
-in Hugging Face layout (:mod:`skillmix.pipelines.output`).
+:func:`build_pipeline` is the factory (nothing runs at import), :func:`run_pipeline` runs it once over a
+list of combinations and returns every row; :func:`resolve_models` decides which model plays teacher and
+judge, where. What a whole build does around it (checks, rounds, the output folder) is in
+:mod:`skillmix.pipelines.run`.
 
 Reliability lives beneath distilabel: the per-request cache in ``OUT/.skillmix/cache.sqlite`` makes a
 re-run after a crash pay for nothing already done (distilabel's own resume is never used), and every row
@@ -13,9 +12,7 @@ ends as kept, rejected or failed with its reason.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -23,13 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skillmix.catalog import Catalog, load_catalog
-from skillmix.llm.cache import RequestCache
-from skillmix.pipelines.config import ConfigError, DatasetConfig, uses_embedded
-from skillmix.pipelines.estimate import estimate
-from skillmix.pipelines.output import CACHE_FILE, OutputFolder, RunResult
+from skillmix.pipelines.config import ConfigError, DatasetConfig
+from skillmix.pipelines.output import CACHE_FILE
 from skillmix.pipelines.progress import PROGRESS_DIR, StageProgress
-from skillmix.sampling import MAX_ENUMERATED, Combination, count_combinations, eligible, sample_combinations
+from skillmix.sampling import Combination
 
 
 @dataclass(frozen=True)
@@ -179,10 +173,19 @@ def _llm_stages(
 
 
 def run_pipeline(
-    config: DatasetConfig, combos: list[Combination], models: tuple[ResolvedModel, ...], workdir: Path
+    config: DatasetConfig,
+    combos: list[Combination],
+    models: tuple[ResolvedModel, ...],
+    workdir: Path,
+    worst_usd: dict[str, dict[str, float]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the pipeline over ``combos``; every input row comes back (kept, rejected or failed)."""
+    """Run the pipeline over ``combos``; every input row comes back (kept, rejected or failed).
+
+    ``worst_usd`` (under a spending cap): each row's worst case by stage, which its first request reserves.
+    """
     rows = [combo.to_dict() for combo in combos]
+    if worst_usd is not None:
+        rows = [{**row, "worst_usd": worst_usd[row["id"]]} for row in rows]
     os.environ.setdefault("DISTILABEL_LOG_LEVEL", "ERROR")
     run_id = uuid.uuid4().hex
     pipeline = build_pipeline(config, rows, models, workdir, run_id)
@@ -216,97 +219,3 @@ def _quiet_distilabel_logging() -> None:
             root.removeHandler(handler)
     for name in ("distilabel", "distilabel.pipeline"):
         logging.getLogger(name).handlers.clear()
-
-
-def draw(config: DatasetConfig, catalog: Catalog, k: int, start: int, count: int) -> list[Combination]:
-    """Combinations ``start .. start+count`` of the balanced, seeded sequence for ``k``."""
-    split = catalog.split(config.split_seed)
-    setting = "k1" if k == 1 else "train"
-    skills, topics = eligible(catalog, setting, split)
-    total = count_combinations(len(skills), len(topics), k)
-    wanted = min(total, start + count)
-    if wanted <= start:
-        return []
-    sample = sample_combinations(catalog, k, wanted, setting=setting, seed=config.seed, split=split)
-    return list(sample)[start:wanted]
-
-
-def run_dataset(config: DatasetConfig, out: str | Path, log=print) -> RunResult:
-    """Build the dataset folder ``out``; see the module docstring. Raises ConfigError on bad input."""
-    started = time.time()
-    catalog = load_catalog(config.catalog, topics=config.topics)
-    split = catalog.split(config.split_seed)
-    for k in config.k:
-        eligible_skills = len(catalog.skills) if k == 1 else len(split.training_skills)
-        if k > eligible_skills:
-            raise ConfigError(f"K={k} exceeds the {eligible_skills} skills eligible for D_SKILL-MIX({k})")
-    embedded = uses_embedded(config)
-    if not embedded:  # every check that can fail comes before the output folder is touched
-        for model in resolve_models(config):
-            check_reachable(model)
-    folder = OutputFolder(Path(out))
-    folder.claim(config)  # refuses a folder holding another run's data
-    with contextlib.ExitStack() as stack:
-        embedded_url = None
-        if embedded:
-            from skillmix.llm.embedded import EmbeddedServer
-
-            log(
-                "No OPENAI_API_KEY, base URL or model given: the embedded Gemma 3 270M model (llama.cpp) is "
-                "teacher and judge. Its texts will be poor: a smoke run, not a dataset for training."
-            )
-            server = stack.enter_context(EmbeddedServer(log_path=folder.work / "embedded-server.log"))
-            embedded_url = server.base_url
-            # llama.cpp answers one request at a time: queueing more only risks client timeouts
-            client = config.client.model_copy(
-                update={"concurrency": 1, "timeout": max(config.client.timeout, 600.0)}
-            )
-            config = config.model_copy(update={"client": client})
-        models = resolve_models(config, embedded_url)
-        result = RunResult(config=config, models=models, split=split)
-        _generate(config, catalog, models, folder, result, log)
-    result.wall_seconds = time.time() - started
-    folder.write(result)
-    return result
-
-
-def _generate(
-    config: DatasetConfig,
-    catalog: Catalog,
-    models: tuple[ResolvedModel, ...],
-    folder: OutputFolder,
-    result: RunResult,
-    log,
-) -> None:
-    """The first round over the planned combinations, then more rounds while --target-accepted is unmet."""
-    offsets = dict.fromkeys(config.k, 0)
-    first = True
-    while True:
-        combos: list[Combination] = []
-        for k in config.k:
-            if first:
-                planned = config.count_for(k)
-                count = planned if planned is not None else MAX_ENUMERATED
-            else:
-                missing = (config.target_accepted or 0) - result.kept(k)
-                rate = max(result.acceptance(k), 0.05)
-                count = 0 if missing <= 0 else max(4, int(missing / rate * 1.2))
-            batch = draw(config, catalog, k, offsets[k], count)
-            offsets[k] += len(batch)
-            combos.extend(batch)
-        if not combos:
-            return
-        if first:
-            log(estimate(config, models, combos))
-        result.add(run_pipeline(config, combos, models, folder.work))
-        first = False
-        if config.target_accepted is None:
-            return
-        cache = RequestCache(folder.work / CACHE_FILE)
-        spent = cache.spent_usd()
-        cache.close()
-        if config.client.max_usd is not None and spent >= config.client.max_usd:
-            log(f"Spending limit ${config.client.max_usd:.2f} reached: stopping.")
-            return
-        if all(result.kept(k) >= config.target_accepted for k in config.k):
-            return

@@ -1,44 +1,54 @@
-"""The cost estimate printed before a dataset build: requests, tokens and dollars per model.
+"""The plan printed before a dataset build (and all that ``--dry-run`` does): rows, requests, dollars.
 
-Prompt tokens are estimated from the rendered prompts of (up to 20 of) the planned combinations at about
-four characters a token; replies count at their ``max_tokens``, so the dollar figure is an upper bound for
-the planned rows.
+Two figures, both from :class:`skillmix.pipelines.budget.RowCosts`: the **worst case** (every prompt at
+its byte bound, every reply at ``max_tokens``), which is what the spending cap reserves, and the
+**expected case** (prompts at about four bytes a token, replies at half their ``max_tokens``). Under
+``--target-accepted N`` the expected number of rows comes from the assumed acceptance rate
+(``expected_acceptance``, 0.5 unless the preset or a flag says otherwise).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from skillmix.llm.prices import PriceTable
+from skillmix.pipelines.budget import RowCosts
 from skillmix.pipelines.config import DatasetConfig
-from skillmix.prompts import PromptSet
 
 
-def estimate(config: DatasetConfig, models: tuple[Any, ...], combos: list[Any]) -> str:
-    """The plan printed before a run: combinations, requests, tokens and cost per model, the cap."""
-    prices = PriceTable.load(config.prices)
-    prompts = PromptSet(config.template_dir)
-    teacher, judge = models
-    cost, lines = 0.0, []
-    sample = combos[: min(len(combos), 20)]
-    r1 = sum(len(prompts.round1(c.skills, c.topic)) for c in sample) / max(1, len(sample)) / 4
-    g = sum(len(prompts.grader("x" * 400, c.skills, c.topic)) for c in sample) / max(1, len(sample)) / 4
+def estimate(config: DatasetConfig, models: tuple[Any, ...], combos: list[Any], prices: PriceTable) -> str:
+    """The plan of the first round over ``combos`` (and of the whole run under a target), in lines."""
+    costs = RowCosts(config, models, prices)
     n = len(combos)
-    t_in = n * (r1 + (r1 + config.teacher.max_tokens + 120))
-    t_out = n * 2 * config.teacher.max_tokens
-    j_in = n * config.grader_runs * g
-    j_out = n * config.grader_runs * config.judge.max_tokens
-    for model, tin, tout in ((teacher, t_in, t_out), (judge, j_in, j_out)):
-        usd = 0.0 if model.free else prices.cost(model.model, int(tin), int(tout))
-        priced = model.free or prices.is_priced(model.model)
-        cost += usd
+    worst = sum(costs.worst(c).total for c in combos)
+    expected = sum(costs.expected(c) for c in combos)
+    ks = ",".join(map(str, config.k))
+    lines = [f"Plan: {n} combinations (k={ks}), {n * (2 + config.grader_runs)} requests"]
+    for model in models:
+        price = "free" if model.free else _price(prices, model.model)
+        lines.append(f"  {model.role:<7} {model.describe()}: {price}")
+    lines.append(f"  worst case ${worst:,.4f} (prompts at their byte bound, replies at max_tokens)")
+    lines.append(f"  expected   ${expected:,.4f} (prompts at ~4 bytes a token, replies at half max_tokens)")
+    if config.target_accepted is not None and n:
+        rows = math.ceil(config.target_accepted / config.expected_acceptance) * len(config.k)
+        per_row = expected / n
         lines.append(
-            f"  {model.role:<7} {model.describe()}: "
-            f"~{tin / 1e3:,.0f}k in / <= {tout / 1e3:,.0f}k out tokens, "
-            + (f"<= ${usd:,.2f}" if priced else "no price known (add it with --prices)")
+            f"  --target-accepted {config.target_accepted}: about {rows} rows at the assumed acceptance "
+            f"{config.expected_acceptance:.0%}, expected ${rows * per_row:,.4f}"
         )
-    requests = n * (2 + config.grader_runs)
     cap = config.client.max_usd
-    budget = f"; stops at --max-usd ${cap:.2f}" if cap else ""
-    head = f"Plan: {n} combinations (k={','.join(map(str, config.k))}), {requests} requests, "
-    return head + f"estimated cost <= ${cost:,.2f}{budget}\n" + "\n".join(lines)
+    if cap is not None:
+        row_worst = worst / n if n else 0.0
+        lines.append(
+            f"  --max-usd ${cap:.2f}: never passed; a row starts only if its worst case fits "
+            f"(about {int(cap // row_worst) if row_worst else n} rows at once)"
+        )
+    return "\n".join(lines)
+
+
+def _price(prices: PriceTable, model: str) -> str:
+    price = prices.lookup(model)
+    if price is None:
+        return "no price known (add it with --prices): counted as $0"
+    return f"${price[0]:g} / ${price[1]:g} per 1M tokens in / out"

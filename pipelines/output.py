@@ -64,18 +64,32 @@ class RunResult:
     def kept(self, k: int) -> int:
         return sum(r["outcome"] == "kept" for r in self.of_k(k))
 
+    def graded(self, k: int) -> int:
+        return sum(r["outcome"] in ("kept", "rejected") for r in self.of_k(k))
+
     def acceptance(self, k: int) -> float:
         graded = [r for r in self.of_k(k) if r["outcome"] in ("kept", "rejected")]
         return sum(r["outcome"] == "kept" for r in graded) / len(graded) if graded else 0.0
+
+    def split_kept(self, k: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The kept rows of ``k`` in draw order: the first ``--target-accepted`` of them, and the surplus."""
+        kept = [r for r in self.of_k(k) if r["outcome"] == "kept"]
+        target = self.config.target_accepted
+        return (kept, []) if target is None else (kept[:target], kept[target:])
+
+    def surplus_ids(self) -> set[str]:
+        return {r["id"] for k in self.config.k for r in self.split_kept(k)[1]}
 
     def counts(self) -> dict[str, Any]:
         per_k = {}
         for k in self.config.k:
             rows = self.of_k(k)
             outcomes = Counter(r["outcome"] for r in rows)
+            kept, surplus = self.split_kept(k)
             per_k[f"k{k}"] = {
                 "sampled": len(rows),
-                "kept": outcomes["kept"],
+                "kept": len(kept),
+                "surplus": len(surplus),
                 "rejected": outcomes["rejected"],
                 "failed": outcomes["failed"],
                 "failed_generation": sum(
@@ -84,8 +98,26 @@ class RunResult:
                 ),
                 "acceptance_rate": round(self.acceptance(k), 4),
             }
+            shortfall = self.shortfall(k)
+            if shortfall:
+                per_k[f"k{k}"]["shortfall"] = shortfall
         failed = [r for r in self.rows if r["outcome"] == "failed"]
-        return {"per_k": per_k, "failures_by_reason": failures_by_reason(failed)}
+        surplus_ids = self.surplus_ids()
+        surplus_usd = sum(_row_usd(r) for r in self.rows if r["id"] in surplus_ids)
+        return {
+            "per_k": per_k,
+            "failures_by_reason": failures_by_reason(failed),
+            "surplus_usd": round(surplus_usd, 6),
+        }
+
+    def shortfall(self, k: int) -> str | None:
+        """Why fewer than ``--target-accepted`` rows of ``k`` were kept (None when the target was met)."""
+        target = self.config.target_accepted
+        if target is None or self.kept(k) >= target:
+            return None
+        if any(r.get("status") == "budget" for r in self.of_k(k)):
+            return f"kept {self.kept(k)} of {target}: the spending limit was reached"
+        return f"kept {self.kept(k)} of {target}: no combinations left to draw"
 
     def usage(self) -> dict[str, Any]:
         totals: dict[str, dict[str, float]] = {}
@@ -100,6 +132,11 @@ class RunResult:
                     t["output_tokens"] += entry.get("output_tokens") or 0
                     t["usd"] += entry.get("usd") or 0.0
         return totals
+
+
+def _row_usd(row: dict[str, Any]) -> float:
+    entries = [row.get("round1_usage"), row.get("round2_usage"), *(row.get("grader_usage") or [])]
+    return sum((entry or {}).get("usd") or 0.0 for entry in entries)
 
 
 class OutputFolder:
@@ -134,8 +171,12 @@ class OutputFolder:
         prompts = PromptSet(result.config.template_dir)
         records = to_records(result, prompts)
         configs: dict[str, list[dict[str, Any]]] = {}
+        surplus = result.surplus_ids()
         for k in result.config.k:
-            configs[f"k{k}"] = [r for r in records if r["k"] == k and r["outcome"] == "kept"]
+            configs[f"k{k}"] = [
+                r for r in records if r["k"] == k and r["outcome"] == "kept" and r["id"] not in surplus
+            ]
+        configs["surplus"] = [r for r in records if r["id"] in surplus]
         configs["rejected"] = [r for r in records if r["outcome"] == "rejected"]
         configs["failed"] = [r for r in records if r["outcome"] == "failed"]
         written = {}
@@ -147,7 +188,7 @@ class OutputFolder:
         manifest = self.manifest(result, prompts, written)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
         (staging / "README.md").write_text(render_folder_card(manifest))
-        for name in ("rejected", "failed", *(f"k{k}" for k in range(1, 100))):
+        for name in ("rejected", "failed", "surplus", *(f"k{k}" for k in range(1, 100))):
             stale = self.path / name
             if stale.is_dir() and name not in written:
                 shutil.rmtree(stale)

@@ -8,18 +8,21 @@ from typing import Any
 def summary_text(manifest: dict[str, Any], out: str) -> str:
     lines = [f"Skill-Mix dataset written to {out}", ""]
     header = (
-        f"{'k':>3} {'sampled':>8} {'generated':>10} {'graded':>7} {'kept':>6} {'rejected':>9} {'failed':>7} "
-        f"{'accept':>7}"
+        f"{'k':>3} {'sampled':>8} {'generated':>10} {'graded':>7} {'kept':>6} {'surplus':>8} {'rejected':>9} "
+        f"{'failed':>7} {'accept':>7}"
     )
     lines.append(header)
     lines.append("-" * len(header))
     for name, c in manifest["counts"]["per_k"].items():
-        graded = c["kept"] + c["rejected"]
+        surplus = c.get("surplus", 0)
+        graded = c["kept"] + surplus + c["rejected"]
         generated = c["sampled"] - c.get("failed_generation", 0)
         lines.append(
-            f"{name[1:]:>3} {c['sampled']:>8} {generated:>10} {graded:>7} {c['kept']:>6} {c['rejected']:>9} "
-            f"{c['failed']:>7} {100 * c['acceptance_rate']:>6.1f}%"
+            f"{name[1:]:>3} {c['sampled']:>8} {generated:>10} {graded:>7} {c['kept']:>6} {surplus:>8} "
+            f"{c['rejected']:>9} {c['failed']:>7} {100 * c['acceptance_rate']:>6.1f}%"
         )
+    lines.extend(f"k={name[1:]}: {c['shortfall']}" for name, c in manifest["counts"]["per_k"].items()
+                 if c.get("shortfall"))  # fmt: skip
     failures = manifest["counts"]["failures_by_reason"]
     if failures:
         lines.append("")
@@ -31,6 +34,14 @@ def summary_text(manifest: dict[str, Any], out: str) -> str:
             f"{role:<8} {u['input_tokens']:>10,} tokens in {u['output_tokens']:>10,} out  ${u['usd']:.4f}"
         )
     lines.append(f"cost ${manifest['cost_usd']:.4f}   wall time {manifest['wall_seconds']:.1f} s")
+    if manifest["config"].get("target_accepted") is not None:
+        surplus_usd = manifest["counts"].get("surplus_usd", 0.0)
+        lines.append(
+            f"overshoot ${surplus_usd:.4f} spent on rows kept beyond --target-accepted (config `surplus`)"
+        )
+    cap = manifest["config"]["client"].get("max_usd")
+    if cap is not None:
+        lines.append(f"spending limit ${cap:.2f}: spent ${manifest['cost_usd']:.4f}")
     if manifest.get("embedded"):
         lines.append("")
         lines.append(

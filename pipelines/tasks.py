@@ -25,18 +25,45 @@ from pydantic import Field, PrivateAttr
 from skillmix.catalog import Skill, load_catalog
 from skillmix.grading import parse_grade
 from skillmix.llm.cache import RequestCache
-from skillmix.llm.client import ClientConfig, Completion, Endpoint, LLMClient
+from skillmix.llm.client import ClientConfig, Completion, Endpoint, LLMClient, Reservation
 from skillmix.llm.prices import PriceTable
+from skillmix.pipelines.budget import RowCost
 from skillmix.pipelines.progress import ProgressLog
 from skillmix.prompts import PromptSet
 from skillmix.text import extract_answer
 
 SKIP = "\x00skillmix-skip\x00"  # a formatted input that asks the LLM to send nothing
+BUDGET = "\x00skillmix-budget\x00"  # a leading system message carrying the row's reservation
 ENVELOPE = "skillmix_completion"  # the key of the JSON envelope around a Completion
 
 
 def skip_input(reason: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": SKIP + reason}]
+
+
+def with_budget(
+    messages: list[dict[str, str]], input: dict[str, Any], stage: str, runs: int = 1
+) -> list[dict[str, str]]:
+    """Prefix the row's reservation under a spending cap (the row's ``worst_usd``, set by the planner)."""
+    worst = input.get("worst_usd")
+    if not worst:
+        return messages
+    cost = RowCost(**worst)
+    note = {"row": input["id"], "remaining": cost.remaining(stage), "request": getattr(cost, stage) / runs}
+    return [{"role": "system", "content": BUDGET + json.dumps(note)}, *messages]
+
+
+def take_reservation(messages: Any, run_id: str | None = None) -> tuple[Reservation | None, Any]:
+    """The reservation :func:`with_budget` put in front of ``messages``, and the messages without it.
+
+    The reservation is the row's *in this run* (``run_id``): a reservation left by a run that was killed
+    keeps counting as spent, and the row's next run reserves afresh rather than draw on it.
+    """
+    if messages and str(messages[0].get("content", "")).startswith(BUDGET):
+        note = json.loads(messages[0]["content"][len(BUDGET) :])
+        rid = f"{run_id}:{note['row']}" if run_id else note["row"]
+        return Reservation(rid, note["remaining"], note["request"]), messages[1:]
+    return None, messages
 
 
 def open_envelope(output: str | None) -> Completion:
@@ -101,13 +128,16 @@ class SkillMixLLM(AsyncLLM):
         seed: int | None = None,
     ) -> dict[str, Any]:
         """One envelope per generation; generation i uses ``seed + i`` so repeated runs are distinct."""
+        assert self._client is not None, "SkillMixLLM.load() was not called"
+        reservation, input = take_reservation(input, self.run_id)
         if input and str(input[0].get("content", "")).startswith(SKIP):
             reason = input[0]["content"][len(SKIP) :]
             done = [Completion(None, "skipped", reason)] * num_generations
         else:
-            assert self._client is not None, "SkillMixLLM.load() was not called"
             calls = [
-                self._client.complete(input, temperature, max_new_tokens, None if seed is None else seed + i)
+                self._client.complete(
+                    input, temperature, max_new_tokens, None if seed is None else seed + i, reservation
+                )
                 for i in range(num_generations)
             ]
             results = await asyncio.gather(*calls, return_exceptions=True)
@@ -115,6 +145,8 @@ class SkillMixLLM(AsyncLLM):
                 r if isinstance(r, Completion) else Completion(None, "api_error", f"client error: {r!r}")
                 for r in results
             ]
+        if reservation is not None and (self.stage == "grade" or not any(c.ok for c in done)):
+            self._client.cache.release(reservation.id)  # the row sends nothing more
         if self._progress is not None:
             row_status = "ok" if any(c.ok for c in done) else done[0].status
             self._progress.record(self.run_id, self.stage, [row_status])
@@ -166,7 +198,7 @@ class GenerateRound1(_SkillMixTask):
         return ["round1", "round1_status", "round1_error", "round1_usage"]
 
     def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
-        return self.prompts.conversation(self.skills_of(input), input["topic"])
+        return with_budget(self.prompts.conversation(self.skills_of(input), input["topic"]), input, "round1")
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
         c = open_envelope(output)
@@ -191,8 +223,10 @@ class GenerateRound2(_SkillMixTask):
 
     def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
         if input["round1_status"] != "ok":
-            return skip_input(f"round 1 {input['round1_status']}: {input['round1_error']}")
-        return self.prompts.conversation(self.skills_of(input), input["topic"], input["round1"])
+            messages = skip_input(f"round 1 {input['round1_status']}: {input['round1_error']}")
+        else:
+            messages = self.prompts.conversation(self.skills_of(input), input["topic"], input["round1"])
+        return with_budget(messages, input, "round2")
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
         c = open_envelope(output)
@@ -224,11 +258,13 @@ class GradeText(_SkillMixTask):
 
     def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
         if input["round2_status"] != "ok":
-            return skip_input(f"generation {input['round2_status']}: {input['round2_error']}")
-        prompt = self.prompts.grader(
-            input["answer"], self.skills_of(input), input["topic"], self.grader_format
-        )
-        return [{"role": "user", "content": prompt}]
+            messages = skip_input(f"generation {input['round2_status']}: {input['round2_error']}")
+        else:
+            prompt = self.prompts.grader(
+                input["answer"], self.skills_of(input), input["topic"], self.grader_format
+            )
+            messages = [{"role": "user", "content": prompt}]
+        return with_budget(messages, input, "grade", self.num_generations)
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
         c = open_envelope(output)

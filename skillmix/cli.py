@@ -79,6 +79,7 @@ def _dataset_parser(sub: Any) -> None:
     )
     ds.add_argument("--preset", default="smoke", help="smoke (default), paper, or a YAML file")
     ds.add_argument("--out", default="out", help="output folder (default ./out)")
+    ds.add_argument("--dry-run", action="store_true", help="print the plan and its cost, send nothing")
     ds.set_defaults(func=cmd_dataset, flags=add_dataset_flags(ds))
 
 
@@ -190,11 +191,12 @@ def cmd_prompts(args: argparse.Namespace) -> None:
 def cmd_dataset(args: argparse.Namespace) -> None:
     from skillmix.config import overrides
     from skillmix.pipelines.config import build_config
-    from skillmix.pipelines.dataset import run_dataset
+    from skillmix.pipelines.run import run_dataset
     from skillmix.pipelines.summary import summary_text
 
     config = build_config(args.preset, overrides(args, args.flags), args.flags)
-    run_dataset(config, args.out, log=lambda message: print(message, file=sys.stderr))
+    if run_dataset(config, args.out, log=lambda m: print(m, file=sys.stderr), dry_run=args.dry_run) is None:
+        return  # --dry-run: the plan is printed, nothing was sent or written
     manifest = json.loads((Path(args.out) / "manifest.json").read_text())
     print(summary_text(manifest, args.out))
 

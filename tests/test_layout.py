@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -160,22 +161,10 @@ def test_the_installed_package_imports_every_module(tmp_path):
 
 @pytest.mark.skipif(os.environ.get("SKILLMIX_SKIP_WHEEL") == "1", reason="SKILLMIX_SKIP_WHEEL=1")
 def test_a_wheel_installs_one_top_level_name_and_imports_every_module(tmp_path):
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "-w",
-            str(tmp_path / "dist"),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    source = tmp_path / "src"  # built from a copy: setuptools leaves a build/ folder where it builds
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "out"))
+    wheel_cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "dist")]
+    subprocess.run([*wheel_cmd, str(source)], check=True, capture_output=True, timeout=600)
     (wheel,) = (tmp_path / "dist").glob("skillmix-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}

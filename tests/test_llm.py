@@ -155,14 +155,53 @@ def test_requests_per_minute_limit():
         assert server.count(path="/v1/chat/completions") == 2
 
 
-def test_spending_limit_stops_new_requests(tmp_path):
+def billed_by_server(server, price=(1000.0, 2000.0)) -> float:
+    """What the server's answers cost, from the usage it reported (not from the client's ledger)."""
+    tokens = server.usage_totals().get("fake-model", {"prompt_tokens": 0, "completion_tokens": 0})
+    return (tokens["prompt_tokens"] * price[0] + tokens["completion_tokens"] * price[1]) / 1e6
+
+
+def test_spending_cap_reserves_the_worst_case_before_sending(tmp_path):
+    # worst case of one request: (33 prompt tokens at most * $1000 + 512 * $2000) / 1M = $1.057
     with FakeOpenAIServer() as server:
-        client = client_for(server, tmp_path, max_usd=0.01)  # prices make one request cost more than that
+        client = client_for(server, tmp_path, max_usd=1.1)
         first = run(client.complete(MESSAGES))
-        second = run(client.complete([{"role": "user", "content": "another"}]))
+        # this one's worst case is (107 * $1000 + 512 * $2000) / 1M = $1.131: with the $0.03 spent, too much
+        second = run(client.complete([{"role": "user", "content": "word " * 20}]))
         assert server.count(path="/v1/chat/completions") == 1
-    assert first.ok and first.cost_usd > 0.01
-    assert second.status == "budget" and "$0.01" in second.error
+        assert first.ok and first.cost_usd == pytest.approx(0.03) == pytest.approx(billed_by_server(server))
+    assert second.status == "budget" and "$1.10" in second.error
+    assert client.cache.reserved_usd() == 0.0  # the first request's reservation became its billed cost
+    with FakeOpenAIServer() as server:
+        client = client_for(server, tmp_path / "b", max_usd=0.5)  # less than one worst case: nothing is sent
+        assert run(client.complete(MESSAGES)).status == "budget" and server.count() == 0
+
+
+def test_spending_cap_holds_under_concurrency(tmp_path):
+    with FakeOpenAIServer(latency=0.2) as server:
+        client = client_for(server, tmp_path, max_usd=2.2, concurrency=8)  # room for 2 worst cases at once
+
+        async def burst():
+            calls = [client.complete([{"role": "user", "content": f"text {i}"}]) for i in range(8)]
+            return await asyncio.gather(*calls)
+
+        results = run(burst())
+        billed = billed_by_server(server)
+    assert [r.status for r in results].count("ok") == 2 and server.count(path="/v1/chat/completions") == 2
+    assert all(r.status == "budget" for r in results if not r.ok)
+    assert 0 < billed <= 2.2 and client.cache.spent_usd() == pytest.approx(billed)
+
+
+def test_a_dead_process_reservation_keeps_counting(tmp_path):
+    cache = RequestCache(tmp_path / "cache.sqlite")
+    assert cache.reserve("row-a", 1.0, cap=1.5)  # a process reserves, then dies without settling
+    with FakeOpenAIServer() as server:
+        client = client_for(server, tmp_path, max_usd=1.5)  # 1.0 + a worst case of $1.057 > 1.5
+        assert run(client.complete(MESSAGES)).status == "budget" and server.count() == 0
+    cache.settle("row-a", 0.4, ("k", "fake-model", 10, 10, 0.05))
+    assert cache.reserved_usd() == pytest.approx(0.6) and cache.committed_usd() == pytest.approx(0.65)
+    cache.release("row-a")
+    assert cache.committed_usd() == pytest.approx(0.05)
 
 
 def test_price_table(tmp_path):

@@ -6,16 +6,26 @@ messages, sampling parameters and seed), committed as soon as its answer arrives
 whatever state distilabel's own cache was in. The ledger records what each paid request cost so that a
 spending limit holds across processes (distilabel runs each step in its own process) and across restarts.
 
+A hard spending cap needs more than the ledger: before a request is sent, its worst-case cost is
+*reserved* (a row of ``reservations``), and the spend so far plus every open reservation must stay within
+the cap; the answer replaces the reservation by the billed cost. A reservation left behind by a process
+that died is never released, so it keeps counting at its worst case: the provider may have billed it.
+The one-minute windows of the rate limits (``rate_events``) live here too, so that every process of a
+run shares them.
+
 SQLite in WAL mode is safe for several processes; each process opens its own connection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +44,21 @@ CREATE TABLE IF NOT EXISTS spend (
     usd REAL NOT NULL,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS reservations (
+    id TEXT PRIMARY KEY,
+    usd REAL NOT NULL,
+    pid INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rate_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope TEXT NOT NULL,
+    at REAL NOT NULL,
+    tokens INTEGER NOT NULL
+);
 """
+
+_EPSILON = 1e-12  # dollars: rounding of float sums
 
 
 def request_key(identity: str, body: dict[str, Any]) -> str:
@@ -88,6 +112,53 @@ class RequestCache:
             (total,) = self._db().execute("SELECT COALESCE(SUM(usd), 0) FROM spend").fetchone()
         return float(total)
 
+    def reserved_usd(self) -> float:
+        with self._lock:
+            (total,) = self._db().execute("SELECT COALESCE(SUM(usd), 0) FROM reservations").fetchone()
+        return float(total)
+
+    def committed_usd(self) -> float:
+        """What the cap must cover: the spend so far plus every open reservation."""
+        with self.transaction() as db:
+            return _committed(db)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An exclusive write transaction across every process sharing the file."""
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def reserve(self, rid: str, usd: float, cap: float) -> bool:
+        """Hold ``usd`` for ``rid`` if the cap covers it (a reservation ``rid`` already held is kept)."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM reservations WHERE id = ?", (rid,)).fetchone():
+                return True
+            if _committed(db) + usd > cap + _EPSILON:
+                return False
+            db.execute("INSERT INTO reservations VALUES (?, ?, ?, ?)", (rid, usd, os.getpid(), time.time()))
+            return True
+
+    def settle(self, rid: str, worst: float, spend: tuple[str, str, int, int, float] | None) -> None:
+        """One request of ``rid`` is over: draw its ``worst`` from the reservation, record what it billed
+        (``spend``: key, model, input tokens, output tokens, usd; None when nothing was billed)."""
+        with self.transaction() as db:
+            if spend is not None:
+                db.execute("INSERT OR REPLACE INTO spend VALUES (?, ?, ?, ?, ?, ?)", (*spend, time.time()))
+            db.execute("UPDATE reservations SET usd = usd - ? WHERE id = ?", (worst, rid))
+            db.execute("DELETE FROM reservations WHERE id = ? AND usd <= ?", (rid, _EPSILON))
+
+    def release(self, rid: str) -> None:
+        """Give back what is left of ``rid``'s reservation (its row is done or will send nothing more)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM reservations WHERE id = ?", (rid,))
+
     def spend_by_model(self) -> dict[str, dict[str, float]]:
         with self._lock:
             rows = (
@@ -116,3 +187,9 @@ class RequestCache:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"])
+
+
+def _committed(db: sqlite3.Connection) -> float:
+    (spent,) = db.execute("SELECT COALESCE(SUM(usd), 0) FROM spend").fetchone()
+    (held,) = db.execute("SELECT COALESCE(SUM(usd), 0) FROM reservations").fetchone()
+    return float(spent) + float(held)

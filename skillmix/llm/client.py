@@ -20,13 +20,15 @@ import email.utils
 import os
 import random
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from skillmix.llm.cache import RequestCache, request_key
-from skillmix.llm.prices import PriceTable
+from skillmix.llm.limits import SharedRateLimiter
+from skillmix.llm.prices import PriceTable, token_bound
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
@@ -65,6 +67,18 @@ class ClientConfig(BaseModel):
     max_usd: float | None = Field(None, gt=0, description="stop sending requests once this much is spent")
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """What a request may cost under a spending cap: ``id`` names the reservation (a row's, shared by all
+    its requests, so that a row once started can always be finished), ``remaining_usd`` is reserved if
+    ``id`` holds nothing yet (the worst case of the row from this request on), and ``request_usd`` (this
+    request's worst case) is drawn from it when the request is over."""
+
+    id: str
+    remaining_usd: float
+    request_usd: float
+
+
 @dataclass
 class Completion:
     text: str | None
@@ -92,29 +106,6 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
-class _RateLimiter:
-    """Sliding one-minute windows over requests and tokens (estimated before, corrected after)."""
-
-    def __init__(self, rpm: float | None, tpm: float | None) -> None:
-        self.rpm, self.tpm = rpm, tpm
-        self.events: list[tuple[float, int]] = []
-        self.lock = asyncio.Lock()
-
-    async def acquire(self, tokens: int) -> None:
-        if self.rpm is None and self.tpm is None:
-            return
-        async with self.lock:
-            while True:
-                now = time.monotonic()
-                self.events = [(t, n) for t, n in self.events if now - t < 60.0]
-                over_rpm = self.rpm is not None and len(self.events) >= self.rpm
-                over_tpm = self.tpm is not None and sum(n for _, n in self.events) + tokens > self.tpm
-                if not (over_rpm or over_tpm) or not self.events:
-                    self.events.append((now, tokens))
-                    return
-                await asyncio.sleep(max(0.01, 60.0 - (now - self.events[0][0])))
-
-
 class LLMClient:
     """Async chat completions through one endpoint; see the module docstring."""
 
@@ -131,7 +122,7 @@ class LLMClient:
         self.prices = prices or PriceTable()
         self._client: Any = None
         self._semaphore: asyncio.Semaphore | None = None
-        self._limiter: _RateLimiter | None = None
+        self._limiter: SharedRateLimiter | None = None
         self.stats = {"requests": 0, "cached": 0, "retries": 0, "errors": 0}
 
     def _connect(self) -> Any:
@@ -145,7 +136,9 @@ class LLMClient:
                 timeout=self.config.timeout,
             )
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
-            self._limiter = _RateLimiter(self.config.requests_per_minute, self.config.tokens_per_minute)
+            self._limiter = SharedRateLimiter(
+                self.cache, self.config.requests_per_minute, self.config.tokens_per_minute
+            )
         return self._client
 
     def request_body(
@@ -167,27 +160,55 @@ class LLMClient:
         temperature: float = 0.0,
         max_tokens: int = 512,
         seed: int | None = None,
+        reservation: Reservation | None = None,
     ) -> Completion:
+        """One chat completion: from the cache, or sent within the cap and the limits; never raises.
+
+        With a spending cap, the request's worst case (or ``reservation``, the worst case of the whole row
+        it belongs to, held from its first request on) must fit under the cap before anything is sent.
+        """
         body = self.request_body(messages, temperature, max_tokens, seed)
         key = request_key(self.endpoint.cache_identity, body)
         hit = self.cache.get(key)
         if hit is not None:
             self.stats["cached"] += 1
             return Completion(**{**hit, "cached": True, "cost_usd": 0.0})
-        if self.config.max_usd is not None and self.cache.spent_usd() >= self.config.max_usd:
-            return Completion(None, "budget", f"spending limit of ${self.config.max_usd:.2f} reached")
+        cap = self.config.max_usd
+        if reservation is None:
+            worst = self.prices.worst_case(self.endpoint.model, token_bound(messages), max_tokens)
+            reservation = Reservation(f"{key}:{uuid.uuid4().hex}", worst, worst)  # this call's alone
+        if cap is not None and not self.cache.reserve(reservation.id, reservation.remaining_usd, cap):
+            return Completion(None, "budget", f"spending limit of ${cap:.2f}: its worst case is not covered")
+        completion = await self._attempts(body, token_bound(messages) + max_tokens)
+        completion.model = self.endpoint.model
+        billed = None
+        if completion.input_tokens or completion.output_tokens:
+            completion.cost_usd = self.prices.cost(
+                self.endpoint.model, completion.input_tokens, completion.output_tokens
+            )
+            billed = (key, self.endpoint.model, completion.input_tokens, completion.output_tokens,
+                      completion.cost_usd)  # fmt: skip
+        if cap is not None:
+            self.cache.settle(reservation.id, reservation.request_usd, billed)
+        elif billed is not None:
+            self.cache.record_spend(*billed)
+        if completion.status in ("ok", "refused"):
+            self.cache.put(key, body, {k: v for k, v in completion.to_dict().items() if k != "cached"})
+        return completion
+
+    async def _attempts(self, body: dict[str, Any], estimate: int) -> Completion:
+        """Send ``body`` with retries, within the concurrency and the run's rate limits."""
         client = self._connect()
         assert self._semaphore is not None and self._limiter is not None
-        estimate = sum(len(m.get("content") or "") for m in messages) // 4 + max_tokens
         attempt = 0
         async with self._semaphore:
             while True:
                 attempt += 1
-                await self._limiter.acquire(estimate)
+                event = await self._limiter.acquire(estimate)
                 try:
                     completion = await self._send(client, body)
-                    break
                 except _Transient as exc:
+                    self._limiter.correct(event)
                     if attempt > self.config.max_retries:
                         self.stats["errors"] += 1
                         return Completion(
@@ -195,20 +216,15 @@ class LLMClient:
                         )
                     self.stats["retries"] += 1
                     await asyncio.sleep(self._backoff(attempt, exc.retry_after))
+                    continue
                 except _Fatal as exc:
+                    self._limiter.correct(event)
                     self.stats["errors"] += 1
                     return Completion(None, "api_error", str(exc), attempts=attempt)
-        self.stats["requests"] += 1
-        completion.attempts = attempt
-        completion.model = self.endpoint.model
-        completion.cost_usd = self.prices.cost(
-            self.endpoint.model, completion.input_tokens, completion.output_tokens
-        )
-        self.cache.record_spend(
-            key, self.endpoint.model, completion.input_tokens, completion.output_tokens, completion.cost_usd
-        )
-        self.cache.put(key, body, {k: v for k, v in completion.to_dict().items() if k != "cached"})
-        return completion
+                self._limiter.correct(event, completion.input_tokens + completion.output_tokens)
+                self.stats["requests"] += 1
+                completion.attempts = attempt
+                return completion
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -14,6 +14,10 @@ from pathlib import Path
 
 import yaml
 
+# Chat formatting costs a few tokens per message and a few to prime the reply (OpenAI: 3 and 3).
+MESSAGE_OVERHEAD_TOKENS = 4
+REPLY_OVERHEAD_TOKENS = 3
+
 # USD per 1M tokens (input, output).
 BUILTIN_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4": (30.0, 60.0),
@@ -63,3 +67,15 @@ class PriceTable:
 
     def is_priced(self, model: str) -> bool:
         return self.lookup(model) is not None
+
+    def worst_case(self, model: str, prompt_tokens: int, max_tokens: int) -> float:
+        """The most a request can cost: its prompt tokens (an upper bound) and ``max_tokens`` of output."""
+        return self.cost(model, prompt_tokens, max_tokens)
+
+
+def token_bound(messages: list[dict[str, str]]) -> int:
+    """An upper bound of the prompt tokens of ``messages`` for any byte-level tokenizer (every token covers
+    at least one byte of UTF-8) plus the chat formatting; about four times the usual count for English, so
+    a spending cap built on it can never be passed by a surprising tokenization."""
+    text_bytes = sum(len((m.get("content") or "").encode("utf-8")) for m in messages)
+    return text_bytes + MESSAGE_OVERHEAD_TOKENS * len(messages) + REPLY_OVERHEAD_TOKENS

@@ -208,7 +208,7 @@ def _write_configs(
     for name in ks:
         put(name, configs[name], SCHEMA, "train", DATA_FILE)
     put("all", [row for name in ks for row in configs[name]], SCHEMA, "train", DATA_FILE)
-    for name in ("rejected", "failed"):
+    for name in ("rejected", "failed", "surplus"):
         put(name, configs.get(name, []), SCHEMA, "train", DATA_FILE)
     for name, rows in eval_sets.items():
         put(name, rows, None, "test", EVAL_FILE)

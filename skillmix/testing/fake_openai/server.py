@@ -100,6 +100,7 @@ class FakeOpenAIServer:
         self.log_path = log_path
         self._lock = threading.Lock()
         self._records: list[RequestRecord] = []
+        self._billed: list[tuple[str, int, int]] = []
         self._seen: Counter[str] = Counter()
         self._ordinals: list[dict[str, int]] = [{} for _ in self.faults]
         self._stopping = threading.Event()
@@ -185,6 +186,18 @@ class FakeOpenAIServer:
         with self._lock:
             return {r.key for r in self._records if path is None or r.path == path}
 
+    def usage_totals(self) -> dict[str, dict[str, int]]:
+        """Tokens of every completion the server answered, by model: what a provider would bill."""
+        with self._lock:
+            billed = list(self._billed)
+        totals: dict[str, dict[str, int]] = {}
+        for model, prompt, completion in billed:
+            entry = totals.setdefault(model, {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0})
+            entry["prompt_tokens"] += prompt
+            entry["completion_tokens"] += completion
+            entry["requests"] += 1
+        return totals
+
     def summary(self) -> dict[str, Any]:
         """Counts of all requests: total, by status, by path, distinct chat keys, max attempt, hung."""
         with self._lock:
@@ -205,6 +218,7 @@ class FakeOpenAIServer:
         """Forget all records, attempt counts and fault orderings (e.g. between benchmark runs)."""
         with self._lock:
             self._records.clear()
+            self._billed.clear()
             self._seen.clear()
             self._ordinals = [{} for _ in self.faults]
 
@@ -313,6 +327,9 @@ class FakeOpenAIServer:
         else:
             assert body is not None
             completion = self._completion(body, reply, key, attempt)
+            usage = completion["usage"]
+            with self._lock:  # billed once computed, as a provider does, whether or not the client reads it
+                self._billed.append((completion["model"], usage["prompt_tokens"], usage["completion_tokens"]))
             if body.get("stream"):
                 content_type = "text/event-stream"
                 payload = _sse(completion, body).encode("utf-8")

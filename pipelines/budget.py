@@ -1,0 +1,121 @@
+"""What a row can cost, and how many rows a run starts: the hard spending cap and exact target sizes.
+
+A row is two teacher requests and ``grader_runs`` judge requests. Its **worst case** is known before its
+first request: every prompt is bounded by :func:`skillmix.llm.prices.token_bound` (bytes, never fewer than
+the tokens) plus, for what a model wrote earlier in the row, that model's ``max_tokens``; every reply by its
+``max_tokens``. Under ``--max-usd`` a row is started only when its whole worst case fits under the cap next
+to what is spent and reserved (:class:`skillmix.llm.cache.RequestCache`), so a started row can always be
+finished and the billed total never passes the cap.
+
+``--target-accepted N`` draws rounds sized by the acceptance rate seen so far (:func:`next_round_size`),
+so that the last rounds are small and the rows graded beyond N (kept in the ``surplus`` config) are few.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from skillmix.llm.prices import PriceTable, token_bound
+from skillmix.pipelines.config import DatasetConfig
+from skillmix.prompts import PromptSet
+from skillmix.sampling import Combination
+
+# Re-tokenizing a model's own reply inside a later prompt can shift a few tokens at its edges.
+BOUNDARY_TOKENS = 8
+# The expected case: English prompts at about four bytes a token, replies at half their max_tokens.
+EXPECTED_BYTES_PER_TOKEN = 4
+EXPECTED_REPLY_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class RowCost:
+    """Worst-case dollars of one row by stage (``grade``: all its grader runs together)."""
+
+    round1: float
+    round2: float
+    grade: float
+
+    @property
+    def total(self) -> float:
+        return self.round1 + self.round2 + self.grade
+
+    def remaining(self, stage: str) -> float:
+        """The worst case of the row from ``stage`` on (what a first request at that stage reserves)."""
+        order = ("round1", "round2", "grade")
+        return sum(getattr(self, s) for s in order[order.index(stage) :])
+
+    def to_dict(self) -> dict[str, float]:
+        return {"round1": self.round1, "round2": self.round2, "grade": self.grade}
+
+
+class RowCosts:
+    """Prices the rows of a run for its teacher and judge (free models cost nothing)."""
+
+    def __init__(self, config: DatasetConfig, models: tuple[Any, ...], prices: PriceTable) -> None:
+        self.config, self.prices = config, prices
+        self.prompts = PromptSet(config.template_dir)
+        self.teacher, self.judge = models
+
+    def _cost(self, model: Any, prompt_tokens: float, output_tokens: float) -> float:
+        return 0.0 if model.free else self.prices.cost(model.model, int(prompt_tokens), int(output_tokens))
+
+    def worst(self, combo: Combination) -> RowCost:
+        t_max, j_max, runs = (
+            self.config.teacher.max_tokens,
+            self.config.judge.max_tokens,
+            self.config.grader_runs,
+        )
+        round1 = token_bound(self.prompts.conversation(combo.skills, combo.topic))
+        round2 = (
+            token_bound(self.prompts.conversation(combo.skills, combo.topic, "")) + t_max + BOUNDARY_TOKENS
+        )
+        grade_prompt = self.prompts.grader("", combo.skills, combo.topic, self.config.grader_format)
+        grade = token_bound([{"role": "user", "content": grade_prompt}]) + t_max + BOUNDARY_TOKENS
+        return RowCost(
+            self._cost(self.teacher, round1, t_max),
+            self._cost(self.teacher, round2, t_max),
+            runs * self._cost(self.judge, grade, j_max),
+        )
+
+    def expected(self, combo: Combination) -> float:
+        """A typical row: prompts at about four bytes a token, replies at half their ``max_tokens``."""
+        t_out = self.config.teacher.max_tokens * EXPECTED_REPLY_SHARE
+        j_out = self.config.judge.max_tokens * EXPECTED_REPLY_SHARE
+
+        def tokens(messages: list[dict[str, str]]) -> float:
+            return sum(len((m.get("content") or "").encode()) for m in messages) / EXPECTED_BYTES_PER_TOKEN
+
+        round1 = tokens(self.prompts.conversation(combo.skills, combo.topic))
+        round2 = tokens(self.prompts.conversation(combo.skills, combo.topic, "")) + t_out
+        grade_text = self.prompts.grader("", combo.skills, combo.topic, self.config.grader_format)
+        grade = tokens([{"role": "user", "content": grade_text}]) + t_out
+        teacher = self._cost(self.teacher, round1, t_out) + self._cost(self.teacher, round2, t_out)
+        return teacher + self.config.grader_runs * self._cost(self.judge, grade, j_out)
+
+
+def affordable(costs: list[float], available: float | None) -> int:
+    """How many of the rows (in order) fit, worst case, in ``available`` dollars (None: all of them)."""
+    if available is None:
+        return len(costs)
+    spent = 0.0
+    for count, cost in enumerate(costs):
+        spent += cost
+        if spent > available + 1e-12:
+            return count
+    return len(costs)
+
+
+def acceptance_estimate(kept: int, graded: int, prior: float) -> float:
+    """The acceptance rate so far, shrunk towards ``prior`` while few rows are graded (2 prior rows)."""
+    return (kept + 2 * prior) / (graded + 2)
+
+
+def next_round_size(target: int, kept: int, graded: int, prior: float) -> int:
+    """Rows to draw so that the expected number kept meets the target: fewer as the target gets near."""
+    need = target - kept
+    if need <= 0:
+        return 0
+    rate = max(acceptance_estimate(kept, graded, prior), 0.02)
+    return max(1, math.ceil(need / rate))
