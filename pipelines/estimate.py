@@ -40,9 +40,10 @@ def estimate(config: DatasetConfig, models: tuple[Any, ...], combos: list[Any], 
     cap = config.client.max_usd
     if cap is not None:
         row_worst = worst / n if n else 0.0
+        room = int(cap // row_worst) if row_worst else n
         lines.append(
             f"  --max-usd ${cap:.2f}: never passed; a row starts only if its worst case fits "
-            f"(about {int(cap // row_worst) if row_worst else n} rows at once)"
+            f"(${row_worst:,.4f} a row: room for {room} at once)"
         )
     return "\n".join(lines)
 

@@ -172,10 +172,9 @@ def test_dry_run_prints_the_plan_and_sends_nothing(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Plan: 30 combinations (k=3), 150 requests" in result.stderr
     assert "worst case $" in result.stderr and "expected   $" in result.stderr
-    assert (
-        "--max-usd $2.00: never passed; a row starts only if its worst case fits (about 3 rows"
-        in result.stderr
-    )
+    assert "--max-usd $2.00: never passed; a row starts only if its worst case fits" in result.stderr
+    # a row's worst case: 5 requests of 300 tokens out at $1000 per million (prompts are free here)
+    assert "($1.5000 a row: room for 1 at once)" in result.stderr
     assert not out.exists()
 
 

@@ -5,6 +5,7 @@ server that records requests and matches them against the faults."""
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import unquote
@@ -33,11 +34,23 @@ class _RequestLog:
     _requests: list[HubRequest]
     _faults: list[_Fault]
 
+    _inflight: int = 0  # requests being answered: recorded once their answer is sent
+
     @property
     def requests(self) -> list[HubRequest]:
-        """A copy of the requests answered so far, in order, as ``(method, path, status)``."""
+        """A copy of the requests answered so far, in order, as ``(method, path, status)``.
+
+        A client can read an answer a moment before the server thread records it: wait (2 s at most) for
+        the requests being answered, so that what a test reads after a call includes that call."""
+        deadline = time.monotonic() + 2.0
+        while self._inflight and time.monotonic() < deadline:
+            time.sleep(0.005)
         with self._lock:
             return list(self._requests)
+
+    def _begin(self) -> None:
+        with self._lock:
+            self._inflight += 1
 
     def fail_next(
         self, path_substring: str, status: int = 500, count: int = 1, *, method: str | None = None
@@ -72,3 +85,4 @@ class _RequestLog:
     def _record(self, method: str, path: str, status: int) -> None:
         with self._lock:
             self._requests.append(HubRequest(method, path, status))
+            self._inflight -= 1

@@ -144,6 +144,7 @@ class _HandlerBase(http.server.BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         raw_path = split.path
         self._query = parse_qs(split.query, keep_blank_values=True)
+        self.hub._begin()
         try:
             try:
                 self._body = self._read_body()
