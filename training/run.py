@@ -1,0 +1,205 @@
+"""One fine-tuning run, as named steps: prepare everything that can fail, then train, save, card, push.
+
+:func:`prepare` does every check a recipe can fail (the Hub token, the output folder, the datasets and
+their configs and revisions, the leakage re-check, the tokenizer and chat template, the answer masks and
+``max_length``, the model) without writing anything; :func:`train` creates the output folder only then,
+runs TRL's ``SFTTrainer`` on the pre-tokenized rows, saves the model with its tokenizer, writes the card
+and the loss curve, and pushes when asked.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from skillmix.config import ConfigError
+from skillmix.training import data as data_mod
+from skillmix.training.card import RunRecord, hardware, losses_from, plot_loss, render_model_card
+from skillmix.training.config import TrainConfig, accumulation_steps, world_size
+from skillmix.training.hub import check_access, checkpoint_pusher, existing_metadata, hub_token, push_final
+from skillmix.training.leakage import check_leakage
+from skillmix.training.masking import tokenize_rows, tokenize_text
+from skillmix.training.models import load_model, load_tokenizer, parameter_count
+from skillmix.training.tiny import tokenizer_corpus
+
+RUN_FILE = "skillmix_train.json"
+Log = Callable[[str], None]
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, checked; nothing has been written yet."""
+
+    config: TrainConfig
+    rows: list[dict[str, list[int]]]
+    skillmix_rows: int
+    tokenizer: Any
+    model: Any
+    sources: list[data_mod.LoadedSource]
+    leakage: list[dict[str, Any]]
+    accumulation: int
+    args: Any  # TRL's SFTConfig, made before the model so that ZeRO-3 builds it partitioned
+    token: str | None
+    resume: bool
+
+
+def prepare(config: TrainConfig, log: Log = print) -> Prepared:
+    """Every check of the run, in the order that fails fastest; raises ``ConfigError``/``ValueError``."""
+    accumulation = accumulation_steps(config.training)
+    token = _hub_access(config)
+    resume = _output_state(config)
+    sources = data_mod.load_sources(config.data)
+    leakage = check_leakage(sources, config.data.evaluation)
+    conversations = data_mod.conversations(sources)
+    plain = _plain_texts(config, len(conversations), log)
+    corpus = tokenizer_corpus([m for _, m in conversations], plain) if config.model.tiny else []
+    tokenizer = load_tokenizer(config.model, corpus)
+    rows = tokenize_rows(tokenizer, conversations, config.training.max_length, log)
+    rows += [tokenize_text(tokenizer, text, config.training.max_length).row() for text in plain]
+    log(f"{len(conversations)} conversations and {len(plain)} plain texts tokenized; loading the model")
+    args = sft_config(config, accumulation)
+    model = load_model(config.model, tokenizer, config.training.max_length)
+    return Prepared(config, rows, len(conversations), tokenizer, model, sources, leakage, accumulation,
+                    args, token, resume)  # fmt: skip
+
+
+def _hub_access(config: TrainConfig) -> str | None:
+    if not config.hub.push_to_hub:
+        return None
+    token = hub_token()
+    check_access(config.hub.push_to_hub, token)
+    return token
+
+
+def _output_state(config: TrainConfig) -> bool:
+    """Whether to resume: the folder is new or empty (no), holds this run (yes), or another run (refused)."""
+    out = config.output_path()
+    if not out.exists() or not any(out.iterdir()):
+        return False
+    run_file = out / RUN_FILE
+    if not run_file.is_file():
+        raise ConfigError(f"output folder {out} is not empty and holds no skillmix run; choose another one")
+    recorded = json.loads(run_file.read_text(encoding="utf-8")).get("fingerprint")
+    if recorded != config.fingerprint():
+        raise ConfigError(f"output folder {out} holds a run with other settings; choose another one")
+    return True
+
+
+def _plain_texts(config: TrainConfig, conversations: int, log: Log) -> list[str]:
+    spec = config.data.plain_text
+    if spec is None:
+        return []
+    return data_mod.load_plain_text(spec, round(spec.ratio * conversations), config.data.seed, log)
+
+
+def sft_config(config: TrainConfig, accumulation: int) -> Any:
+    """TRL's ``SFTConfig`` for the recipe (TRL's own Hub push stays off: :mod:`.hub` does it)."""
+    import torch
+    from trl import SFTConfig
+
+    t = config.training
+    return SFTConfig(
+        output_dir=str(config.output_path()), max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size, gradient_accumulation_steps=accumulation,
+        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_steps,
+        optim=t.optim, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, max_length=t.max_length,
+        packing=t.packing, packing_strategy="bfd", bf16=t.bf16, fp16=False,
+        activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name of gradient checkpointing
+        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        logging_steps=t.logging_steps, logging_first_step=True,
+        save_strategy="steps" if t.save_steps else "no", save_steps=t.save_steps or 500,
+        save_total_limit=t.save_total_limit, seed=t.seed, data_seed=config.data.seed,
+        dataloader_num_workers=t.dataloader_num_workers, dataloader_pin_memory=torch.cuda.is_available(),
+        report_to=t.report_to, push_to_hub=False,
+    )  # fmt: skip
+
+
+def train(prepared: Prepared, log: Log = print) -> Path:
+    """Train, save, write the card and push; returns the output folder."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    config, out = prepared.config, prepared.config.output_path()
+    out.mkdir(parents=True, exist_ok=True)
+    _write_run_file(out, config)
+    callbacks = []
+    if config.hub.push_to_hub and config.hub.checkpoints_branch and prepared.token:
+        callbacks.append(checkpoint_pusher(config.hub.push_to_hub, config.hub.checkpoints_branch,
+                                           prepared.token, config.hub.private, log))  # fmt: skip
+    trainer = SFTTrainer(
+        model=prepared.model,
+        args=prepared.args,
+        train_dataset=Dataset.from_list(prepared.rows),
+        processing_class=prepared.tokenizer,
+        callbacks=callbacks,
+    )
+    checkpoint = _last_checkpoint(out) if prepared.resume else None
+    if prepared.resume:
+        log(
+            f"resuming from {checkpoint}"
+            if checkpoint
+            else f"{out} holds this run but no checkpoint: from step 0"
+        )
+    started = time.monotonic()
+    trainer.train(resume_from_checkpoint=checkpoint)
+    wall = time.monotonic() - started
+    trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        record = _record(prepared, trainer, wall)
+        _finish(prepared, record, out, log)
+    if hasattr(trainer, "end"):
+        trainer.end()
+    return out
+
+
+def _write_run_file(out: Path, config: TrainConfig) -> None:
+    payload = {"fingerprint": config.fingerprint(), "config": config.model_dump(exclude={"hub"})}
+    (out / RUN_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def _last_checkpoint(out: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(out))
+
+
+def _record(prepared: Prepared, trainer: Any, wall: float) -> RunRecord:
+    return RunRecord(
+        sources=[item.describe() for item in prepared.sources],
+        rows=prepared.skillmix_rows,
+        plain_rows=len(prepared.rows) - prepared.skillmix_rows,
+        parameters=parameter_count(prepared.model),
+        processes=world_size(),
+        accumulation=prepared.accumulation,
+        wall_seconds=wall,
+        steps=trainer.state.global_step,
+        hardware=hardware(),
+        losses=losses_from(trainer.state.log_history),
+        leakage=prepared.leakage,
+    )
+
+
+def _finish(prepared: Prepared, record: RunRecord, out: Path, log: Log) -> None:
+    """The loss curve, the card and the metrics on disk; then the push, if asked."""
+    config, repo = prepared.config, prepared.config.hub.push_to_hub
+    figure = plot_loss(record.losses, out / "loss.png")
+    existing = existing_metadata(repo, prepared.token) if repo and prepared.token else {}
+    title = repo or f"{config.model.name_or_path} fine-tuned on Skill-Mix"
+    (out / "README.md").write_text(
+        render_model_card(config, record, title, existing, figure), encoding="utf-8"
+    )
+    (out / "train_losses.json").write_text(json.dumps(record.losses), encoding="utf-8")
+    losses = record.losses
+    if losses:
+        first, last = losses[0][1], losses[-1][1]
+        log(f"trained {record.steps} steps in {record.wall_seconds:.1f} s; loss {first:.3f} -> {last:.3f}")
+    if repo and prepared.token:
+        oid = push_final(
+            out, repo, prepared.token, config.hub.private, f"Fine-tuned on Skill-Mix ({record.steps} steps)"
+        )
+        log(f"pushed the model and its card to {repo} (commit {oid[:10]})")
+    log(f"model, tokenizer and card written to {out}")
