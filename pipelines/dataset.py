@@ -12,7 +12,9 @@ ends as kept, rejected or failed with its reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import urllib.error
 import urllib.request
 import uuid
@@ -21,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from skillmix.pipelines.config import ConfigError, DatasetConfig
+from skillmix.pipelines.interrupt import Guard, Interrupted
 from skillmix.pipelines.output import CACHE_FILE
-from skillmix.pipelines.progress import PROGRESS_DIR, StageProgress
+from skillmix.pipelines.progress import PROGRESS_DIR, ProgressLog, StageProgress, after_fork
 from skillmix.sampling import Combination
 
 
@@ -131,7 +134,10 @@ def build_pipeline(
     from skillmix.pipelines.steps import DecidePoints
 
     batch = config.batch_size or max(1, len(rows))
-    with Pipeline(name="skillmix-dataset", cache_dir=str(workdir / "distilabel")) as pipeline:
+    scratch = (
+        workdir / "distilabel" / (run_id or "run")
+    )  # each run its own: distilabel's cache is never reused
+    with Pipeline(name="skillmix-dataset", cache_dir=str(scratch)) as pipeline:
         load = LoadDataFromDicts(name="combinations", data=rows, batch_size=batch)
         round1, round2, grade = _llm_stages(config, models, workdir, run_id, batch, len(rows))
         decide = DecidePoints(
@@ -178,6 +184,7 @@ def run_pipeline(
     models: tuple[ResolvedModel, ...],
     workdir: Path,
     worst_usd: dict[str, dict[str, float]] | None = None,
+    guard: Guard | None = None,
 ) -> list[dict[str, Any]]:
     """Run the pipeline over ``combos``; every input row comes back (kept, rejected or failed).
 
@@ -190,10 +197,17 @@ def run_pipeline(
     run_id = uuid.uuid4().hex
     pipeline = build_pipeline(config, rows, models, workdir, run_id)
     try:
-        with StageProgress(workdir / PROGRESS_DIR, run_id, total=len(rows)):
+        stopping = guard.running(pipeline) if guard else contextlib.nullcontext()
+        with stopping, StageProgress(workdir / PROGRESS_DIR, run_id, total=len(rows)) as progress:
+            after_fork(pipeline, progress.start)
             distiset = pipeline.run(use_cache=False)
+    except Interrupted as exc:
+        decided = ProgressLog(workdir / PROGRESS_DIR).counts(run_id).get("decide", {})
+        exc.done = sum(decided.values())
+        raise
     finally:
         _quiet_distilabel_logging()
+        shutil.rmtree(workdir / "distilabel" / run_id, ignore_errors=True)
     produced = {row["id"]: row for row in distiset["default"]["train"].to_list()} if distiset else {}
     out = []
     for row in rows:  # a row distilabel lost is reported, never dropped

@@ -1,40 +1,28 @@
-"""The output folder of a dataset build, in Hugging Face layout, and the run's bookkeeping.
+"""The bookkeeping of a dataset build: its rows (:class:`RunResult`), their counts, and the manifest.
 
-::
-
-    OUT/
-      README.md                         card with the `configs:` that `load_dataset(OUT, "k3")` reads
-      manifest.json                     config, seeds, split hashes, versions, counts, tokens, cost, time
-      k3/train-00000-of-00001.parquet   kept (full-mark) rows, one config per k
-      rejected/train-...parquet         graded rows that missed a point, with the points that failed
-      failed/train-...parquet           rows with no usable generation or grade, with the reason
-      .skillmix/                        run state: request cache, distilabel scratch, server log
-
-Empty configs are left out of the card (``datasets`` cannot load a Parquet file with zero rows). Files are
-written to ``.skillmix/staging`` first and moved into place at the end, so a crash never leaves a
-half-written dataset, and a folder that holds another run's data is refused before anything is touched.
+What the rows become on disk is :mod:`skillmix.pipelines.folder`.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import platform
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
-from skillmix.pipelines.config import ConfigError, DatasetConfig
+from skillmix.pipelines.config import DatasetConfig
 from skillmix.prompts import PromptSet
 from skillmix.release.stats import failures_by_reason
 from skillmix.splits import Split
 
-RUN_FILE = "run.json"
 CACHE_FILE = "cache.sqlite"
-CARD_TEMPLATE = "dataset_folder.md.jinja2"
+OUTCOMES = ("kept", "rejected", "failed")
+
+
+class RunFailed(RuntimeError):
+    """The run cannot end with a complete, consistent folder (rows missing, the write failed): the previous
+    output is left as it was, and the command exits with code 1."""
 
 
 def _versions() -> dict[str, str]:
@@ -53,10 +41,28 @@ class RunResult:
     models: tuple[Any, ...]
     split: Split
     rows: list[dict[str, Any]] = field(default_factory=list)
+    drawn: list[str] = field(default_factory=list)  # the ids of every combination drawn, in order
     wall_seconds: float = 0.0
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         self.rows.extend(rows)
+
+    def missing(self) -> list[str]:
+        """Drawn combinations with no row, or with a row that has no outcome (the invariant's breaches)."""
+        done = {r["id"] for r in self.rows if r.get("outcome") in OUTCOMES}
+        return [rid for rid in self.drawn if rid not in done]
+
+    def check_complete(self) -> None:
+        """kept + surplus + rejected + failed = sampled for every k, and every drawn row is there."""
+        missing = self.missing()
+        extra = len(self.rows) - len({r["id"] for r in self.rows})
+        if missing or extra or len(self.rows) != len(self.drawn):
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise RunFailed(
+                f"the run is incomplete: {len(missing)} of {len(self.drawn)} rows have no outcome"
+                + (f" ({shown})" if missing else f"; {extra} rows twice")
+                + "; the previous output was left as it was: run the same command again to finish"
+            )
 
     def of_k(self, k: int) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["k"] == k]
@@ -139,101 +145,42 @@ def _row_usd(row: dict[str, Any]) -> float:
     return sum((entry or {}).get("usd") or 0.0 for entry in entries)
 
 
-class OutputFolder:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.work = path / ".skillmix"
-
-    def claim(self, config: DatasetConfig) -> None:
-        """Take the folder for this run: new, empty, or holding this same run (then resume)."""
-        run_file = self.work / RUN_FILE
-        if self.path.exists() and not self.path.is_dir():
-            raise ConfigError(f"output {self.path} exists and is not a folder")
-        if run_file.is_file():
-            previous = json.loads(run_file.read_text())
-            if previous.get("fingerprint") != config.fingerprint():
-                raise ConfigError(
-                    f"output folder {self.path} holds another run's data (different settings); "
-                    "choose another OUT= / --out or remove it"
-                )
-        elif self.path.is_dir() and any(self.path.iterdir()):
-            raise ConfigError(f"output folder {self.path} is not empty and holds no skillmix run")
-        self.work.mkdir(parents=True, exist_ok=True)
-        run_file.write_text(json.dumps({"fingerprint": config.fingerprint(), "config": config.to_dict()}))
-
-    def write(self, result: RunResult) -> None:
-        from skillmix.pipelines.card import render_folder_card
-        from skillmix.pipelines.rows import to_records, write_parquet
-
-        staging = self.work / "staging"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        prompts = PromptSet(result.config.template_dir)
-        records = to_records(result, prompts)
-        configs: dict[str, list[dict[str, Any]]] = {}
-        surplus = result.surplus_ids()
-        for k in result.config.k:
-            configs[f"k{k}"] = [
-                r for r in records if r["k"] == k and r["outcome"] == "kept" and r["id"] not in surplus
-            ]
-        configs["surplus"] = [r for r in records if r["id"] in surplus]
-        configs["rejected"] = [r for r in records if r["outcome"] == "rejected"]
-        configs["failed"] = [r for r in records if r["outcome"] == "failed"]
-        written = {}
-        for name, rows in configs.items():
-            if rows:  # datasets cannot load a zero-row Parquet file: leave empty configs out
-                relative = f"{name}/train-00000-of-00001.parquet"
-                write_parquet(rows, staging / relative)
-                written[name] = {"path": relative, "rows": len(rows)}
-        manifest = self.manifest(result, prompts, written)
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-        (staging / "README.md").write_text(render_folder_card(manifest))
-        for name in ("rejected", "failed", "surplus", *(f"k{k}" for k in range(1, 100))):
-            stale = self.path / name
-            if stale.is_dir() and name not in written:
-                shutil.rmtree(stale)
-        for source in sorted(staging.rglob("*")):
-            if source.is_file():
-                target = self.path / source.relative_to(staging)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(source, target)
-        shutil.rmtree(staging, ignore_errors=True)
-
-    def manifest(self, result: RunResult, prompts: PromptSet, written: dict[str, Any]) -> dict[str, Any]:
-        config = result.config
-        usage = result.usage()
-        return {
-            "skillmix_manifest": 1,
-            "preset": config.preset,
-            "config": config.to_dict(),
-            "fingerprint": config.fingerprint(),
-            "seeds": {
-                "sampling": config.seed,
-                "split": config.split_seed,
-                "teacher": config.teacher.seed,
-                "judge": config.judge.seed,
-            },
-            "split": {
-                "seed": result.split.seed,
-                "hash": result.split.hash,
-                "skills_hash": result.split.skills_hash,
-                "topics_hash": result.split.topics_hash,
-                "catalog_hash": result.split.catalog_hash,
-            },
-            "models": {
-                m.role: {
-                    "model": m.model,
-                    "endpoint": "embedded" if m.free else (m.base_url or "openai"),
-                    "embedded": m.free,
-                }
-                for m in result.models
-            },
-            "prompt_hashes": prompts.hashes(),
-            "versions": _versions(),
-            "counts": result.counts(),
-            "configs": written,
-            "usage": usage,
-            "cost_usd": round(sum(u["usd"] for u in usage.values()), 6),
-            "wall_seconds": round(result.wall_seconds, 2),
-            "embedded": any(m.free for m in result.models),
-        }
+def build_manifest(result: RunResult, prompts: PromptSet, written: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of a finished build: its configuration, split, models, counts, usage and cost."""
+    config = result.config
+    usage = result.usage()
+    return {
+        "skillmix_manifest": 1,
+        "preset": config.preset,
+        "config": config.to_dict(),
+        "fingerprint": config.fingerprint(),
+        "seeds": {
+            "sampling": config.seed,
+            "split": config.split_seed,
+            "teacher": config.teacher.seed,
+            "judge": config.judge.seed,
+        },
+        "split": {
+            "seed": result.split.seed,
+            "hash": result.split.hash,
+            "skills_hash": result.split.skills_hash,
+            "topics_hash": result.split.topics_hash,
+            "catalog_hash": result.split.catalog_hash,
+        },
+        "models": {
+            m.role: {
+                "model": m.model,
+                "endpoint": "embedded" if m.free else (m.base_url or "openai"),
+                "embedded": m.free,
+            }
+            for m in result.models
+        },
+        "prompt_hashes": prompts.hashes(),
+        "versions": _versions(),
+        "counts": result.counts(),
+        "configs": written,
+        "usage": usage,
+        "cost_usd": round(sum(u["usd"] for u in usage.values()), 6),
+        "wall_seconds": round(result.wall_seconds, 2),
+        "embedded": any(m.free for m in result.models),
+    }

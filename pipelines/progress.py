@@ -12,6 +12,7 @@ lands while a thread holds one of SQLite's process-wide locks leaves the child w
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 from collections import Counter
@@ -43,21 +44,50 @@ class ProgressLog:
         return {stage: dict(counter) for stage, counter in out.items()}
 
 
+def after_fork(pipeline: Any, start: Any) -> None:
+    """Call ``start`` once ``pipeline`` has started its processes, keeping the SIGINT handler in place.
+
+    A fork copies every lock of the parent as it is at that moment: a thread of ours holding one (stderr's,
+    a file's, SQLite's) while distilabel forks would leave the child waiting on it forever. distilabel
+    forks its manager and its workers, then installs its SIGINT handler: that hook is where the threads
+    of this run may start, and where the handler in place (skillmix's own) is kept instead of distilabel's.
+    """
+
+    def hook() -> Any:
+        start()
+        return signal.getsignal(signal.SIGINT)
+
+    pipeline._handle_keyboard_interrupt = hook
+
+
 class StageProgress:
     """A thread drawing one bar per stage from the :class:`ProgressLog` at ``path`` while the run lasts."""
 
     def __init__(self, path: Path, run_id: str, total: int, interval: float = 0.5) -> None:
         self.path, self.run_id, self.total, self.interval = path, run_id, total, interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="skillmix-progress", daemon=True)
+        self._thread = threading.Thread(target=self._guarded, name="skillmix-progress", daemon=True)
+        self.error: BaseException | None = None
 
     def __enter__(self) -> StageProgress:
-        self._thread.start()
         return self
+
+    def start(self) -> None:
+        """Start drawing: only once distilabel has forked its processes (see :func:`after_fork`)."""
+        self._thread.start()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        if self.error is not None and exc[0] is None:  # a broken display fails the run, never silently
+            raise RuntimeError(f"the progress display failed: {self.error!r}") from self.error
+
+    def _guarded(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # reported by __exit__ in the main thread
+            self.error = exc
 
     def _run(self) -> None:
         from tqdm import tqdm

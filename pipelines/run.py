@@ -29,7 +29,9 @@ from skillmix.pipelines.budget import RowCost, RowCosts, affordable, next_round_
 from skillmix.pipelines.config import ConfigError, DatasetConfig, uses_embedded
 from skillmix.pipelines.dataset import ResolvedModel, check_reachable, resolve_models, run_pipeline
 from skillmix.pipelines.estimate import estimate
-from skillmix.pipelines.output import CACHE_FILE, OutputFolder, RunResult
+from skillmix.pipelines.folder import OutputFolder
+from skillmix.pipelines.interrupt import Guard, Interrupted, guarded
+from skillmix.pipelines.output import CACHE_FILE, RunResult
 from skillmix.sampling import MAX_ENUMERATED, Combination, count_combinations, eligible, sample_combinations
 
 Log = Callable[[str], None]
@@ -55,13 +57,14 @@ def run_dataset(
         log(estimate(config, models, Rounds(config, catalog, models, prices).first_round(), prices))
         return None
     folder = OutputFolder(Path(out))
-    folder.claim(config)  # refuses a folder holding another run's data
+    folder.claim(config)  # one run per folder; refuses another run's data and names broken state
     with contextlib.ExitStack() as stack:
+        guard = stack.enter_context(guarded(folder.work))
         if embedded:
             config, url = _start_embedded(config, folder, stack, log)
         models = resolve_models(config, url if embedded else None)
         result = RunResult(config=config, models=models, split=split)
-        Rounds(config, catalog, models, prices, folder, result, log).run()
+        Rounds(config, catalog, models, prices, folder, result, log, guard).run()
     result.wall_seconds = time.time() - started
     folder.write(result)
     return result
@@ -129,9 +132,10 @@ class Rounds:
         folder: OutputFolder | None = None,
         result: RunResult | None = None,
         log: Log = print,
+        guard: Guard | None = None,
     ) -> None:
         self.config, self.catalog, self.models = config, catalog, models
-        self.folder, self.result, self.log = folder, result, log
+        self.folder, self.result, self.log, self.guard = folder, result, log, guard
         self.costs = RowCosts(config, models, prices)
         self.offsets = dict.fromkeys(config.k, 0)
         self.worst: dict[str, RowCost] = {}
@@ -162,18 +166,27 @@ class Rounds:
             batch = draw(self.config, self.catalog, k, self.offsets[k], count) if count else []
             self.offsets[k] += len(batch)
             by_k.append(batch)
+            if self.result is not None:
+                self.result.drawn.extend(c.id for c in batch)
         # interleaved across k, so that a cap that stops the run stops every k alike
         return [c for group in zip_longest_nonempty(by_k) for c in group]
 
     def run(self) -> None:
         pending = self.first_round()
         self.log(estimate(self.config, self.models, pending, self.costs.prices))
-        while pending:
-            pending = self._start_affordable(pending)
-            if pending is None:
-                return  # the cap is reached
-            if not pending:
-                pending = self.next_round()
+        try:
+            while pending:
+                pending = self._start_affordable(pending)
+                if pending is None:
+                    return  # the cap is reached
+                if self.guard is not None:
+                    self.guard.check()
+                if not pending:
+                    pending = self.next_round()
+        except Interrupted as exc:
+            assert self.result is not None
+            exc.done, exc.total = len(self.result.rows) + (exc.done or 0), len(self.result.drawn)
+            raise
 
     def _start_affordable(self, pending: list[Combination]) -> list[Combination] | None:
         """Run the pipeline over the rows the cap lets start; the rest wait (None: the cap is reached)."""
@@ -191,7 +204,7 @@ class Rounds:
             return None
         start, rest = pending[:count], pending[count:]
         worst = {c.id: self.worst[c.id].to_dict() for c in start} if cap is not None else None
-        self.result.add(run_pipeline(self.config, start, self.models, self.folder.work, worst))
+        self.result.add(run_pipeline(self.config, start, self.models, self.folder.work, worst, self.guard))
         return rest
 
     def _committed(self) -> float:

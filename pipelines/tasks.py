@@ -15,7 +15,9 @@ prompts come from the Jinja2 templates of :mod:`skillmix.prompts`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from pathlib import Path
 from typing import Any
 
 from distilabel.models.llms.base import AsyncLLM
@@ -28,6 +30,7 @@ from skillmix.llm.cache import RequestCache
 from skillmix.llm.client import ClientConfig, Completion, Endpoint, LLMClient, Reservation
 from skillmix.llm.prices import PriceTable
 from skillmix.pipelines.budget import RowCost
+from skillmix.pipelines.interrupt import stop_requested
 from skillmix.pipelines.progress import ProgressLog
 from skillmix.prompts import PromptSet
 from skillmix.text import extract_answer
@@ -111,6 +114,7 @@ class SkillMixLLM(AsyncLLM):
             ClientConfig(**self.client_config),
             RequestCache(self.cache_path),
             prices,
+            stop=functools.partial(stop_requested, self.cache_path and Path(self.cache_path).parent),
         )
         if self.progress_path and self.stage and self.run_id:
             self._progress = ProgressLog(self.progress_path)

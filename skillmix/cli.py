@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_catalog_parser, _sample_parser, _prompts_parser, _dataset_parser, _publish_parser,
-                _download_parser):  # fmt: skip
+                _download_parser, _train_parser):  # fmt: skip
         add(sub)
     return parser
 
@@ -92,6 +93,12 @@ def _publish_parser(sub: Any) -> None:
     pub.add_argument("--force", action="store_true", help="replace an existing release of this version")
     pub.add_argument("--eval-n", type=int, default=100, help="evaluation combinations per setting and k")
     pub.set_defaults(func=cmd_publish)
+
+
+def _train_parser(sub: Any) -> None:
+    from skillmix.training.sft import add_train_parser
+
+    add_train_parser(sub)
 
 
 def _download_parser(sub: Any) -> None:
@@ -230,14 +237,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     # distilabel 1.5.3 declares fields pydantic 2.14 warns about on every import; it is not the user's concern
     warnings.filterwarnings("ignore", message="The 'default' attribute with value None")
     args = build_parser().parse_args(argv)
+    from skillmix.pipelines.interrupt import Interrupted, kill_children
+    from skillmix.pipelines.output import RunFailed
+
     try:
         args.func(args)
-    except KeyboardInterrupt:
+    except Interrupted as exc:
+        done = "" if exc.total is None else f"{exc.done} of {exc.total} rows done, "
         print(
-            "skillmix: interrupted; run the same command again to resume (completed requests are cached)",
+            f"skillmix: interrupted: {done}nothing paid is lost; run the same command again to resume",
             file=sys.stderr,
         )
+        if exc.hard:  # stopped inside distilabel: its threads and processes would not end by themselves
+            kill_children()
+            sys.stderr.flush()
+            os._exit(exc.exit_code)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("skillmix: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except RunFailed as exc:
+        print(f"skillmix: error: {exc}", file=sys.stderr)
+        return 1
     except (CatalogError, SamplingError, ValueError, RuntimeError) as exc:
         print(f"skillmix: error: {exc}", file=sys.stderr)
         return 2

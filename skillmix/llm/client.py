@@ -6,7 +6,8 @@ server (vLLM, TGI, llama.cpp, inference providers), with the reliability distila
   ``Retry-After``; other 4xx fail at once;
 * bounded concurrency and requests/tokens per minute;
 * a result per request, never an exception: :class:`Completion` has a ``status`` of ``ok``, ``refused``,
-  ``api_error`` (with the message) or ``budget`` (the spending limit was reached before it was sent);
+  ``api_error`` (with the message), ``budget`` (its worst case did not fit under the spending cap) or
+  ``interrupted`` (the run was asked to stop before it was sent);
 * tokens and cost per request, a spending limit shared by every process that uses the same cache file.
 
 The API key is read from the environment variable named by the endpoint (``OPENAI_API_KEY`` by default)
@@ -21,6 +22,7 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -115,7 +117,9 @@ class LLMClient:
         config: ClientConfig | None = None,
         cache: RequestCache | None = None,
         prices: PriceTable | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> None:
+        self.stop = stop or (lambda: False)  # checked before every attempt: True sends nothing more
         self.endpoint = endpoint
         self.config = config or ClientConfig()
         self.cache = cache if cache is not None else RequestCache(None)
@@ -173,6 +177,8 @@ class LLMClient:
         if hit is not None:
             self.stats["cached"] += 1
             return Completion(**{**hit, "cached": True, "cost_usd": 0.0})
+        if self.stop():
+            return Completion(None, "interrupted", "the run was interrupted before this request was sent")
         cap = self.config.max_usd
         if reservation is None:
             worst = self.prices.worst_case(self.endpoint.model, token_bound(messages), max_tokens)
@@ -205,6 +211,8 @@ class LLMClient:
             while True:
                 attempt += 1
                 event = await self._limiter.acquire(estimate)
+                if self.stop():
+                    return Completion(None, "interrupted", "the run was interrupted", attempts=attempt)
                 try:
                     completion = await self._send(client, body)
                 except _Transient as exc:
