@@ -25,3 +25,14 @@ def tiny() -> Catalog:
     ]
     skills = tuple(Skill(n, c, f"definition of {n}", f"example of {n}") for n, c in rows)
     return Catalog(skills=skills, topics=("Sewing", "Dueling", "Knots", "Beekeeping"), source="tiny")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models train as fast on one thread, and two threads spin when other work shares the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -12,29 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_runs import cli_env, dataset_cmd, run_cli
 from datasets import load_dataset
 
 from skillmix.testing.fake_openai import FakeOpenAIServer, Fault, SkillMixResponder, request_key
 
 CHAT = "/v1/chat/completions"
-
-
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def dataset_cmd(server, out, *extra):
-    return [
-        sys.executable, "-m", "skillmix.cli", "dataset", "--out", str(out),
-        "--teacher-model", "fake-teacher", "--teacher-base-url", server.base_url,
-        "--judge-base-url", server.base_url, *extra,
-    ]  # fmt: skip
-
-
-def run_cli(cmd, timeout=240):
-    return subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), timeout=timeout)
 
 
 def load_rows(out: Path, config: str):

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from skillmix.llm import embedded
-from skillmix.llm.embedded import MODEL_NAME, EmbeddedServer, EmbeddedServerError, free_port
+from skillmix.llm.embedded import MODEL_NAME, EmbeddedServer, EmbeddedServerError
+from skillmix.processes import free_port
 
 # Stands in for `python -m llama_cpp.server`: takes the same options, answers GET /v1/models with the alias,
 # and starts a child (a worker, say) in its process group whose pid it writes to --pid-file.

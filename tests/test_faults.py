@@ -16,25 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_runs import cli_env, dataset_cmd
+from cli_runs import run_cli as run
 
 from skillmix.testing.fake_openai import CHAT_PATH, FakeOpenAIServer, SkillMixResponder
 
-PYTHON = [sys.executable, "-m", "skillmix.cli", "dataset"]
-
-
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
 
 def cmd(server, out: Path, n: int, *extra: str) -> list[str]:
-    return [*PYTHON, "--out", str(out), "--k", "2", "--n", str(n), "--teacher-model", "fake-teacher",
-            "--teacher-base-url", server.base_url, "--judge-base-url", server.base_url, *extra]  # fmt: skip
-
-
-def run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, env=cli_env(), timeout=timeout)
+    return dataset_cmd(server, out, "--k", "2", "--n", str(n), *extra)
 
 
 def snapshot(out: Path) -> dict[str, bytes]:

@@ -10,11 +10,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_runs import cli_env, dataset_cmd, run_cli
 from datasets import load_dataset
 
 from skillmix.testing.fake_openai import CHAT_PATH, FakeOpenAIServer, SkillMixResponder
@@ -23,28 +23,10 @@ PRICE = (0.0, 1000.0)  # USD per 1M tokens in / out: a row's worst case is close
 MAX_TOKENS = ["--teacher-max-tokens", "120", "--judge-max-tokens", "120"]
 
 
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 def prices_file(tmp_path: Path) -> Path:
     path = tmp_path / "prices.yaml"
     path.write_text(f"fake-teacher: {{input: {PRICE[0]}, output: {PRICE[1]}}}\n")
     return path
-
-
-def dataset_cmd(server, out, *extra):
-    return [
-        sys.executable, "-m", "skillmix.cli", "dataset", "--out", str(out),
-        "--teacher-model", "fake-teacher", "--teacher-base-url", server.base_url,
-        "--judge-base-url", server.base_url, *extra,
-    ]  # fmt: skip
-
-
-def run_cli(cmd, timeout=300):
-    return subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), timeout=timeout)
 
 
 def billed(server) -> float:

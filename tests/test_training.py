@@ -21,6 +21,8 @@ import yaml
 from skillmix.testing.fake_hub import FakeHubServer
 from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "training" / "recipes" / "tiny" / "smoke.yaml"
 TOKEN = "hf_skillmixTrainToken0123456789abcdef"
@@ -40,17 +42,6 @@ def dataset(tmp_path_factory) -> Path:
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return out
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train as fast on one thread, and two threads spin when other work shares the cores."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

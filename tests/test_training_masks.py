@@ -19,6 +19,8 @@ from skillmix.config import ConfigError
 from skillmix.training.config import TrainingConfig, accumulation_steps, build_config
 from skillmix.training.masking import IGNORE, MaskError, end_markers, tokenize_conversation, tokenize_rows
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "training" / "recipes").rglob("*.yaml"))
 
@@ -105,17 +107,6 @@ def build_tokenizer(fmt: str):
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, additional_special_tokens=specials, **names)
     tokenizer.chat_template = TEMPLATES[fmt]
     return tokenizer
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run as fast on one thread, and two threads spin when other work shares the cores."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", params=FORMATS)

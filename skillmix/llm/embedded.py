@@ -26,12 +26,9 @@ one-line message (plus the end of the server log when the server itself failed).
 from __future__ import annotations
 
 import atexit
-import contextlib
 import importlib.util
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +36,8 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+
+from skillmix.processes import free_port, log_tail, own_group_dying_with_parent, stop_group
 
 MODEL_NAME = "gemma-3-270m-q4_k_m"
 CHAT_FORMAT = "snoozy"
@@ -86,33 +85,6 @@ def gguf_path() -> Path:
     if not path.is_file():
         raise EmbeddedServerError(f"the embedded model's GGUF file is missing: {path}")
     return path
-
-
-def _own_group_dying_with_parent() -> None:
-    """In the child, before exec: a process group of its own, and (Linux) SIGTERM when the parent dies,
-    so that a parent killed with SIGKILL (atexit never runs) does not leave the server behind."""
-    os.setsid()
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no server log)"
-    kept = [line for line in text.splitlines() if line.strip()][-lines:]
-    return "\n".join(kept) if kept else "(the server log is empty)"
 
 
 class EmbeddedServer:
@@ -200,7 +172,7 @@ class EmbeddedServer:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=_own_group_dying_with_parent,
+                    preexec_fn=own_group_dying_with_parent,
                 )
             except OSError as exc:
                 raise EmbeddedServerError(f"cannot start the embedded server: {exc}") from None
@@ -221,7 +193,7 @@ class EmbeddedServer:
             if code is not None:
                 raise EmbeddedServerError(
                     f"the embedded server exited with code {code} before it was ready; "
-                    f"end of {self.log_path}:\n{_tail(self.log_path)}"
+                    f"end of {self.log_path}:\n{log_tail(self.log_path)}"
                 )
             try:
                 with opener.open(f"{self.base_url}/models", timeout=2) as response:
@@ -233,7 +205,7 @@ class EmbeddedServer:
             if time.monotonic() > deadline:
                 raise EmbeddedServerError(
                     f"the embedded server was not ready within {self.startup_timeout:g}s; "
-                    f"end of {self.log_path}:\n{_tail(self.log_path)}"
+                    f"end of {self.log_path}:\n{log_tail(self.log_path)}"
                 )
             time.sleep(0.2)
 
@@ -243,16 +215,7 @@ class EmbeddedServer:
         atexit.unregister(self.stop)
         if process is None:
             return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, sig)
-            try:
-                process.wait(timeout)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group, if the leader went first
+        stop_group(process, timeout)
         if self._ready and self._temporary_log and self.log_path is not None:
             self.log_path.unlink(missing_ok=True)  # kept when the server failed: errors point to it
         self._ready = False

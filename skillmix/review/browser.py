@@ -27,11 +27,12 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from skillmix.processes import own_group_dying_with_parent
 
 EXECUTABLES = ("chromium", "chromium-browser", "google-chrome")
 FLAGS = (
@@ -76,11 +77,7 @@ class Chromium:
         self._from_browser, answers_write = os.pipe()
 
         def child_setup() -> None:  # the pipes become the browser's fds 3 and 4
-            os.setsid()
-            if sys.platform.startswith("linux"):
-                import ctypes
-
-                ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            own_group_dying_with_parent()
             high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (commands_read, answers_write)]
             os.dup2(high[0], 3)
             os.dup2(high[1], 4)

@@ -26,7 +26,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from skillmix.processes import free_port, log_tail, own_group_dying_with_parent, stop_group
 from skillmix.review import venv as argilla_venv
 from skillmix.review.sqlsearch import ENGINE_NAME
 
@@ -45,12 +45,6 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 class ArgillaServerError(RuntimeError):
     """The local Argilla server cannot be installed, started or reached."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def missing_programs() -> list[str]:
@@ -68,22 +62,6 @@ def owner_credentials(path: Path) -> dict[str, str]:
     with os.fdopen(fd, "w") as handle:
         json.dump(owner, handle)
     return owner
-
-
-def _own_group_dying_with_parent() -> None:
-    os.setsid()
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _tail(path: Path, lines: int = 12) -> str:
-    try:
-        kept = [line for line in path.read_text(errors="replace").splitlines() if line.strip()][-lines:]
-    except OSError:
-        return "(no log)"
-    return "\n".join(kept) or "(empty log)"
 
 
 def http_get(url: str, api_key: str | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -198,7 +176,7 @@ class ArgillaServer:
             try:
                 process = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                    cwd=self.data_dir, preexec_fn=_own_group_dying_with_parent,
+                    cwd=self.data_dir, preexec_fn=own_group_dying_with_parent,
                 )  # fmt: skip
             except OSError as exc:
                 raise ArgillaServerError(f"cannot start {name}: {exc}") from None
@@ -207,7 +185,7 @@ class ArgillaServer:
 
     def _failure(self, name: str, message: str) -> ArgillaServerError:
         log_path = self.data_dir / "logs" / f"{name}.log"
-        return ArgillaServerError(f"{message} (log: {log_path})\n{_tail(log_path)}")
+        return ArgillaServerError(f"{message} (log: {log_path})\n{log_tail(log_path)}")
 
     def _check_alive(self) -> None:
         for name in ("redis", "worker", "server"):
@@ -244,7 +222,7 @@ class ArgillaServer:
         atexit.unregister(self.stop)
         for name in ("server", "worker", "redis"):
             if (process := self.processes.pop(name, None)) is not None:
-                _stop_group(process, timeout)
+                stop_group(process, timeout)
         if self._temporary and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
@@ -254,16 +232,3 @@ class ArgillaServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def _stop_group(process: subprocess.Popen[bytes], timeout: float) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)

@@ -29,8 +29,9 @@ import sys
 import time
 from pathlib import Path
 
+from skillmix.processes import free_port
 from skillmix.review import venv as argilla_venv
-from skillmix.review.server import ArgillaServer, ArgillaServerError, free_port, http_get, missing_programs
+from skillmix.review.server import ArgillaServer, ArgillaServerError, http_get, missing_programs
 
 DEFAULT_DATA = ".argilla"
 DEFAULT_PORT = 6900

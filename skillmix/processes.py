@@ -1,0 +1,55 @@
+"""The servers the toolkit starts as child processes (llama.cpp, Argilla, Redis, Chromium): a free loopback
+port, a process group that dies with its parent, stopping that group, and the end of a log for an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def own_group_dying_with_parent() -> None:
+    """In the child, before exec: a process group of its own, and (Linux) SIGTERM when the parent dies,
+    so that a parent killed with SIGKILL (atexit never runs) does not leave the server behind."""
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def stop_group(process: subprocess.Popen, timeout: float) -> None:
+    """Terminate ``process``'s group: SIGTERM, then SIGKILL; then any straggler of the group."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group, if the leader went first
+
+
+def log_tail(path: Path | None, lines: int = 15) -> str:
+    """The last non-empty lines of a server's log, for an error message."""
+    try:
+        text = path.read_text(errors="replace") if path is not None else ""
+    except OSError:
+        return "(no server log)"
+    kept = [line for line in text.splitlines() if line.strip()][-lines:]
+    return "\n".join(kept) if kept else "(the server log is empty)"
