@@ -3,6 +3,7 @@
 #   make dataset K=3                D_SKILL-MIX(3) into ./out (embedded local model unless a key/URL is set)
 #   make dataset K=1,2,3 N=100 TEACHER_MODEL=gpt-4o OUT=out/d123     (OPENAI_API_KEY in the environment)
 #   make train RECIPE=training/recipes/tiny/smoke.yaml [DATA=out] [OUT=dir]   fine-tune a student (TRL SFT)
+#   make eval MODEL=./ckpt JUDGE_MODEL=gpt-4o K=2,3,4,5 SETTING=held-out N=100 OUT=eval/ckpt   Skill-Mix(k)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -25,13 +26,23 @@ DATA ?= out
 PRIVATE ?=
 FORCE ?=
 RECIPE ?=
+MODEL ?=
+MODEL_BASE_URL ?=
+SETTING ?=
+EVAL_SET ?=
+CONFIG ?=
 
 DATASET_FLAGS = $(strip $(if $(N),--n $(N)) $(if $(TEACHER_MODEL),--teacher-model $(TEACHER_MODEL)) \
   $(if $(TEACHER_BASE_URL),--teacher-base-url $(TEACHER_BASE_URL)) $(if $(JUDGE_MODEL),--judge-model $(JUDGE_MODEL)) \
   $(if $(JUDGE_BASE_URL),--judge-base-url $(JUDGE_BASE_URL)) \
   $(if $(TARGET_ACCEPTED),--target-accepted $(TARGET_ACCEPTED)) $(if $(MAX_USD),--max-usd $(MAX_USD)))
 
-.PHONY: test test-slow lint format catalog dataset publish train bench clean
+EVAL_FLAGS = $(strip $(if $(MODEL),--student-model $(MODEL)) $(if $(MODEL_BASE_URL),--student-base-url $(MODEL_BASE_URL)) \
+  $(if $(JUDGE_MODEL),--judge-model $(JUDGE_MODEL)) $(if $(JUDGE_BASE_URL),--judge-base-url $(JUDGE_BASE_URL)) \
+  $(if $(SETTING),--setting $(SETTING)) $(if $(N),--n $(N)) $(if $(EVAL_SET),--eval-set $(EVAL_SET)) \
+  $(if $(CONFIG),--config $(CONFIG)) $(if $(MAX_USD),--max-usd $(MAX_USD)))
+
+.PHONY: test test-slow lint format catalog dataset publish train eval bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +77,11 @@ publish: $(STAMP)  ## push DATA as release VERSION of the Hub dataset REPO (HF_T
 train: $(STAMP)  ## fine-tune a student with the recipe RECIPE (TRL SFT); DATA= replaces its dataset
 	@test -n "$(RECIPE)" || { echo "usage: make train RECIPE=training/recipes/<model>/<variant>.yaml [DATA=out] [OUT=dir]"; exit 2; }
 	$(BIN)/python -m skillmix.training.sft --config $(RECIPE) $(if $(filter command line environment,$(origin DATA)),--data $(DATA)) $(if $(filter command line environment,$(origin OUT)),--output-dir $(OUT))
+
+# K and OUT are passed only when given (the evaluation's defaults: k = 2,3,4,5, no default folder)
+eval: $(STAMP)  ## evaluate MODEL (API name + MODEL_BASE_URL, a folder, or org/model@rev) on Skill-Mix(K)
+	@test -n "$(filter command line environment,$(origin OUT))" || { echo "usage: make eval MODEL=... JUDGE_MODEL=... [K=2,3,4,5] [SETTING=held-out] [N=100] OUT=dir"; exit 2; }
+	$(BIN)/skillmix eval --out $(OUT) $(if $(filter command line environment,$(origin K)),--k $(K)) $(EVAL_FLAGS)
 
 bench: $(STAMP)  ## generation throughput against a loopback server, vs distilabel's OpenAILLM
 	$(BIN)/python bench/generation.py

@@ -84,7 +84,7 @@ def make_llm(
 ) -> Any:
     from skillmix.pipelines.tasks import SkillMixLLM
 
-    settings = config.teacher if model.role == "teacher" else config.judge
+    settings = config.judge if model.role == "judge" else config.teacher  # an evaluation's student: teacher
     client = config.client.model_copy(update={"concurrency": max(1, concurrency)})
     return SkillMixLLM(
         model=model.model,
@@ -180,7 +180,7 @@ def _llm_stages(
 
 def run_pipeline(
     config: DatasetConfig,
-    combos: list[Combination],
+    combos: list[Combination] | list[dict[str, Any]],
     models: tuple[ResolvedModel, ...],
     workdir: Path,
     worst_usd: dict[str, dict[str, float]] | None = None,
@@ -190,7 +190,7 @@ def run_pipeline(
 
     ``worst_usd`` (under a spending cap): each row's worst case by stage, which its first request reserves.
     """
-    rows = [combo.to_dict() for combo in combos]
+    rows = [combo if isinstance(combo, dict) else combo.to_dict() for combo in combos]
     if worst_usd is not None:
         rows = [{**row, "worst_usd": worst_usd[row["id"]]} for row in rows]
     os.environ.setdefault("DISTILABEL_LOG_LEVEL", "ERROR")

@@ -10,6 +10,12 @@ the pipeline and hand back a partial result that looks like failed rows). The fi
 
 Then :class:`Interrupted` is raised: the caller leaves the output folder as it was and exits 130 (SIGINT)
 or 143 (SIGTERM). A second signal stops at once.
+
+A process forked while a run is guarded (distilabel's step workers and its manager) starts with the
+default handlers instead. A Python handler runs only when its thread comes back to the interpreter: a
+SIGTERM that lands just before a worker blocks on a lock is noted and never acted on, and distilabel's
+teardown (which terminates its workers and then joins them) then waits forever. The default action
+needs no interpreter: the kernel ends the process.
 """
 
 from __future__ import annotations
@@ -24,6 +30,17 @@ from typing import Any
 STOP_FILE = "stop"
 GRACE_SECONDS = 10.0
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_guarding = False  # whether this process runs a guarded block now (read in forked children)
+_hooked = False  # whether the fork hook below is registered in this process
+
+
+def _defaults_in_child() -> None:
+    """In a child forked during a guarded run: SIGINT and SIGTERM act as by default (see above)."""
+    global _guarding
+    if _guarding:
+        _guarding = False
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
 
 
 class Interrupted(Exception):
@@ -50,7 +67,7 @@ class Guard:
         self.pipeline: Any = None
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        if os.getpid() != self.pid:  # a forked step process inherited the handler: die as by default
+        if os.getpid() != self.pid:  # a child forked before the guard: die as by default
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
@@ -87,12 +104,18 @@ class Guard:
 @contextlib.contextmanager
 def guarded(work: Path) -> Iterator[Guard]:
     """Handle SIGINT and SIGTERM as above for the duration of the block."""
+    global _guarding, _hooked
     guard = Guard(work)
     guard.stop_file.unlink(missing_ok=True)
+    if not _hooked:
+        os.register_at_fork(after_in_child=_defaults_in_child)
+        _hooked = True
     previous = {sig: signal.signal(sig, guard._on_signal) for sig in SIGNALS}
+    _guarding = True
     try:
         yield guard
     finally:
+        _guarding = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -36,7 +36,7 @@ from skillmix.prompts import PromptSet
 from skillmix.text import extract_answer
 
 SKIP = "\x00skillmix-skip\x00"  # a formatted input that asks the LLM to send nothing
-BUDGET = "\x00skillmix-budget\x00"  # a leading system message carrying the row's reservation
+BUDGET = "\x00skillmix-budget\x00"  # a leading system message: the row's reservation, its seed offset
 ENVELOPE = "skillmix_completion"  # the key of the JSON envelope around a Completion
 
 
@@ -47,26 +47,40 @@ def skip_input(reason: str) -> list[dict[str, str]]:
 def with_budget(
     messages: list[dict[str, str]], input: dict[str, Any], stage: str, runs: int = 1
 ) -> list[dict[str, str]]:
-    """Prefix the row's reservation under a spending cap (the row's ``worst_usd``, set by the planner)."""
+    """Prefix what the LLM must know of the row beyond its messages, as a leading system message: its
+    reservation under a spending cap (the row's ``worst_usd``, set by the planner) and, for the several
+    generations of one combination in an evaluation, the row's ``generation`` (an offset of the seed)."""
+    note: dict[str, Any] = {}
     worst = input.get("worst_usd")
-    if not worst:
+    if worst:
+        cost = RowCost(**worst)
+        note = {
+            "row": input["id"],
+            "remaining": cost.remaining(stage),
+            "request": getattr(cost, stage) / runs,
+        }
+    if input.get("generation") and stage != "grade":  # the judge's runs differ by their own offsets
+        note["seed_offset"] = int(input["generation"])
+    if not note:
         return messages
-    cost = RowCost(**worst)
-    note = {"row": input["id"], "remaining": cost.remaining(stage), "request": getattr(cost, stage) / runs}
     return [{"role": "system", "content": BUDGET + json.dumps(note)}, *messages]
 
 
-def take_reservation(messages: Any, run_id: str | None = None) -> tuple[Reservation | None, Any]:
-    """The reservation :func:`with_budget` put in front of ``messages``, and the messages without it.
+def take_reservation(messages: Any, run_id: str | None = None) -> tuple[Reservation | None, int, Any]:
+    """The reservation and seed offset :func:`with_budget` put in front of ``messages``, and the messages
+    without them.
 
     The reservation is the row's *in this run* (``run_id``): a reservation left by a run that was killed
     keeps counting as spent, and the row's next run reserves afresh rather than draw on it.
     """
     if messages and str(messages[0].get("content", "")).startswith(BUDGET):
         note = json.loads(messages[0]["content"][len(BUDGET) :])
-        rid = f"{run_id}:{note['row']}" if run_id else note["row"]
-        return Reservation(rid, note["remaining"], note["request"]), messages[1:]
-    return None, messages
+        reservation = None
+        if "row" in note:
+            rid = f"{run_id}:{note['row']}" if run_id else note["row"]
+            reservation = Reservation(rid, note["remaining"], note["request"])
+        return reservation, int(note.get("seed_offset", 0)), messages[1:]
+    return None, 0, messages
 
 
 def open_envelope(output: str | None) -> Completion:
@@ -133,7 +147,9 @@ class SkillMixLLM(AsyncLLM):
     ) -> dict[str, Any]:
         """One envelope per generation; generation i uses ``seed + i`` so repeated runs are distinct."""
         assert self._client is not None, "SkillMixLLM.load() was not called"
-        reservation, input = take_reservation(input, self.run_id)
+        reservation, offset, input = take_reservation(input, self.run_id)
+        if seed is not None:
+            seed += offset
         if input and str(input[0].get("content", "")).startswith(SKIP):
             reason = input[0]["content"][len(SKIP) :]
             done = [Completion(None, "skipped", reason)] * num_generations

@@ -11,8 +11,11 @@ Bad input ends with a one-line ``skillmix: error: ...`` on stderr and exit code 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import faulthandler
 import json
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -35,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_catalog_parser, _sample_parser, _prompts_parser, _dataset_parser, _publish_parser,
-                _download_parser, _train_parser):  # fmt: skip
+                _download_parser, _train_parser, _eval_parser):  # fmt: skip
         add(sub)
     return parser
 
@@ -99,6 +102,12 @@ def _train_parser(sub: Any) -> None:
     from skillmix.training.sft import add_train_parser
 
     add_train_parser(sub)
+
+
+def _eval_parser(sub: Any) -> None:
+    from skillmix.evaluation.cli import add_eval_parsers
+
+    add_eval_parsers(sub)
 
 
 def _download_parser(sub: Any) -> None:
@@ -236,7 +245,13 @@ def _hub_error_types() -> tuple[type[BaseException], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     # distilabel 1.5.3 declares fields pydantic 2.14 warns about on every import; it is not the user's concern
     warnings.filterwarnings("ignore", message="The 'default' attribute with value None")
-    args = build_parser().parse_args(argv)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr, in this process and in the step processes
+    # it forks (a C-level handler: it answers even when Python is stuck on a lock)
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # stderr without a file (a test's capture)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    from skillmix.evaluation.cli import route
+
+    args = build_parser().parse_args(route(sys.argv[1:] if argv is None else argv))
     from skillmix.pipelines.interrupt import Interrupted, kill_children
     from skillmix.pipelines.output import RunFailed
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,4 +29,25 @@ def dataset_cmd(server: Any, out: Path, *extra: str) -> list[str]:
 
 
 def run_cli(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), timeout=timeout)
+    """Run ``cmd`` in its own process group; if it outlives ``timeout``, fail with every process's stacks.
+
+    The CLI prints all threads' stacks on SIGUSR1 (in the step processes too), so a hang names its lock.
+    """
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+                            start_new_session=True)  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        tree = subprocess.run(["ps", "-o", "pid,ppid,stat,etime,args", "-g", str(proc.pid)],
+                              capture_output=True, text=True).stdout  # fmt: skip
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGUSR1)
+        time.sleep(3)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        dump = Path(os.environ.get("SKILLMIX_HANG_DUMP", "/tmp/skillmix-hang.txt"))
+        dump.write_text(f"{' '.join(cmd)}\n{tree}\n--- stderr ---\n{stderr}\n--- stdout ---\n{stdout}")
+        message = f"hung for {timeout} s; processes and stacks in {dump}:\n{tree}\n{stderr[-6000:]}"
+        raise AssertionError(message) from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)

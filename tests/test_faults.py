@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,12 +51,21 @@ def server():
         yield fake
 
 
-@pytest.fixture
-def finished(tmp_path, server):
-    """A finished folder of 4 rows, to be protected by the cases below."""
-    out = tmp_path / "out"
-    result = run(cmd(server, out, 4))
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "out"
+    with FakeOpenAIServer(latency=0.1, responder=SkillMixResponder(seed=8, accept_rate=0.6)) as fake:
+        result = run(cmd(fake, out, 4))
     assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+@pytest.fixture
+def finished(tmp_path, built_once):
+    """A finished folder of 4 rows, to be protected by the cases below: a copy of one built once for the
+    module, answered by another server (whose replies this test's server would repeat, at a new URL)."""
+    out = tmp_path / "out"
+    shutil.copytree(built_once, out)
     return out
 
 
@@ -239,3 +249,39 @@ def test_a_broken_progress_display_fails_the_run(tmp_path):
     with pytest.raises(RuntimeError, match="the progress display failed: ZeroDivisionError"), progress:
         progress.start()
         time.sleep(0.1)
+
+
+def _report_handlers(conn) -> None:
+    conn.send([signal.getsignal(sig) == signal.SIG_DFL for sig in (signal.SIGINT, signal.SIGTERM)])
+
+
+def test_a_process_forked_during_a_run_ends_on_sigterm_without_python(tmp_path):
+    """distilabel's teardown terminates its workers and joins them: a Python handler inherited by a worker
+    runs only when the worker returns to the interpreter, so a SIGTERM landing just before it blocks on a
+    lock was lost and the run waited forever. Children of a guarded run get the default action."""
+    import multiprocessing
+
+    from skillmix.pipelines.interrupt import guarded
+
+    fork = multiprocessing.get_context("fork")
+
+    def handlers_in_child() -> list[bool]:
+        parent, child = fork.Pipe()
+        proc = fork.Process(target=_report_handlers, args=(child,))
+        proc.start()
+        got = parent.recv()
+        proc.join(10)
+        return got
+
+    with guarded(tmp_path):
+        assert signal.getsignal(signal.SIGTERM) != signal.SIG_DFL  # the run itself handles it
+        assert handlers_in_child() == [True, True]
+        lock = fork.Lock()
+        lock.acquire()  # the child blocks on it, as a pool worker waits for its next task
+        blocked = fork.Process(target=lock.acquire)
+        blocked.start()
+        time.sleep(0.2)
+        blocked.terminate()
+        blocked.join(10)
+        assert blocked.exitcode == -signal.SIGTERM
+    assert handlers_in_child() == [False, True]  # outside a run: pytest's own SIGINT handler is inherited

@@ -227,3 +227,37 @@ def test_api_key_comes_from_the_environment_and_is_not_pickled(monkeypatch):
         rejected = run(LLMClient(endpoint, ClientConfig()).complete(MESSAGES))
     assert rejected.status == "api_error" and "HTTP 401" in rejected.error
     assert b"sk-secret-value" not in pickle.dumps(endpoint)
+
+
+def _take(path: str, n: int, rpm: int, times) -> None:
+    from skillmix.llm.limits import SharedRateLimiter
+
+    limiter = SharedRateLimiter(RequestCache(path), rpm=rpm, tpm=None)
+    for _ in range(n):
+        asyncio.run(limiter.acquire(10))
+        times.put(time.time())
+
+
+def test_the_rate_window_is_shared_by_every_process_of_a_run(tmp_path, monkeypatch):
+    """The stages of a build run in separate processes: R requests a minute is R for all of them (here a
+    minute of 2 s; the end-to-end check at 60 s is `test_requests_per_minute_bound_the_whole_run`, slow)."""
+    import multiprocessing
+
+    from skillmix.llm import limits
+
+    monkeypatch.setattr(limits, "WINDOW_SECONDS", 2.0)
+    monkeypatch.setattr(limits, "SLACK_SECONDS", 0.5)
+    fork = multiprocessing.get_context("fork")
+    times = fork.Queue()
+    path = str(tmp_path / "cache.sqlite")
+    RequestCache(path).close()
+    workers = [fork.Process(target=_take, args=(path, 3, 4, times)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    granted = sorted(times.get(timeout=30) for _ in range(6))
+    for worker in workers:
+        worker.join(10)
+    span = 2.0 + 0.5
+    for i, first in enumerate(granted):
+        assert len([t for t in granted[i:] if t - first < span]) <= 4  # never 5 in one window, across both
+    assert granted[4] - granted[0] >= span - 0.05  # the fifth waited for the first to leave the window

@@ -93,7 +93,11 @@ def test_a_killed_run_and_its_rerun_stay_within_the_cap_together(tmp_path):
     assert len(all_rows(out)) == 16
 
 
-@pytest.mark.parametrize(("target", "accept"), [(1, 0.8), (7, 0.2), (25, 0.8), (7, 0.8), (1, 0.2)])
+@pytest.mark.parametrize(
+    ("target", "accept"),
+    [(1, 0.8), (7, 0.2), (25, 0.8), pytest.param(7, 0.8, marks=pytest.mark.slow),
+     pytest.param(1, 0.2, marks=pytest.mark.slow)],
+)  # fmt: skip
 def test_target_accepted_keeps_exactly_n_and_the_rest_in_surplus(tmp_path, target, accept):
     out = tmp_path / "out"
     with FakeOpenAIServer(responder=SkillMixResponder(seed=target, accept_rate=accept)) as server:
@@ -131,6 +135,7 @@ def test_target_overshoot_costs_little_at_half_acceptance(tmp_path):
     assert kept_usd > 0 and surplus_usd < 0.25 * kept_usd, (surplus_usd, kept_usd)
 
 
+@pytest.mark.slow  # more than a minute by nature; the shared window itself is tested in test_llm.py
 def test_requests_per_minute_bound_the_whole_run(tmp_path):
     out, rpm = tmp_path / "out", 12
     with FakeOpenAIServer(responder=SkillMixResponder(seed=6, accept_rate=0.5)) as server:

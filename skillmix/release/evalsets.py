@@ -13,7 +13,7 @@ from typing import Any
 
 from skillmix.catalog import Catalog
 from skillmix.prompts import PromptSet
-from skillmix.sampling import count_combinations, eligible, sample_combinations
+from skillmix.sampling import Combination, SamplingError, count_combinations, eligible, sample_combinations
 from skillmix.splits import Split
 
 EVAL_SETTINGS: tuple[str, ...] = ("train", "held-out", "all")
@@ -39,10 +39,7 @@ def build_eval_sets(
     for setting in settings:
         rows = []
         for k in ks:
-            skills, topics = eligible(catalog, setting, split)
-            size = min(n, count_combinations(len(skills), len(topics), k))
-            draw = sample_combinations(catalog, k, size, setting=setting, seed=seed + 1000 * k, split=split)
-            for combo in draw:
+            for combo in draw_eval_set(catalog, split, k, setting, n, seed):
                 rows.append(
                     {
                         **combo.to_dict(),
@@ -52,3 +49,15 @@ def build_eval_sets(
                 )
         out[eval_config_name(setting)] = rows
     return out
+
+
+def draw_eval_set(
+    catalog: Catalog, split: Split, k: int, setting: str, n: int, seed: int = 0
+) -> list[Combination]:
+    """The ``n`` (at most: all there are) combinations of ``setting`` and ``k`` that a release's eval sets
+    hold and ``skillmix eval`` draws without ``--eval-set``: one draw, whoever makes it."""
+    skills, topics = eligible(catalog, setting, split)
+    if k > len(skills):
+        raise SamplingError(f"k={k} exceeds the {len(skills)} skills eligible in the {setting} setting")
+    size = min(n, count_combinations(len(skills), len(topics), k))
+    return list(sample_combinations(catalog, k, size, setting=setting, seed=seed + 1000 * k, split=split))

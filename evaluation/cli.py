@@ -1,0 +1,121 @@
+"""``skillmix eval``: the Skill-Mix(k) evaluation of a student model, and its two offline companions.
+
+    skillmix eval --student-model NAME [--student-base-url URL] --judge-model NAME [--judge-base-url URL]
+                  --k 2,3,4,5 --setting train,held-out,all --n 100 [--generations 3] [--grader-runs 3]
+                  [--eval-set REPO_OR_FOLDER[@REVISION]] [--seed 0] [--no-name-penalty] --out DIR
+                  [--config FILE] [--push-results ORG/MODEL [--results-repo ORG/NAME]]
+    skillmix eval rescore DIR [--no-name-penalty] [--no-length-override]
+    skillmix eval compare DIR_A DIR_B ... --out CMP
+
+``make eval MODEL=... K=2,3,4,5 SETTING=held-out N=100 OUT=...`` runs the first. Settings come from, in
+order of precedence: the flags, ``--config FILE`` (an evaluation YAML, or a ``skillmix dataset`` preset whose
+judge and grading protocol are then shared), the defaults of :class:`skillmix.evaluation.config.EvalConfig`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+OFFLINE = ("rescore", "compare")
+
+
+def route(argv: Sequence[str]) -> list[str]:
+    """``eval rescore ...`` -> ``eval-rescore ...`` (argparse has no optional sub-subcommands)."""
+    argv = list(argv)
+    if len(argv) >= 2 and argv[0] == "eval" and argv[1] in OFFLINE:
+        return [f"eval-{argv[1]}", *argv[2:]]
+    return argv
+
+
+def add_eval_parsers(sub: Any) -> None:
+    from skillmix.evaluation.config import add_eval_flags
+
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a student model on Skill-Mix(k) (also: eval rescore DIR, eval compare DIR ...)",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument(
+        "--out", required=True, help="the evaluation folder (resumed if it holds this evaluation)"
+    )
+    ev.add_argument("--config", default=None, help="an evaluation YAML or a `skillmix dataset` preset")
+    ev.add_argument("--chat-template", dest="student_chat_template", default=None,
+                    help="alias of --student-chat-template")  # fmt: skip
+    ev.add_argument("--push-results", default=None, metavar="ORG/MODEL",
+                    help="add the results to this model's card (model-index)")  # fmt: skip
+    ev.add_argument("--results-repo", default=None, metavar="ORG/NAME",
+                    help="with --push-results: upload the folder to this dataset repo")  # fmt: skip
+    ev.set_defaults(func=cmd_eval, flags=add_eval_flags(ev))
+
+    rs = sub.add_parser("eval-rescore", help="(skillmix eval rescore) recompute results, no request")
+    rs.add_argument("dir", help="an evaluation folder")
+    rs.add_argument("--name-penalty", action=argparse.BooleanOptionalAction, default=None)
+    rs.add_argument("--length-override", action=argparse.BooleanOptionalAction, default=None)
+    rs.set_defaults(func=cmd_rescore)
+
+    cmp = sub.add_parser("eval-compare", help="(skillmix eval compare) compare evaluation folders")
+    cmp.add_argument("dirs", nargs="+", help="evaluation folders; the first is the baseline")
+    cmp.add_argument("--out", required=True, help="folder for comparison.md, comparison.json, plots/")
+    cmp.set_defaults(func=cmd_compare)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from skillmix.config import ConfigError, overrides
+    from skillmix.evaluation.config import build_eval_config
+    from skillmix.evaluation.run import run_eval
+
+    if args.results_repo and not args.push_results:
+        raise ConfigError("--results-repo goes with --push-results ORG/MODEL")
+    config = build_eval_config(args.config, overrides(args, args.flags), args.flags)
+    results = run_eval(config, args.out, log=lambda m: print(m, file=sys.stderr))
+    print(summary(results, args.out))
+    if args.push_results:
+        from skillmix.evaluation.hub import push_results
+
+        pushed = push_results(Path(args.out), args.push_results, args.results_repo)
+        for key, value in pushed.items():
+            print(f"  {key}: {value}")
+
+
+def cmd_rescore(args: argparse.Namespace) -> None:
+    from skillmix.evaluation.outputs import rescore
+
+    results = rescore(Path(args.dir), name_penalty=args.name_penalty, length_override=args.length_override)
+    print(summary(results, args.dir))
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from skillmix.evaluation.report import write_comparison
+
+    write_comparison([Path(d) for d in args.dirs], Path(args.out))
+    print((Path(args.out) / "comparison.md").read_text(encoding="utf-8"))
+
+
+def summary(results: dict[str, Any], out: str | Path) -> str:
+    """A few lines for the terminal: one per (setting, k), then where the files are."""
+    lines = [f"Skill-Mix evaluation of {results['student'].get('model') or 'the embedded model'} "
+             f"(judge {results['judge']['model']}), in {out}:"]  # fmt: skip
+    for r in results["results"]:
+        cells = "  ".join(
+            f"{name} {_cell(r[name])}" for name in ("full_marks", "all_skills", "skill_fraction")
+        )
+        notes = [f"{r[key]} {key.replace('_', ' ')}" for key in ("failed_generations", "unparseable_grades",
+                 "judge_errors", "not_run", "excluded") if r.get(key)]  # fmt: skip
+        lines.append(
+            f"  {r['setting']:<9} k={r['k']}  n={r['n']:<4} {cells}"
+            + (f"  ({', '.join(notes)})" if notes else "")
+        )
+    lines.append(f"  cost ${results.get('cost_usd', 0):.4f}; results.md, results.json, samples.jsonl, plots/")
+    return "\n".join(lines)
+
+
+def _cell(summary: dict[str, float | None]) -> str:
+    mean, stderr = summary.get("mean"), summary.get("stderr")
+    if mean is None:
+        return "—"
+    return f"{mean:.2f}" + (f"±{stderr:.2f}" if stderr is not None else "")
