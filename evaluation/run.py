@@ -34,6 +34,7 @@ from skillmix.pipelines.budget import RowCosts, affordable
 from skillmix.pipelines.dataset import ResolvedModel, check_reachable, run_pipeline
 from skillmix.pipelines.folder import OutputFolder
 from skillmix.pipelines.interrupt import guarded
+from skillmix.pipelines.run import check_priced, load_prices
 from skillmix.prompts import PromptSet
 
 Log = Callable[[str], None]
@@ -46,12 +47,12 @@ def run_eval(config: EvalConfig, out: str | Path, log: Log = print) -> dict[str,
     catalog = load_catalog(config.catalog, topics=config.topics)
     split = catalog.split(config.split_seed)
     sets = eval_sets(catalog, split, config.setting, config.k, config.n, config.seed, config.eval_set)
-    prices = _prices(config)
+    prices = load_prices(config)
     student = prepare_student(config.student)  # refuses what cannot be loaded or reached, starts nothing
     judge = _judge(config)
     for model in (student.resolved, judge):
         if model is not None:
-            _check_priced(config, model, prices)
+            check_priced(config, model, prices)
             check_reachable(model)
     folder = _claim(Path(out), config.fingerprint(student.identity, judge.identity or judge.model))
     pipeline_config = config.pipeline_config()
@@ -121,13 +122,6 @@ def sample_record(
     return record
 
 
-def _prices(config: EvalConfig) -> PriceTable:
-    try:
-        return PriceTable.load(config.prices)
-    except FileNotFoundError:
-        raise ConfigError(f"price file {config.prices} not found") from None
-
-
 def _judge(config: EvalConfig) -> ResolvedModel:
     settings = config.judge
     assert settings.model, "build_eval_config refuses an unnamed judge"
@@ -137,15 +131,6 @@ def _judge(config: EvalConfig) -> ResolvedModel:
             "the judge uses api.openai.com but OPENAI_API_KEY is not set (or give --judge-base-url)"
         )
     return ResolvedModel("judge", settings.model, base_url)
-
-
-def _check_priced(config: EvalConfig, model: ResolvedModel, prices: PriceTable) -> None:
-    if config.client.max_usd is not None and not model.free and not prices.is_priced(model.model):
-        raise ConfigError(
-            f"--max-usd needs the price of the {model.role} model {model.model!r}, which is not known: "
-            "give it with --prices FILE (YAML: `MODEL: {input: USD_PER_1M, output: USD_PER_1M}`; "
-            "0 for a free server)"
-        )
 
 
 def _claim(out: Path, fingerprint: str) -> OutputFolder:

@@ -29,20 +29,17 @@ from __future__ import annotations
 import atexit
 import hashlib
 import importlib.util
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skillmix.processes import free_port, log_tail, own_group_dying_with_parent, stop_group
+from skillmix.processes import free_port, own_group_dying_with_parent, stop_group, wait_until_serving
 
 ENGINES = ("transformers", "vllm")
 IDENTITY_PREFIX = "hf-student"
@@ -338,28 +335,9 @@ class LocalStudent:
         self._ready = True
 
     def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
-        deadline = time.monotonic() + self.startup_timeout
         what = f"the student's {self.engine} server for {self.model}"
-        while True:
-            code = process.poll()
-            if code is not None:
-                raise StudentServerError(
-                    f"{what} exited with code {code} before it was ready; "
-                    f"end of {self.log_path}:\n{log_tail(self.log_path)}"
-                )
-            try:
-                with opener.open(f"{self.base_url}/models", timeout=2) as response:
-                    if self.model_name in [m.get("id") for m in json.load(response).get("data", [])]:
-                        return
-            except (OSError, ValueError, AttributeError):
-                pass
-            if time.monotonic() > deadline:
-                raise StudentServerError(
-                    f"{what} was not ready within {self.startup_timeout:g}s; "
-                    f"end of {self.log_path}:\n{log_tail(self.log_path)}"
-                )
-            time.sleep(0.2)
+        wait_until_serving(process, self.base_url, self.model_name, self.startup_timeout, self.log_path, what,
+                           StudentServerError)  # fmt: skip
 
     def stop(self, timeout: float = 30.0) -> None:
         """Terminate the server's process group (SIGTERM, then SIGKILL); safe to call twice."""

@@ -45,11 +45,11 @@ def run_dataset(
     catalog = load_catalog(config.catalog, topics=config.topics)
     split = catalog.split(config.split_seed)
     _check_k(config, catalog, split)
-    prices = _load_prices(config)
+    prices = load_prices(config)
     embedded = uses_embedded(config)
     if not embedded:  # every check that can fail comes before the output folder is touched
         for model in resolve_models(config):
-            _check_priced(config, model, prices)
+            check_priced(config, model, prices)
             if not dry_run:
                 check_reachable(model)
     if dry_run:
@@ -77,14 +77,14 @@ def _check_k(config: DatasetConfig, catalog: Catalog, split: Any) -> None:
             raise ConfigError(f"K={k} exceeds the {eligible_skills} skills eligible for D_SKILL-MIX({k})")
 
 
-def _load_prices(config: DatasetConfig) -> PriceTable:
+def load_prices(config: Any) -> PriceTable:
     try:
         return PriceTable.load(config.prices)
     except FileNotFoundError:
         raise ConfigError(f"price file {config.prices} not found") from None
 
 
-def _check_priced(config: DatasetConfig, model: ResolvedModel, prices: PriceTable) -> None:
+def check_priced(config: Any, model: ResolvedModel, prices: PriceTable) -> None:
     """Under a cap, a model of unknown price would make the cap meaningless: refuse it by name."""
     if config.client.max_usd is not None and not model.free and not prices.is_priced(model.model):
         raise ConfigError(

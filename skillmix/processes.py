@@ -53,3 +53,31 @@ def log_tail(path: Path | None, lines: int = 15) -> str:
         return "(no server log)"
     kept = [line for line in text.splitlines() if line.strip()][-lines:]
     return "\n".join(kept) if kept else "(the server log is empty)"
+
+
+def wait_until_serving(
+    process: subprocess.Popen, base_url: str, model: str, timeout: float, log_path: Path | None, what: str,
+    error: type[Exception] = RuntimeError,
+) -> None:  # fmt: skip
+    """Return once the OpenAI-compatible server ``process`` lists ``model`` at ``base_url/models``; raise
+    ``error`` naming ``what`` (with the end of its log) if it exits first or is not ready in ``timeout`` s."""
+    import json
+    import time
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
+    deadline = time.monotonic() + timeout
+    while True:
+        code = process.poll()
+        if code is not None:
+            raise error(f"{what} exited with code {code} before it was ready; "
+                        f"end of {log_path}:\n{log_tail(log_path)}")  # fmt: skip
+        try:
+            with opener.open(f"{base_url}/models", timeout=2) as response:
+                if model in [m.get("id") for m in json.load(response).get("data", [])]:
+                    return
+        except (OSError, ValueError, AttributeError):
+            pass
+        if time.monotonic() > deadline:
+            raise error(f"{what} was not ready within {timeout:g}s; end of {log_path}:\n{log_tail(log_path)}")
+        time.sleep(0.2)

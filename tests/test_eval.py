@@ -167,6 +167,7 @@ def test_rescore_needs_no_request_and_can_switch_the_checks_off(evaluated, tmp_p
             "judge base URL http://127.0.0.1:9/v1 does not answer",
         ),
         (["--student-model", "/nonexistent/ckpt"], "/nonexistent/ckpt"),
+        (["--max-usd", "1"], "the student model 'fake-teacher', which is not known"),  # the cap needs prices
     ],
 )
 def test_bad_input_is_one_line_before_any_request_or_file(tmp_path, extra, says):

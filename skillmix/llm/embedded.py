@@ -27,17 +27,14 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
-import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from skillmix.processes import free_port, log_tail, own_group_dying_with_parent, stop_group
+from skillmix.processes import free_port, own_group_dying_with_parent, stop_group, wait_until_serving
 
 MODEL_NAME = "gemma-3-270m-q4_k_m"
 CHAT_FORMAT = "snoozy"
@@ -186,28 +183,9 @@ class EmbeddedServer:
         return self
 
     def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            code = process.poll()
-            if code is not None:
-                raise EmbeddedServerError(
-                    f"the embedded server exited with code {code} before it was ready; "
-                    f"end of {self.log_path}:\n{log_tail(self.log_path)}"
-                )
-            try:
-                with opener.open(f"{self.base_url}/models", timeout=2) as response:
-                    models = [m.get("id") for m in json.load(response).get("data", [])]
-                if MODEL_NAME in models:
-                    return
-            except (OSError, ValueError, AttributeError):
-                pass
-            if time.monotonic() > deadline:
-                raise EmbeddedServerError(
-                    f"the embedded server was not ready within {self.startup_timeout:g}s; "
-                    f"end of {self.log_path}:\n{log_tail(self.log_path)}"
-                )
-            time.sleep(0.2)
+        what = "the embedded server"
+        wait_until_serving(process, self.base_url, MODEL_NAME, self.startup_timeout, self.log_path, what,
+                           EmbeddedServerError)  # fmt: skip
 
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate the server's process group (SIGTERM, then SIGKILL); safe to call twice."""
