@@ -54,13 +54,21 @@ def resolve_models(config: DatasetConfig, embedded_url: str | None = None) -> tu
     teacher_model = config.teacher.model
     if not teacher_model:
         raise ConfigError("a remote teacher needs a model name: --teacher-model (or TEACHER_MODEL=)")
-    resolved = []
-    for role, settings in (("teacher", config.teacher), ("judge", config.judge)):
-        base_url = settings.base_url or os.environ.get("OPENAI_BASE_URL") or None
-        if base_url is None and not os.environ.get("OPENAI_API_KEY"):
-            raise ConfigError(f"the {role} uses api.openai.com but OPENAI_API_KEY is not set")
-        resolved.append(ResolvedModel(role, settings.model or teacher_model, base_url))
-    return tuple(resolved)
+    teacher_url = config.teacher.base_url or os.environ.get("OPENAI_BASE_URL") or None
+    judge = config.judge
+    if judge.model is None and judge.base_url is None:  # an unnamed judge is the teacher, where it is served
+        judge_model, judge_url = teacher_model, teacher_url
+    else:  # a judge of its own: its URL, else OPENAI_BASE_URL, else OpenAI
+        judge_model = judge.model or teacher_model
+        judge_url = judge.base_url or os.environ.get("OPENAI_BASE_URL") or None
+    resolved = (
+        ResolvedModel("teacher", teacher_model, teacher_url),
+        ResolvedModel("judge", judge_model, judge_url),
+    )
+    for model in resolved:
+        if model.base_url is None and not os.environ.get("OPENAI_API_KEY"):
+            raise ConfigError(f"the {model.role} uses api.openai.com but OPENAI_API_KEY is not set")
+    return resolved
 
 
 def check_reachable(model: ResolvedModel, timeout: float = 10.0) -> None:

@@ -142,3 +142,28 @@ def test_decide_failures_carry_reasons():
     assert unparsed["outcome"] == "failed" and unparsed["status"] == "unparseable"
     assert "no rubric table" in unparsed["failure_reason"]
     assert unparsed["points"] is None  # never zeros
+
+
+@pytest.mark.parametrize(
+    ("judge", "env", "expected"),
+    [
+        ({}, {}, ("t", "http://teacher/v1")),  # unnamed: the teacher's model on the teacher's server
+        ({}, {"OPENAI_BASE_URL": "http://env/v1"}, ("t", "http://teacher/v1")),
+        ({"model": "j"}, {}, ("j", None)),  # a model of its own: OpenAI unless told otherwise
+        ({"model": "j"}, {"OPENAI_BASE_URL": "http://env/v1"}, ("j", "http://env/v1")),
+        ({"model": "j", "base_url": "http://judge/v1"}, {}, ("j", "http://judge/v1")),
+        ({"base_url": "http://judge/v1"}, {}, ("t", "http://judge/v1")),  # the teacher's model, elsewhere
+    ],
+)
+def test_the_judge_follows_the_teacher_unless_named(judge, env, expected, monkeypatch):
+    from skillmix.pipelines.dataset import resolve_models
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    teacher = {"model": "t", "base_url": "http://teacher/v1"}
+    config = build_config("smoke", {"teacher": teacher, "judge": judge})
+    teacher, resolved = resolve_models(config)
+    assert (teacher.model, teacher.base_url) == ("t", "http://teacher/v1")
+    assert (resolved.model, resolved.base_url) == expected
