@@ -16,19 +16,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-OFFLINE = ("rescore", "compare")
-
-
-def route(argv: Sequence[str]) -> list[str]:
-    """``eval rescore ...`` -> ``eval-rescore ...`` (argparse has no optional sub-subcommands)."""
-    argv = list(argv)
-    if len(argv) >= 2 and argv[0] == "eval" and argv[1] in OFFLINE:
-        return [f"eval-{argv[1]}", *argv[2:]]
-    return argv
 
 
 def add_eval_parsers(sub: Any) -> None:

@@ -201,7 +201,7 @@ def run_pipeline(
     rows = [combo if isinstance(combo, dict) else combo.to_dict() for combo in combos]
     if worst_usd is not None:
         rows = [{**row, "worst_usd": worst_usd[row["id"]]} for row in rows]
-    os.environ.setdefault("DISTILABEL_LOG_LEVEL", "ERROR")
+    _quiet_third_party()
     run_id = uuid.uuid4().hex
     pipeline = build_pipeline(config, rows, models, workdir, run_id)
     try:
@@ -229,6 +229,20 @@ def run_pipeline(
             }
         out.append(found)
     return out
+
+
+def _quiet_third_party() -> None:
+    """Only our lines on the terminal: no progress bars of ``datasets`` (distilabel loads its result with
+    it), no log lines of distilabel or of the HTTP clients below it."""
+    import logging
+
+    from datasets.utils import logging as datasets_logging
+
+    os.environ.setdefault("DISTILABEL_LOG_LEVEL", "ERROR")
+    datasets_logging.disable_progress_bar()
+    datasets_logging.set_verbosity_error()
+    for name in ("httpx", "httpcore", "openai"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _quiet_distilabel_logging() -> None:

@@ -113,21 +113,14 @@ class OutputFolder:
 
     def _stage(self, result: RunResult) -> list[str]:
         """The new configs, manifest and card in ``.skillmix/staging``; returns the names written."""
-        from skillmix.pipelines.card import render_folder_card
-        from skillmix.pipelines.rows import to_records, write_parquet
+        from skillmix.pipelines.rows import to_records
 
         staging = self.work / "staging"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         prompts = PromptSet(result.config.template_dir)
-        written = {}
-        for name, rows in _configs(result, to_records(result, prompts)).items():
-            if rows:  # datasets cannot load a zero-row Parquet file: leave empty configs out
-                write_parquet(rows, staging / name / DATA_FILE)
-                written[name] = {"path": f"{name}/{DATA_FILE}", "rows": len(rows)}
-        manifest = build_manifest(result, prompts, written)
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-        (staging / "README.md").write_text(render_folder_card(manifest))
+        written = write_configs(staging, _configs(result, to_records(result, prompts)))
+        write_manifest_and_card(staging, build_manifest(result, prompts, written))
         return ["README.md", "manifest.json", *written]
 
     def swap(self, names: list[str]) -> None:
@@ -170,6 +163,26 @@ class OutputFolder:
         (self.work / SWAP_FILE).unlink(missing_ok=True)
         shutil.rmtree(self.work / "previous", ignore_errors=True)
         shutil.rmtree(self.work / "staging", ignore_errors=True)
+
+
+def write_configs(folder: Path, configs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """One Parquet file per config with rows (datasets cannot load a zero-row file: empty ones are left
+    out); returns the manifest's ``configs`` entry."""
+    from skillmix.pipelines.rows import write_parquet
+
+    written = {}
+    for name, rows in configs.items():
+        if rows:
+            write_parquet(rows, folder / name / DATA_FILE)
+            written[name] = {"path": f"{name}/{DATA_FILE}", "rows": len(rows)}
+    return written
+
+
+def write_manifest_and_card(folder: Path, manifest: dict[str, Any]) -> None:
+    from skillmix.pipelines.card import render_folder_card
+
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    (folder / "README.md").write_text(render_folder_card(manifest))
 
 
 def _configs(result: RunResult, records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

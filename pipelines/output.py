@@ -113,6 +113,7 @@ class RunResult:
         return {
             "per_k": per_k,
             "failures_by_reason": failures_by_reason(failed),
+            "rejected_by_item": rejected_by_item([r for r in self.rows if r["outcome"] == "rejected"]),
             "surplus_usd": round(surplus_usd, 6),
         }
 
@@ -138,6 +139,19 @@ class RunResult:
                     t["output_tokens"] += entry.get("output_tokens") or 0
                     t["usd"] += entry.get("usd") or 0.0
         return totals
+
+
+REJECTION_ITEMS = ("a skill", "the topic", "making sense", "the length")
+
+
+def rejected_by_item(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many rejected rows missed each kind of rubric item (a row may miss several), most missed first."""
+    missed: Counter[str] = Counter()
+    for row in rows:
+        points, k = row.get("points") or [], len(row["skills"])
+        kinds = {"a skill" if i < k else REJECTION_ITEMS[i - k + 1] for i, p in enumerate(points) if p != 1}
+        missed.update(kinds)
+    return dict(missed.most_common())
 
 
 def _row_usd(row: dict[str, Any]) -> float:

@@ -42,6 +42,13 @@ def summary_text(manifest: dict[str, Any], out: str) -> str:
     cap = manifest["config"]["client"].get("max_usd")
     if cap is not None:
         lines.append(f"spending limit ${cap:.2f}: spent ${manifest['cost_usd']:.4f}")
+    missed = manifest["counts"].get("rejected_by_item") or {}
+    if missed:
+        item, rows = next(iter(missed.items()))
+        others = ", ".join(f"{kind} {count}" for kind, count in list(missed.items())[1:])
+        detail = f"{rows} rows" + (f"; {others}" if others else "")
+        lines.append(f"rejected rows missed {item} most often ({detail})")
+    lines.extend(next_steps(manifest, out))
     if manifest.get("embedded"):
         lines.append("")
         lines.append(
@@ -49,3 +56,17 @@ def summary_text(manifest: dict[str, Any], out: str) -> str:
             " use a GPT-4-class teacher and judge for real data."
         )
     return "\n".join(lines)
+
+
+def next_steps(manifest: dict[str, Any], out: str) -> list[str]:
+    """Where to go from here: load the data, read the card, release it."""
+    configs = [name for name in manifest["configs"] if name.startswith("k")] or list(manifest["configs"])
+    first = configs[0] if configs else "k1"
+    return [
+        "",
+        "next:",
+        f'  load:    datasets.load_dataset("{out}", "{first}", split="train")'
+        + (f"   (configs: {', '.join(manifest['configs'])})" if manifest["configs"] else ""),
+        f"  card:    {out}/README.md",
+        f"  release: skillmix publish --data {out} --repo ORG/NAME --version v1.0.0",
+    ]

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_catalog_parser, _sample_parser, _prompts_parser, _dataset_parser, _publish_parser,
-                _download_parser, _train_parser, _eval_parser):  # fmt: skip
+                _download_parser, _train_parser, _eval_parser, _review_parser):  # fmt: skip
         add(sub)
     return parser
 
@@ -108,6 +108,12 @@ def _eval_parser(sub: Any) -> None:
     from skillmix.evaluation.cli import add_eval_parsers
 
     add_eval_parsers(sub)
+
+
+def _review_parser(sub: Any) -> None:
+    from skillmix.review.cli import add_review_parsers
+
+    add_review_parsers(sub)
 
 
 def _download_parser(sub: Any) -> None:
@@ -242,6 +248,19 @@ def _hub_error_types() -> tuple[type[BaseException], ...]:
     return (HfHubHTTPError,)
 
 
+# Commands with actions of their own: `skillmix eval rescore` is parsed as `eval-rescore` (argparse has no
+# optional sub-subcommands: a bare `skillmix eval --student-model ...` must still parse).
+NESTED = {"eval": ("rescore", "compare"), "review": ("push", "pull")}
+
+
+def route(argv: Sequence[str]) -> list[str]:
+    """``eval rescore ...`` -> ``eval-rescore ...``, ``review push ...`` -> ``review-push ...``."""
+    argv = list(argv)
+    if len(argv) >= 2 and argv[1] in NESTED.get(argv[0], ()):
+        return [f"{argv[0]}-{argv[1]}", *argv[2:]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # distilabel 1.5.3 declares fields pydantic 2.14 warns about on every import; it is not the user's concern
     warnings.filterwarnings("ignore", message="The 'default' attribute with value None")
@@ -249,8 +268,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # it forks (a C-level handler: it answers even when Python is stuck on a lock)
     with contextlib.suppress(AttributeError, OSError, ValueError):  # stderr without a file (a test's capture)
         faulthandler.register(signal.SIGUSR1, all_threads=True)
-    from skillmix.evaluation.cli import route
-
     args = build_parser().parse_args(route(sys.argv[1:] if argv is None else argv))
     from skillmix.pipelines.interrupt import Interrupted, kill_children
     from skillmix.pipelines.output import RunFailed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -65,6 +66,20 @@ def test_every_row_is_accounted_for_under_faults(tmp_path):
     statuses = [s for r in kept + rejected for s in r["grader_status"]]
     assert "unparseable" in statuses
     assert "Skill-Mix dataset written to" in result.stdout and "failures by reason" in result.stdout
+    assert f'datasets.load_dataset("{out}", "k1", split="train")' in result.stdout
+    assert f"skillmix publish --data {out}" in result.stdout and f"{out}/README.md" in result.stdout
+    if rejected:
+        assert "rejected rows missed " in result.stdout
+    assert_only_our_lines(result)
+
+
+FOREIGN = re.compile(r"examples/s|it/s\]|Generating |INFO|WARNING|HTTP Request|distilabel|\d+%\|")
+
+
+def assert_only_our_lines(result) -> None:
+    """No progress bar or log line of a library (datasets, distilabel, httpx) between ours."""
+    foreign = [line for line in (result.stdout + result.stderr).splitlines() if FOREIGN.search(line)]
+    assert foreign == [], foreign[:5]
 
 
 def test_killed_run_resumes_without_repeating_requests(tmp_path):

@@ -20,6 +20,23 @@ def _mean_score(stats: dict[str, Any], k: str) -> float | None:
     return sum(int(points) * count for points, count in histogram.items()) / total / (int(k.lstrip("k")) + 3)
 
 
+def review_changes(previous: dict[str, Any] | None, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The rows a human review moved (``skillmix review pull``), when the manifest has a review that the
+    previous release did not: ``{dataset, reviewed, to_kept, to_rejected, moved: [{id, k, from, to,
+    reason}]}``; None otherwise."""
+    review = manifest.get("review")
+    if not review or (previous or {}).get("review") == review:
+        return None
+    counts = review.get("counts", {})
+    return {
+        "dataset": review.get("dataset"),
+        "reviewed": counts.get("reviewed"),
+        "to_kept": counts.get("to_kept"),
+        "to_rejected": counts.get("to_rejected"),
+        "moved": review.get("moved", []),
+    }
+
+
 def changelog(
     previous: dict[str, Any] | None,
     previous_ids: dict[str, set[str]],
@@ -27,9 +44,11 @@ def changelog(
     stats: dict[str, Any],
     configs: dict[str, list[dict[str, Any]]],
 ) -> dict[str, Any]:
-    """What changed since the previous release: rows, acceptance and scores per k, models, prompts."""
+    """What changed since the previous release: rows, acceptance and scores per k, models, prompts, and
+    the rows moved by a human review (``review``, only when the manifest has a new one)."""
+    review = review_changes(previous, manifest)
     if previous is None:
-        return {"first_release": True}
+        return {"first_release": True, **({"review": review} if review else {})}
     before = previous.get("release", {})
     rows = {}
     names = sorted(set(previous_ids) | {n for n in configs if not n.startswith("eval-")})
@@ -66,6 +85,7 @@ def changelog(
         "models_changed": models,
         "prompts_changed": prompts,
         "split_changed": previous["split"]["hash"] != manifest["split"]["hash"],
+        **({"review": review} if review else {}),
     }
 
 

@@ -3,6 +3,10 @@
 One explicit Arrow schema for all configs so that a column never changes type with the rows that happen to
 be in a file (a column of only nulls would otherwise be typed ``null``), and every type has a ``datasets``
 equivalent (no Arrow maps).
+
+``review`` (null unless a human review decided the row, see :mod:`skillmix.review.reviewed`) is the last
+column: a folder written before it existed has no such column and still loads; publishing or writing it
+again with this schema fills the column with nulls.
 """
 
 from __future__ import annotations
@@ -17,6 +21,15 @@ from skillmix.prompts import TEMPLATES
 
 _USAGE = pa.struct([("input_tokens", pa.int64()), ("output_tokens", pa.int64()), ("usd", pa.float64())])
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+_REVIEW = pa.struct(
+    [
+        ("decided_by", pa.string()),
+        ("annotators", pa.int64()),
+        ("human_points", pa.list_(pa.int64())),
+        ("judge_points", pa.list_(pa.int64())),
+        ("reason", pa.string()),
+    ]
+)
 
 SCHEMA = pa.schema(
     [
@@ -46,6 +59,7 @@ SCHEMA = pa.schema(
         ("judge", pa.string()),
         ("prompt_hashes", pa.struct([(name, pa.string()) for name in TEMPLATES])),
         ("usage", pa.struct([("teacher", _USAGE), ("judge", _USAGE)])),
+        ("review", _REVIEW),
     ]
 )
 

@@ -5,4 +5,9 @@ and the SQL search engine of ``sqlsearch`` / ``sqlquery`` in place of Elasticsea
 the background for ``make argilla``; ``browser`` drives headless Chromium to check the review UI. The modules
 that run inside argilla-server's environment (``argilla_process``, ``sqlsearch``, ``sqlquery``) import
 ``argilla_server`` only inside functions, so every module here imports without it.
+
+The review loop (``skillmix review push`` / ``pull``, :mod:`skillmix.review.cli`): ``sample`` draws the
+stratified sample, ``records`` builds the dataset's settings and records, ``push`` sends them, ``pull``
+reads the answers, ``decide`` turns them into decisions and agreement figures (``agreement``: kappa and
+intervals), ``reviewed`` writes the reviewed folder; ``data`` reads a dataset folder, ``connect`` the client.
 """

@@ -1,0 +1,81 @@
+"""The connection to an Argilla server for ``skillmix review``: the SDK, the client, one-line errors.
+
+The server and the key come from ``ARGILLA_API_URL`` and ``ARGILLA_API_KEY`` only (a local Argilla:
+``export $(make -s argilla)``; a Hugging Face Space: its URL and the key from its "My settings"). Every
+failure of the SDK or of the connection is turned into a :class:`ReviewError` with one line, which the CLI
+prints as ``skillmix: error: ...`` with exit code 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from types import ModuleType
+from typing import Any
+
+RETRIES = 3  # connection attempts before an unreachable server is reported (the SDK's default is 5)
+TIMEOUT = 60
+
+
+class ReviewError(ValueError):
+    """The review cannot be pushed or pulled; the message says why (one line)."""
+
+
+def sdk() -> ModuleType:
+    """The ``argilla`` SDK (the ``review`` extra), with its log quieted to errors."""
+    try:
+        import argilla
+    except ImportError:
+        raise ReviewError("the Argilla SDK is not installed: pip install -e '.[review]'") from None
+    logging.getLogger("argilla.sdk").setLevel(logging.ERROR)
+    return argilla
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    text = text.removeprefix("Argilla SDK error: ")
+    return text.splitlines()[0][:300]
+
+
+@contextlib.contextmanager
+def argilla_errors(url: str, doing: str) -> Iterator[None]:
+    """Turn the SDK's and httpx's exceptions raised while ``doing`` into one-line :class:`ReviewError`."""
+    import httpx
+    from argilla._exceptions import ArgillaCredentialsError, ArgillaError
+
+    try:
+        with warnings.catch_warnings():  # the SDK warns, e.g. when a dataset is not found: None says it
+            warnings.simplefilter("ignore")
+            yield
+    except ArgillaCredentialsError:
+        raise ReviewError(f"Argilla at {url} refused the API key (check ARGILLA_API_KEY)") from None
+    except httpx.TransportError as exc:
+        raise ReviewError(f"cannot reach Argilla at {url} while {doing}: {first_line(exc)}") from None
+    except (ArgillaError, httpx.HTTPError) as exc:
+        raise ReviewError(f"Argilla at {url} failed while {doing}: {first_line(exc)}") from None
+
+
+def connect(env: Mapping[str, str] | None = None) -> Any:
+    """An ``argilla.Argilla`` client for ``ARGILLA_API_URL`` with ``ARGILLA_API_KEY``, checked to answer."""
+    env = os.environ if env is None else env
+    url, key = env.get("ARGILLA_API_URL", "").strip(), env.get("ARGILLA_API_KEY", "").strip()
+    if not url:
+        raise ReviewError(
+            "ARGILLA_API_URL is not set: `export $(make -s argilla)` for a local Argilla, or set it and "
+            "ARGILLA_API_KEY for yours (e.g. https://<owner>-<space>.hf.space)"
+        )
+    if not key:
+        raise ReviewError(f"ARGILLA_API_KEY is not set (the API key for {url}, from its 'My settings')")
+    rg = sdk()
+    with argilla_errors(url, "connecting"):
+        client = rg.Argilla(api_url=url, api_key=key, timeout=TIMEOUT, retries=RETRIES)
+        client.me  # noqa: B018 - the SDK checks the key at construction; this checks the server answers
+    return client
+
+
+def dataset_url(client: Any, dataset: Any) -> str:
+    """The annotation page of ``dataset`` in the Argilla UI."""
+    return f"{client.api_url.rstrip('/')}/dataset/{dataset.id}/annotation-mode"

@@ -1,0 +1,198 @@
+"""What a review dataset in Argilla holds: its settings (fields, questions, metadata, guidelines,
+distribution) and one record per sampled row, with the judge's points as suggestions.
+
+* **Fields**: ``topic``; ``skills`` (markdown: the k skills in rubric order, each with its definition and
+  example from the folder's catalog); ``answer``, the text; ``sentences``, its sentence count and limit.
+* **Questions**: ``skill_1`` .. ``skill_K`` for K = the largest k of the sample, then ``on_topic``,
+  ``makes_sense``, ``within_length`` (label questions, ``yes`` / ``no``) and a free-text ``comment``.
+  ``skill_j`` is required only when every record has a skill j (j <= the smallest k); the others say in
+  their title that they are not applicable to records with fewer skills, which leave them unanswered.
+* **Suggestions**: the judge's decided points (the row's ``points``), with ``agent`` = the judge's
+  identity and ``score`` = the share of the grader runs that parsed which voted the decided value.
+* **Metadata**: ``k``, ``combination`` (the row id), ``setting``, ``outcome``, ``failed`` (the kinds of item
+  missed), ``judge_total`` (decided points earned) and ``annotators`` (1 or 2); the judge's outcome, total
+  and misses are hidden from annotators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+from skillmix.review.sample import failed_kinds
+from skillmix.text import max_sentences, number_word
+
+LABELS = ("yes", "no")
+OTHER_QUESTIONS = ("on_topic", "makes_sense", "within_length")
+FIELDS = ("topic", "skills", "answer", "sentences")
+GUIDELINES = "review_guidelines.md.jinja2"
+
+
+def question_names(max_k: int) -> list[str]:
+    """The label questions, in rubric order: ``skill_1`` .. ``skill_<max_k>``, then the other three."""
+    return [*(f"skill_{j}" for j in range(1, max_k + 1)), *OTHER_QUESTIONS]
+
+
+def position(question: str, k: int) -> int | None:
+    """The rubric position of ``question`` for a row with ``k`` skills; None when not applicable."""
+    if question.startswith("skill_"):
+        j = int(question.removeprefix("skill_"))
+        return j - 1 if 1 <= j <= k else None
+    return k + OTHER_QUESTIONS.index(question) if question in OTHER_QUESTIONS else None
+
+
+def vote_share(row: Mapping[str, Any], index: int) -> float | None:
+    """The share of the grader runs that parsed which gave the decided value of rubric item ``index``."""
+    runs = [
+        points
+        for points, status in zip(
+            row.get("grader_points") or [], row.get("grader_status") or [], strict=False
+        )
+        if status == "ok" and points
+    ]
+    if not runs:
+        return None
+    decided = row["points"][index]
+    return sum(points[index] == decided for points in runs) / len(runs)
+
+
+def suggestions(row: Mapping[str, Any]) -> dict[str, tuple[str, float | None]]:
+    """``{question: (label, score)}``: the judge's decided points of the row and their vote shares."""
+    k = int(row["k"])
+    return {
+        question: (LABELS[0] if row["points"][i] == 1 else LABELS[1], vote_share(row, i))
+        for i, question in enumerate(question_names(k))
+    }
+
+
+def skills_markdown(skills: Sequence[str], catalog: Any) -> str:
+    """The skills in rubric order, numbered, each with its definition and example."""
+    by_name = {skill.name: skill for skill in catalog.skills}
+    lines = []
+    for j, name in enumerate(skills, start=1):
+        skill = by_name.get(name)
+        if skill is None:
+            lines.append(f"{j}. **{name}**")
+        else:
+            lines.append(f"{j}. **{name}**: {skill.definition}  \n   *Example:* {skill.example}")
+    return "\n".join(lines)
+
+
+def fields(row: Mapping[str, Any], catalog: Any) -> dict[str, str]:
+    k, sentences = int(row["k"]), int(row.get("sentences") or 0)
+    limit = max_sentences(k)
+    counted = f"{sentences} {'sentence' if sentences == 1 else 'sentences'}"
+    return {
+        "topic": str(row["topic"]),
+        "skills": skills_markdown(list(row["skills"]), catalog),
+        "answer": str(row.get("answer") or ""),
+        "sentences": f"{counted} (allowed for {k} skills: at most {number_word(limit)})",
+    }
+
+
+def metadata(row: Mapping[str, Any], annotators: int) -> dict[str, Any]:
+    return {
+        "k": int(row["k"]),
+        "combination": str(row["id"]),
+        "setting": str(row.get("setting") or "unknown"),
+        "outcome": str(row["outcome"]),
+        "failed": failed_kinds(row["points"], int(row["k"])),
+        "judge_total": int(sum(row["points"])),
+        "annotators": annotators,
+    }
+
+
+def render_guidelines(ks: Sequence[int], judge: str, config: Mapping[str, Any]) -> str:
+    """The annotation guidelines (markdown) for a sample whose rows have the k values ``ks``."""
+    import jinja2
+
+    template = (resources.files("skillmix.cards") / GUIDELINES).read_text("utf-8")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, keep_trailing_newline=True)
+    return env.from_string(template).render(
+        ks=", ".join(str(k) for k in sorted(set(ks))), max_k=max(ks), min_k=min(ks), judge=judge,
+        name_penalty=bool(config.get("name_penalty", True)),
+        length_override=bool(config.get("length_override", True)),
+    )  # fmt: skip
+
+
+def build_settings(rg: Any, ks: Sequence[int], min_submitted: int, guidelines: str) -> Any:
+    """The ``argilla.Settings`` of a review dataset for rows with the k values ``ks``."""
+    max_k, min_k = max(ks), min(ks)
+
+    def skill_question(j: int) -> Any:
+        always = j <= min_k  # else not applicable to the records with fewer than j skills
+        title = f"Skill {j} correctly illustrated?"
+        description = f"Does the text correctly illustrate skill {j} of the list?"
+        if not always:
+            title += f" (n/a with fewer than {j} skills)"
+            description += f" Not applicable to a text with fewer than {j} skills: leave it empty."
+        return rg.LabelQuestion(
+            name=f"skill_{j}", labels=list(LABELS), required=always, title=title, description=description
+        )
+
+    skill_questions = [skill_question(j) for j in range(1, max_k + 1)]
+    titles = {"on_topic": "Pertains to the topic?", "makes_sense": "Text makes sense?",
+              "within_length": "Within the sentence limit?"}  # fmt: skip
+    hidden = {"visible_for_annotators": False}
+    return rg.Settings(
+        guidelines=guidelines,
+        fields=[
+            rg.TextField(name="topic", title="Topic"),
+            rg.TextField(name="skills", title="Skills (numbered as the skill questions)", use_markdown=True),
+            rg.TextField(name="answer", title="Text"),
+            rg.TextField(name="sentences", title="Sentences (counted)"),
+        ],
+        questions=[
+            *skill_questions,
+            *(
+                rg.LabelQuestion(name=name, title=title, labels=list(LABELS))
+                for name, title in titles.items()
+            ),
+            rg.TextQuestion(name="comment", title="Comment (optional)", required=False),
+        ],
+        metadata=[
+            rg.IntegerMetadataProperty(name="k"),
+            rg.TermsMetadataProperty(name="combination", title="combination id"),
+            rg.TermsMetadataProperty(name="setting"),
+            rg.TermsMetadataProperty(name="outcome", title="judge's outcome", **hidden),
+            rg.TermsMetadataProperty(name="failed", title="judge: items missed", **hidden),
+            rg.IntegerMetadataProperty(name="judge_total", title="judge's total", **hidden),
+            rg.IntegerMetadataProperty(name="annotators"),
+        ],
+        distribution=rg.TaskDistribution(min_submitted=min_submitted),
+    )
+
+
+def signature(settings: Any) -> dict[str, Any]:
+    """What makes two review datasets the same: fields, questions (type, labels, required), metadata
+    names and the distribution (not the guidelines' wording)."""
+    return {
+        "fields": [field.name for field in settings.fields],
+        "questions": [
+            (q.name, type(q).__name__, list(getattr(q, "labels", None) or []), bool(q.required))
+            for q in settings.questions
+        ],
+        "metadata": sorted(prop.name for prop in settings.metadata),
+        "min_submitted": settings.distribution.min_submitted,
+    }
+
+
+def build_record(
+    rg: Any, row: Mapping[str, Any], catalog: Any, agent: str, annotators: int, judge_user: Any = None
+) -> Any:
+    """The ``argilla.Record`` of a row (id = the row id); with ``judge_user`` (a user id), the judge's
+    points are also submitted as that user's response (see :mod:`skillmix.review.push`)."""
+    suggested = suggestions(row)
+    responses = []
+    if judge_user is not None:
+        responses = [rg.Response(q, value, judge_user, "submitted") for q, (value, _) in suggested.items()]
+    return rg.Record(
+        id=str(row["id"]),
+        fields=fields(row, catalog),
+        metadata=metadata(row, annotators),
+        suggestions=[
+            rg.Suggestion(q, value, score=score, agent=agent) for q, (value, score) in suggested.items()
+        ],
+        responses=responses,
+    )
