@@ -41,6 +41,9 @@ class StudentSettings(BaseModel):
     max_tokens: int = Field(400, ge=1, description="longest reply, in tokens")
     seed: int = Field(0, description="seed of the first generation; generation g uses seed + g")
     chat_template: str | None = Field(None, description="a Jinja chat template for a model without one")
+    mode: Literal["auto", "chat", "completion"] = Field(
+        "auto", description="chat, or completion for a base model behind an API (auto: the embedded one)"
+    )
 
 
 class EvalConfig(BaseModel):
@@ -106,7 +109,7 @@ class EvalConfig(BaseModel):
         student = self.student
         teacher = ModelSettings(model=student.model, base_url=student.base_url,
                                 temperature=student.temperature, max_tokens=student.max_tokens,
-                                seed=student.seed)  # fmt: skip
+                                seed=student.seed, mode=student.mode)  # fmt: skip
         return DatasetConfig(
             k=self.k, n=self.n, seed=self.seed, split_seed=self.split_seed, catalog=self.catalog,
             topics=self.topics, grader_runs=self.grader_runs, grader_format=self.grader_format,

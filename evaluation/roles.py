@@ -22,7 +22,7 @@ from typing import Any
 
 from skillmix.config import ConfigError
 from skillmix.evaluation.config import StudentSettings
-from skillmix.pipelines.dataset import ResolvedModel
+from skillmix.pipelines.dataset import ResolvedModel, remote_mode
 
 
 def student_kind(settings: StudentSettings) -> str:
@@ -69,7 +69,10 @@ class Student:
 
             log("No student named: the embedded Gemma 3 270M model (llama.cpp) answers; a smoke run only.")
             with EmbeddedServer(log_path=work / "embedded-server.log") as server:
-                yield ResolvedModel("student", MODEL_NAME, server.base_url, self.identity, free=True)
+                mode = "chat" if self.settings.mode == "chat" else "completion"  # a base model
+                yield ResolvedModel(
+                    "student", MODEL_NAME, server.base_url, self.identity, free=True, mode=mode
+                )
             return
         self.local.log_path = work / "student-server.log"
         with self.local as local:
@@ -90,7 +93,7 @@ def prepare_student(settings: StudentSettings, work_hint: Path | None = None) ->
                 "(give --student-base-url, or a local folder / org/model id to run it here)"
             )
         assert settings.model is not None
-        resolved = ResolvedModel("student", settings.model, base_url)
+        resolved = ResolvedModel("student", settings.model, base_url, mode=remote_mode(settings.mode))
         return Student(kind, settings, settings.model, resolved=resolved)
     if kind == "embedded":
         from skillmix.llm.embedded import MODEL_NAME
@@ -99,6 +102,11 @@ def prepare_student(settings: StudentSettings, work_hint: Path | None = None) ->
     from skillmix.evaluation.students import LocalStudent
 
     assert settings.model is not None
+    if settings.mode == "completion":
+        raise ConfigError(
+            "a local checkpoint is served with its chat template (give --chat-template FILE for a base "
+            "model); --student-mode completion is for a base model behind an API (--student-base-url)"
+        )
     try:
         local = LocalStudent(settings.model, settings.chat_template).check()
     except ValueError as exc:

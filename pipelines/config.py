@@ -38,6 +38,9 @@ class ModelSettings(BaseModel):
     temperature: float = Field(0.0, ge=0, description="sampling temperature")
     max_tokens: int = Field(512, ge=1, description="longest reply, in tokens")
     seed: int | None = Field(0, description="sampling seed")
+    mode: Literal["auto", "chat", "completion"] = Field(
+        "auto", description="chat, or completion for a base model (auto: completion for the embedded one)"
+    )
 
 
 class DatasetConfig(BaseModel):

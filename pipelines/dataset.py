@@ -36,10 +36,13 @@ class ResolvedModel:
     base_url: str | None
     identity: str | None = None
     free: bool = False
+    mode: str = "chat"  # "completion": a base model (plain text through /v1/completions)
 
     def describe(self) -> str:
         where = "embedded llama.cpp" if self.free else (self.base_url or "api.openai.com")
-        return f"{self.model} @ {where}"
+        return f"{self.model} @ {where}" + (
+            " (completion mode: a base model)" if self.mode == "completion" else ""
+        )
 
 
 def resolve_models(config: DatasetConfig, embedded_url: str | None = None) -> tuple[ResolvedModel, ...]:
@@ -48,9 +51,10 @@ def resolve_models(config: DatasetConfig, embedded_url: str | None = None) -> tu
 
         identity = f"embedded|{MODEL_NAME}"
         return tuple(
-            ResolvedModel(role, MODEL_NAME, embedded_url, identity, free=True)
-            for role in ("teacher", "judge")
-        )
+            ResolvedModel(role, MODEL_NAME, embedded_url, identity, free=True,
+                          mode="chat" if settings.mode == "chat" else "completion")  # a base model: auto
+            for role, settings in (("teacher", config.teacher), ("judge", config.judge))
+        )  # fmt: skip
     teacher_model = config.teacher.model
     if not teacher_model:
         raise ConfigError("a remote teacher needs a model name: --teacher-model (or TEACHER_MODEL=)")
@@ -62,13 +66,18 @@ def resolve_models(config: DatasetConfig, embedded_url: str | None = None) -> tu
         judge_model = judge.model or teacher_model
         judge_url = judge.base_url or os.environ.get("OPENAI_BASE_URL") or None
     resolved = (
-        ResolvedModel("teacher", teacher_model, teacher_url),
-        ResolvedModel("judge", judge_model, judge_url),
+        ResolvedModel("teacher", teacher_model, teacher_url, mode=remote_mode(config.teacher.mode)),
+        ResolvedModel("judge", judge_model, judge_url, mode=remote_mode(judge.mode)),
     )
     for model in resolved:
         if model.base_url is None and not os.environ.get("OPENAI_API_KEY"):
             raise ConfigError(f"the {model.role} uses api.openai.com but OPENAI_API_KEY is not set")
     return resolved
+
+
+def remote_mode(mode: str) -> str:
+    """A remote model is a chat model unless told it is a base model (``--teacher-mode completion``)."""
+    return "completion" if mode == "completion" else "chat"
 
 
 def check_reachable(model: ResolvedModel, timeout: float = 10.0) -> None:
@@ -105,6 +114,9 @@ def make_llm(
         client_config=client.model_dump(),
         stage=stage,
         run_id=run_id,
+        mode=model.mode,
+        reply_kind="generation" if stage != "grade" else f"grader_{config.grader_format}",
+        template_dir=config.template_dir,
         generation_kwargs={
             "temperature": settings.temperature,
             "max_new_tokens": settings.max_tokens,

@@ -114,8 +114,14 @@ class SkillMixLLM(AsyncLLM):
     stage: str | None = None  # with run_id and progress_path: each finished row is counted for the bars
     run_id: str | None = None
     progress_path: str | None = None
+    mode: str = "chat"  # "completion": a base model, sent plain text through /v1/completions
+    reply_kind: str = (
+        "generation"  # in completion mode, how the reply starts (skillmix.prompts.ANSWER_PREFIXES)
+    )
+    template_dir: str | None = None
 
     _client: LLMClient | None = PrivateAttr(default=None)
+    _prompts: PromptSet | None = PrivateAttr(default=None)
     _progress: ProgressLog | None = PrivateAttr(default=None)
 
     def load(self) -> None:
@@ -124,7 +130,7 @@ class SkillMixLLM(AsyncLLM):
         if self.free:
             prices.free.add(self.model)
         self._client = LLMClient(
-            Endpoint(self.model, self.base_url, self.api_key_env, self.identity),
+            Endpoint(self.model, self.base_url, self.api_key_env, self.identity, self.mode),
             ClientConfig(**self.client_config),
             RequestCache(self.cache_path),
             prices,
@@ -132,6 +138,8 @@ class SkillMixLLM(AsyncLLM):
         )
         if self.progress_path and self.stage and self.run_id:
             self._progress = ProgressLog(self.progress_path)
+        if self.mode == "completion":
+            self._prompts = PromptSet(self.template_dir)
 
     @property
     def model_name(self) -> str:
@@ -154,9 +162,10 @@ class SkillMixLLM(AsyncLLM):
             reason = input[0]["content"][len(SKIP) :]
             done = [Completion(None, "skipped", reason)] * num_generations
         else:
+            plain = self._prompts.plain(input, self.reply_kind) if self._prompts is not None else None
             calls = [
                 self._client.complete(
-                    input, temperature, max_new_tokens, None if seed is None else seed + i, reservation
+                    input, temperature, max_new_tokens, None if seed is None else seed + i, reservation, plain
                 )
                 for i in range(num_generations)
             ]

@@ -28,6 +28,12 @@ from skillmix.text import max_sentences, number_word
 
 TEMPLATES: tuple[str, ...] = ("generation_round1", "generation_round2", "grader_table", "grader_json")
 GRADER_FORMATS: tuple[str, ...] = ("table", "json")
+# Base models (completion mode): how each kind of reply starts, so that the continuation is in our format.
+ANSWER_PREFIXES = {
+    "generation": "Answer:",
+    "grader_table": "| Criteria | Points Earned |\n|---|---|\n|",
+    "grader_json": '{"criteria": [{"criterion": "',
+}
 
 
 class PromptSet:
@@ -37,8 +43,11 @@ class PromptSet:
         self.template_dir = Path(
             template_dir if template_dir is not None else str(resources.files("skillmix") / "templates")
         )
+        package = str(resources.files("skillmix") / "templates")  # what a user's folder leaves out
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(self.template_dir)),
+            loader=jinja2.ChoiceLoader(
+                [jinja2.FileSystemLoader(str(self.template_dir)), jinja2.FileSystemLoader(package)]
+            ),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,
             autoescape=False,
@@ -79,6 +88,17 @@ class PromptSet:
             if reply2 is not None:
                 messages.append({"role": "assistant", "content": reply2})
         return messages
+
+    def plain(self, messages: Sequence[dict[str, str]], kind: str) -> tuple[str, str]:
+        """A conversation as one plain-text prompt for a base model, ending with the reply's first words;
+        returns the prompt and that prefix (``kind``: a key of :data:`ANSWER_PREFIXES`)."""
+        if kind not in ANSWER_PREFIXES:
+            raise ValueError(f"unknown reply kind {kind!r} (choose from {', '.join(ANSWER_PREFIXES)})")
+        prefix = ANSWER_PREFIXES[kind]
+        text = self.env.get_template("completion.jinja2").render(
+            messages=list(messages), kind=kind, prefix=prefix
+        )
+        return text.rstrip("\n"), prefix
 
     def hashes(self) -> dict[str, str]:
         """SHA-256 (first 16 hex digits) of each template together with the templates it includes."""

@@ -83,12 +83,15 @@ def test_models_not_found_and_bad_requests():
         with pytest.raises(openai.NotFoundError):
             api.models.retrieve("other")
         with httpx.Client() as http:
-            missing = http.post(server.base_url + "/completions", json={"prompt": "x"})
+            missing = http.post(server.base_url + "/embeddings", json={"input": "x"})
+            text = http.post(server.base_url + "/completions", json={"model": "teacher-x", "prompt": "Hi"})
             broken = http.post(server.base_url + "/chat/completions", content=b"{nope")
             empty = http.post(server.base_url + "/chat/completions", json={"model": "m", "messages": []})
         assert missing.status_code == 404
         error = missing.json()["error"]
-        assert error["type"] and "/v1/completions" in error["message"]
+        assert error["type"] and "/v1/embeddings" in error["message"]
+        assert text.status_code == 200 and text.json()["object"] == "text_completion"  # a base model's
+        assert text.json()["choices"][0]["text"]
         assert broken.status_code == 400 and "JSON" in broken.json()["error"]["message"]
         assert empty.status_code == 400
         assert server.count(status=404) == 2 and server.count(status=400) == 2

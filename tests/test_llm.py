@@ -257,7 +257,7 @@ def test_the_rate_window_is_shared_by_every_process_of_a_run(tmp_path, monkeypat
     granted = sorted(times.get(timeout=30) for _ in range(6))
     for worker in workers:
         worker.join(10)
-    span = 2.0 + 0.5
+    span = 2.0 + 0.5 - 0.05  # the times are taken just after each grant: a few ms late
     for i, first in enumerate(granted):
         assert len([t for t in granted[i:] if t - first < span]) <= 4  # never 5 in one window, across both
-    assert granted[4] - granted[0] >= span - 0.05  # the fifth waited for the first to leave the window
+    assert granted[4] - granted[0] >= span  # the fifth waited for the first to leave the window

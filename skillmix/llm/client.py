@@ -32,6 +32,7 @@ from skillmix.llm.cache import RequestCache, request_key
 from skillmix.llm.limits import SharedRateLimiter
 from skillmix.llm.prices import PriceTable, token_bound
 
+PLAIN_STOP = "\n###"  # a base model's reply ends where its plain-text prompt would start the next turn
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
 
@@ -43,12 +44,12 @@ class Endpoint:
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     identity: str | None = None  # what the cache keys on instead of the URL (e.g. for a random local port)
+    mode: str = "chat"  # "completion": a base model, driven through /v1/completions with plain text
 
     @property
     def cache_identity(self) -> str:
-        if self.identity:
-            return self.identity
-        return f"{self.resolved_base_url() or 'openai'}|{self.model}"
+        base = self.identity or f"{self.resolved_base_url() or 'openai'}|{self.model}"
+        return base if self.mode == "chat" else f"{base}|{self.mode}"
 
     def resolved_base_url(self) -> str | None:
         return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
@@ -165,13 +166,22 @@ class LLMClient:
         max_tokens: int = 512,
         seed: int | None = None,
         reservation: Reservation | None = None,
+        plain: tuple[str, str] | None = None,
     ) -> Completion:
         """One chat completion: from the cache, or sent within the cap and the limits; never raises.
 
         With a spending cap, the request's worst case (or ``reservation``, the worst case of the whole row
         it belongs to, held from its first request on) must fit under the cap before anything is sent.
+        ``plain`` (completion mode): the conversation as one prompt and the reply's first words; the prompt
+        goes to ``/v1/completions`` and the reply is those words followed by the model's continuation.
         """
         body = self.request_body(messages, temperature, max_tokens, seed)
+        prefix = None
+        if plain is not None:
+            prompt, prefix = plain
+            del body["messages"]
+            body.update(prompt=prompt, stop=[PLAIN_STOP])
+            messages = [{"role": "user", "content": prompt}]
         key = request_key(self.endpoint.cache_identity, body)
         hit = self.cache.get(key)
         if hit is not None:
@@ -185,7 +195,7 @@ class LLMClient:
             reservation = Reservation(f"{key}:{uuid.uuid4().hex}", worst, worst)  # this call's alone
         if cap is not None and not self.cache.reserve(reservation.id, reservation.remaining_usd, cap):
             return Completion(None, "budget", f"spending limit of ${cap:.2f}: its worst case is not covered")
-        completion = await self._attempts(body, token_bound(messages) + max_tokens)
+        completion = await self._attempts(body, token_bound(messages) + max_tokens, prefix)
         completion.model = self.endpoint.model
         billed = None
         if completion.input_tokens or completion.output_tokens:
@@ -202,7 +212,7 @@ class LLMClient:
             self.cache.put(key, body, {k: v for k, v in completion.to_dict().items() if k != "cached"})
         return completion
 
-    async def _attempts(self, body: dict[str, Any], estimate: int) -> Completion:
+    async def _attempts(self, body: dict[str, Any], estimate: int, prefix: str | None = None) -> Completion:
         """Send ``body`` with retries, within the concurrency and the run's rate limits."""
         client = self._connect()
         assert self._semaphore is not None and self._limiter is not None
@@ -214,7 +224,8 @@ class LLMClient:
                 if self.stop():
                     return Completion(None, "interrupted", "the run was interrupted", attempts=attempt)
                 try:
-                    completion = await self._send(client, body)
+                    completion = await (self._send(client, body) if prefix is None
+                                        else self._send_plain(client, body, prefix))  # fmt: skip
                 except _Transient as exc:
                     self._limiter.correct(event)
                     if attempt > self.config.max_retries:
@@ -240,11 +251,12 @@ class LLMClient:
         delay = min(self.config.backoff_max, self.config.backoff_base * 2 ** (attempt - 1))
         return delay * (0.5 + random.random() / 2)
 
-    async def _send(self, client: Any, body: dict[str, Any]) -> Completion:
+    async def _create(self, create: Any, body: dict[str, Any]) -> Any:
+        """``create(**body)`` (the openai client's chat or text completions); errors as transient or fatal."""
         import openai
 
         try:
-            response = await client.chat.completions.create(**body)
+            response = await create(**body)
         except openai.APIStatusError as exc:
             message = _error_message(exc)
             if exc.status_code in RETRYABLE_STATUS:
@@ -258,6 +270,10 @@ class LLMClient:
             raise _Transient(f"malformed response: {str(exc)[:200]}") from None
         if not getattr(response, "choices", None):
             raise _Transient("malformed response: no choices")
+        return response
+
+    async def _send(self, client: Any, body: dict[str, Any]) -> Completion:
+        response = await self._create(client.chat.completions.create, body)
         choice = response.choices[0]
         usage = getattr(response, "usage", None)
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
@@ -274,6 +290,17 @@ class LLMClient:
         return Completion(
             message.content, "ok", None, tokens_in, tokens_out, finish_reason=choice.finish_reason
         )
+
+    async def _send_plain(self, client: Any, body: dict[str, Any], prefix: str) -> Completion:
+        """A base model's continuation through ``/v1/completions``, after ``prefix``."""
+        response = await self._create(client.completions.create, body)
+        choice = response.choices[0]
+        usage = getattr(response, "usage", None)
+        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+        # a base model that stops at once wrote nothing: that is its answer (a retry would say it again)
+        return Completion(prefix + (choice.text or ""), "ok", None, tokens_in, tokens_out,
+                          finish_reason=choice.finish_reason)  # fmt: skip
 
 
 class _Fatal(Exception):

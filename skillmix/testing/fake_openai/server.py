@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
+from skillmix.testing.fake_openai.completions import COMPLETIONS_PATH, as_chat, text_completion
 from skillmix.testing.fake_openai.faults import Fault, _error_body
 from skillmix.testing.fake_openai.handler import _Handler, _HTTPServer
 from skillmix.testing.fake_openai.responders import Reply, Responder, SkillMixResponder, _as_reply
@@ -25,6 +26,7 @@ from skillmix.testing.fake_openai.wire import (
     MODELS_PATH,
     _message_text,
     _messages,
+    _sse,
     _words,
     last_user_message,
     request_key,
@@ -246,7 +248,9 @@ class FakeOpenAIServer:
             body = {"_invalid_json": raw[:2000].decode("utf-8", "replace")}
             parse_error = f"could not parse the JSON body of your request: {exc}"
         key = request_key(body, method, path)
-        is_chat = (method, path) == ("POST", CHAT_PATH)
+        text = (method, path) == ("POST", COMPLETIONS_PATH) and parse_error is None
+        request, body = body, as_chat(body) if text else body  # one responder for both endpoints
+        is_chat = (method, path) == ("POST", CHAT_PATH) or text
         last_user = last_user_message(body) if is_chat else ""
         with self._lock:
             attempt = self._seen[key]
@@ -285,7 +289,7 @@ class FakeOpenAIServer:
             reply = self.faults[fault_index].apply(make) if fault_index is not None else make()
 
         hung = bool(reply.hang and reply.hang > 0)
-        record = RequestRecord(body, key, attempt, reply.status, arrived, path, method, hung, fault_index)
+        record = RequestRecord(request, key, attempt, reply.status, arrived, path, method, hung, fault_index)
         with self._lock:
             self._records.append(record)
             if self._log is not None:
@@ -299,7 +303,7 @@ class FakeOpenAIServer:
         if self._stopping.is_set():
             handler.close_connection = True
             return
-        self._send(handler, reply, body if is_chat else None, key, attempt)
+        self._send(handler, reply, body if is_chat else None, key, attempt, request if text else None)
 
     def _respond(self, body: dict[str, Any]) -> Reply:
         try:
@@ -314,8 +318,9 @@ class FakeOpenAIServer:
         return {"id": self.model, "object": "model", "created": 1700000000, "owned_by": "skillmix-fake"}
 
     def _send(
-        self, handler: _Handler, reply: Reply, body: dict[str, Any] | None, key: str, attempt: int
-    ) -> None:
+        self, handler: _Handler, reply: Reply, body: dict[str, Any] | None, key: str, attempt: int,
+        text: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
         headers = {"x-request-id": f"req_{key[:24]}_{attempt}"}
         if reply.retry_after is not None:
             headers["Retry-After"] = format(reply.retry_after, "g")
@@ -330,7 +335,9 @@ class FakeOpenAIServer:
             usage = completion["usage"]
             with self._lock:  # billed once computed, as a provider does, whether or not the client reads it
                 self._billed.append((completion["model"], usage["prompt_tokens"], usage["completion_tokens"]))
-            if body.get("stream"):
+            if text is not None:  # /v1/completions: the continuation of its prompt
+                payload = json.dumps(text_completion(completion, text)).encode("utf-8")
+            elif body.get("stream"):
                 content_type = "text/event-stream"
                 payload = _sse(completion, body).encode("utf-8")
             else:
@@ -374,24 +381,3 @@ class FakeOpenAIServer:
             },
             "system_fingerprint": "fp_skillmix_fake",
         }
-
-
-def _sse(completion: dict[str, Any], body: dict[str, Any]) -> str:
-    """The chat.completion as a ``text/event-stream`` of chunks (one content chunk per choice)."""
-    base = {k: completion[k] for k in ("id", "created", "model", "system_fingerprint")}
-    base["object"] = "chat.completion.chunk"
-    events = []
-    for choice in completion["choices"]:
-        message = choice["message"]
-        delta: dict[str, Any] = {"role": "assistant", "content": message["content"]}
-        if message["refusal"] is not None:
-            delta["refusal"] = message["refusal"]
-        events.append(
-            {**base, "choices": [{"index": choice["index"], "delta": delta, "finish_reason": None}]}
-        )
-        end = {"index": choice["index"], "delta": {}, "finish_reason": choice["finish_reason"]}
-        events.append({**base, "choices": [end]})
-    options = body.get("stream_options")
-    if isinstance(options, dict) and options.get("include_usage"):
-        events.append({**base, "choices": [], "usage": completion["usage"]})
-    return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"

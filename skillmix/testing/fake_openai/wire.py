@@ -58,3 +58,24 @@ def last_user_message(body: dict[str, Any]) -> str:
         if message.get("role") == "user":
             return _message_text(message)
     return ""
+
+
+def _sse(completion: dict[str, Any], body: dict[str, Any]) -> str:
+    """The chat.completion as a ``text/event-stream`` of chunks (one content chunk per choice)."""
+    base = {k: completion[k] for k in ("id", "created", "model", "system_fingerprint")}
+    base["object"] = "chat.completion.chunk"
+    events = []
+    for choice in completion["choices"]:
+        message = choice["message"]
+        delta: dict[str, Any] = {"role": "assistant", "content": message["content"]}
+        if message["refusal"] is not None:
+            delta["refusal"] = message["refusal"]
+        events.append(
+            {**base, "choices": [{"index": choice["index"], "delta": delta, "finish_reason": None}]}
+        )
+        end = {"index": choice["index"], "delta": {}, "finish_reason": choice["finish_reason"]}
+        events.append({**base, "choices": [end]})
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage"):
+        events.append({**base, "choices": [], "usage": completion["usage"]})
+    return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
