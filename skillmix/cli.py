@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_catalog_parser, _sample_parser, _prompts_parser, _dataset_parser, _publish_parser,
-                _download_parser, _train_parser, _eval_parser, _review_parser):  # fmt: skip
+                _download_parser, _train_parser, _eval_parser, _review_parser, _doctor_parser):  # fmt: skip
         add(sub)
     return parser
 
@@ -114,6 +114,12 @@ def _review_parser(sub: Any) -> None:
     from skillmix.review.cli import add_review_parsers
 
     add_review_parsers(sub)
+
+
+def _doctor_parser(sub: Any) -> None:
+    from skillmix.doctor import add_doctor_parser
+
+    add_doctor_parser(sub)
 
 
 def _download_parser(sub: Any) -> None:
