@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -91,12 +92,21 @@ class PromptSet:
 
     def plain(self, messages: Sequence[dict[str, str]], kind: str) -> tuple[str, str]:
         """A conversation as one plain-text prompt for a base model, ending with the reply's first words;
-        returns the prompt and that prefix (``kind``: a key of :data:`ANSWER_PREFIXES`)."""
+        returns the prompt and that prefix (``kind``: a key of :data:`ANSWER_PREFIXES`).
+
+        A base model copies what it sees: the reply format's placeholder lines (``Answer: <the text>``) are
+        left out of the instructions (the worked example shows the format with a real text), the example of
+        a grade has as many skill rows as the rubric being asked for, and a table grade starts with the
+        rubric's first row.
+        """
         if kind not in ANSWER_PREFIXES:
             raise ValueError(f"unknown reply kind {kind!r} (choose from {', '.join(ANSWER_PREFIXES)})")
-        prefix = ANSWER_PREFIXES[kind]
+        rubric = _rubric_lines(messages[-1]["content"]) if kind.startswith("grader") and messages else []
+        prefix = ANSWER_PREFIXES[kind] + (f" {rubric[0]} |" if kind == "grader_table" and rubric else "")
+        turns = [{**m, "content": _without_placeholders(m["content"])} for m in messages]
+        k = max(1, sum(line.startswith("Correctly illustrates") for line in rubric)) + 1
         text = self.env.get_template("completion.jinja2").render(
-            messages=list(messages), kind=kind, prefix=prefix
+            messages=turns, kind=kind, prefix=prefix, example_skills=EXAMPLE_SKILLS[:k]
         )
         return text.rstrip("\n"), prefix
 
@@ -111,6 +121,21 @@ class PromptSet:
             if included and included not in seen:
                 digest.update(self._hash(included, seen | {filename}).encode())
         return digest.hexdigest()
+
+
+# The skills of the worked example of a grade (completion mode), as many as the rubric asks for.
+EXAMPLE_SKILLS = ("metaphor", "hyperbole", "alliteration", "irony", "simile", "understatement")
+_PLACEHOLDER = re.compile(r"^(Answer|Explanation): <[^>]*>\s*$|^Reply in (exactly this|the same) form.*:\s*$")
+
+
+def _without_placeholders(text: str) -> str:
+    return "\n".join(line for line in text.split("\n") if not _PLACEHOLDER.match(line.strip())).strip()
+
+
+def _rubric_lines(prompt: str) -> list[str]:
+    """The ``- `` criteria lines of a grader prompt, after its "Award 1 point" line."""
+    _, _, after = prompt.partition("Award 1 point")
+    return [line[2:].strip() for line in after.split("\n") if line.startswith("- ")]
 
 
 @functools.cache

@@ -49,7 +49,9 @@ def all_rows(out: Path) -> list[dict]:
     return [row for name in manifest_of(out)["configs"] for row in load(out, name)]
 
 
-@pytest.mark.parametrize(("cap", "concurrency"), [(1.5, 16), (3.0, 64)])  # a row: $0.60 at worst
+@pytest.mark.parametrize(
+    ("cap", "concurrency"), [(1.5, 16), pytest.param(3.0, 64, marks=pytest.mark.slow)]
+)  # a row: $0.60 at worst
 def test_the_cap_is_never_passed_and_rows_are_whole(tmp_path, cap, concurrency):
     out = tmp_path / "out"
     with FakeOpenAIServer(latency=0.05, responder=SkillMixResponder(seed=2, accept_rate=0.6)) as server:
@@ -116,6 +118,7 @@ def test_target_accepted_keeps_exactly_n_and_the_rest_in_surplus(tmp_path, targe
         assert c["kept"] + c["surplus"] + c["rejected"] + c["failed"] == c["sampled"]
 
 
+@pytest.mark.slow  # five builds of 25 kept rows: a measurement more than a check
 def test_target_overshoot_costs_little_at_half_acceptance(tmp_path):
     prices = prices_file(tmp_path)
     surplus_usd, kept_usd = 0.0, 0.0

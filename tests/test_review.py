@@ -140,6 +140,7 @@ def pushed(folder, argilla_server, argilla_sdk):
     result = skillmix(*push_args(folder, DATASET, "--n", str(N), "--two-annotators", SHARE),
                       env=argilla_env(argilla_server))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Sending records" not in result.stderr and "batch/s" not in result.stderr  # no SDK progress bar
     owner = argilla_sdk.Argilla(api_url=argilla_server.api_url, api_key=argilla_server.api_key)
     dataset = owner.datasets(DATASET, workspace=WORKSPACE)
     return {"stdout": result.stdout, "owner": owner, "dataset": dataset, "rg": argilla_sdk}

@@ -26,8 +26,9 @@ logged twice as two records (one annotator can take both copies, which measures 
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,8 @@ def push(
         ]
         if records:
             log(f"Sending {len(records)} records to {dataset} ...")
-            target.records.log(records)
+            with _quiet_sdk():
+                target.records.log(records)
     already = sum(str(row["id"]) in existing for row in sample)
     return PushResult(
         dataset, workspace, dataset_url(client, target), len(sample), len(records), already,
@@ -143,3 +145,25 @@ def _judge_user(rg: Any, client: Any, space: Any) -> Any:
     if JUDGE_USER not in {member.username for member in space.users}:
         space.add_user(user)
     return user
+
+
+@contextlib.contextmanager
+def _quiet_sdk() -> Iterator[None]:
+    """Only our lines on the terminal: the SDK's own progress bar while records are sent is switched off
+    (it lives in a private module; if that moves, the bar simply shows)."""
+    import functools
+
+    try:
+        from argilla.records import _dataset_records as module
+    except ImportError:
+        yield
+        return
+    bar = getattr(module, "tqdm", None)
+    if bar is None:
+        yield
+        return
+    module.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        module.tqdm = bar
