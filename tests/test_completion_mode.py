@@ -25,12 +25,17 @@ def test_the_plain_prompt_reads_back_as_the_conversation_and_ends_with_the_prefi
     text, prefix = prompts.plain(conversation, "generation")
     assert prefix == "Answer:" and text.endswith("### Response\nAnswer:")
     messages = as_chat({"prompt": text})["messages"]
-    # the worked example (one exchange), then the conversation itself
-    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
-    assert messages[2:] == [{**m, "content": m["content"].strip()} for m in conversation]
-    grader, table = prompts.plain([{"role": "user", "content": prompts.grader("A knot.", SKILLS, "Knots")}],
-                                  "grader_table")  # fmt: skip
-    assert grader.endswith("| Criteria | Points Earned |\n|---|---|\n|") and table.startswith("| Criteria")
+    # the worked example (two rounds), then the conversation itself
+    assert [m["role"] for m in messages] == ["user", "assistant"] * 3 + ["user"]
+    assert messages[4]["content"].startswith(conversation[0]["content"][:60])
+    assert messages[5]["content"] == "Answer: A knot.\nExplanation: one."
+    assert "<the text>" not in text and "Reply in exactly this form" not in text  # a base model copies them
+    grader = prompts.grader("A knot.", SKILLS, "Knots")
+    plain, table = prompts.plain([{"role": "user", "content": grader}], "grader_table")
+    first = f"Correctly illustrates {SKILLS[0].name}"
+    assert table == f"| Criteria | Points Earned |\n|---|---|\n| {first} |" and plain.endswith(table)
+    example = plain.split("### Instruction")[1]  # the worked grade has as many skill rows as asked, plus one
+    assert example.count("| Correctly illustrates") == len(SKILLS) + 1
 
 
 def test_a_continuation_does_not_repeat_the_prefix_and_stops():

@@ -139,7 +139,10 @@ class SkillMixResponder:
         prompt = last_user_message(body)
         if "The text to grade" in prompt:
             return self.grade(prompt)
-        if "Answer:" in prompt and "Explanation:" in prompt:
+        answered = any(
+            m.get("role") == "assistant" and _message_text(m).startswith("Answer:") for m in _messages(body)
+        )
+        if ("Answer:" in prompt and "Explanation:" in prompt) or answered:  # asked for, or shown, the form
             return self.generate(body, prompt)
         return _GENERIC[int(_unit(f"generic\0{self.seed}\0{request_key(body)}") * len(_GENERIC))]
 
