@@ -190,12 +190,13 @@ class LLMClient:
         if self.stop():
             return Completion(None, "interrupted", "the run was interrupted before this request was sent")
         cap = self.config.max_usd
+        prompt_bound = token_bound(messages)
         if reservation is None:
-            worst = self.prices.worst_case(self.endpoint.model, token_bound(messages), max_tokens)
+            worst = self.prices.worst_case(self.endpoint.model, prompt_bound, max_tokens)
             reservation = Reservation(f"{key}:{uuid.uuid4().hex}", worst, worst)  # this call's alone
         if cap is not None and not self.cache.reserve(reservation.id, reservation.remaining_usd, cap):
             return Completion(None, "budget", f"spending limit of ${cap:.2f}: its worst case is not covered")
-        completion = await self._attempts(body, token_bound(messages) + max_tokens, prefix)
+        completion = await self._attempts(body, prompt_bound + max_tokens, prefix)
         completion.model = self.endpoint.model
         billed = None
         if completion.input_tokens or completion.output_tokens:
