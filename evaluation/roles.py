@@ -22,6 +22,7 @@ from typing import Any
 
 from skillmix.config import ConfigError
 from skillmix.evaluation.config import StudentSettings
+from skillmix.evaluation.sets import split_revision
 from skillmix.pipelines.dataset import ResolvedModel, remote_mode
 
 
@@ -53,7 +54,7 @@ class Student:
         return f"{self.settings.model or 'the embedded model'} ({self.engine}, on this machine)"
 
     def describe_dict(self) -> dict[str, Any]:
-        model, revision = _model_and_revision(self.settings.model)
+        model, revision = split_revision(self.settings.model) if self.settings.model else (None, None)
         return {"model": model, "revision": revision, "engine": self.engine, "kind": self.kind,
                 "base_url": self.resolved.base_url if self.resolved else None, "identity": self.identity,
                 **self.served}  # fmt: skip
@@ -112,10 +113,3 @@ def prepare_student(settings: StudentSettings, work_hint: Path | None = None) ->
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return Student(kind, settings, local.identity, local=local, engine=local.engine)
-
-
-def _model_and_revision(model: str | None) -> tuple[str | None, str | None]:
-    if model is None or Path(model).exists() or "@" not in model:
-        return model, None
-    name, revision = model.rsplit("@", 1)
-    return name, revision or None

@@ -64,7 +64,7 @@ def run_eval(config: EvalConfig, out: str | Path, log: Log = print) -> dict[str,
         guard = stack.enter_context(guarded(folder.work))
         served = stack.enter_context(student.serve(folder.work, log))
         models = (served, judge)
-        worst, not_started = _under_cap(config, pipeline_config, models, prices, rows, folder)
+        worst, not_started = _under_cap(config, pipeline_config, models, prices, rows, sets, folder)
         started_rows = rows[: len(rows) - len(not_started)]
         produced = run_pipeline(pipeline_config, started_rows, models, folder.work, worst, guard)
     prompts = PromptSet(config.template_dir)
@@ -162,7 +162,7 @@ def _claim(out: Path, fingerprint: str) -> OutputFolder:
 
 def _under_cap(
     config: EvalConfig, pipeline_config: Any, models: tuple[ResolvedModel, ...], prices: PriceTable,
-    rows: list[dict[str, Any]], folder: OutputFolder,
+    rows: list[dict[str, Any]], sets: Sets, folder: OutputFolder,
 ) -> tuple[dict[str, dict[str, float]] | None, list[dict[str, Any]]]:  # fmt: skip
     """Under ``--max-usd``: each row's worst case, and the rows (at the end) the cap does not let start."""
     cap = config.client.max_usd
@@ -170,14 +170,10 @@ def _under_cap(
         return None, []
     from skillmix.llm.cache import RequestCache
     from skillmix.pipelines.output import CACHE_FILE
-    from skillmix.sampling import Combination
 
     costs = RowCosts(pipeline_config, models, prices)
-    catalog = {s.name: s for s in load_catalog(config.catalog, topics=config.topics).skills}
-    worst = {}
-    for row in rows:
-        combo = Combination(tuple(catalog[n] for n in row["skills"]), row["topic"], row["setting"])
-        worst[row["id"]] = costs.worst(combo)
+    by_combination = {combo.id: costs.worst(combo) for drawn in sets.values() for combo in drawn}
+    worst = {row["id"]: by_combination[row["combination"]] for row in rows}  # as its combination
     cache = RequestCache(folder.work / CACHE_FILE)
     try:
         available = cap - cache.committed_usd()

@@ -26,7 +26,6 @@ part of it: vLLM and transformers serve the same model.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import importlib.util
 import os
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skillmix.processes import free_port, own_group_dying_with_parent, stop_group, wait_until_serving
+from skillmix.processes import ChildServer, free_port, own_group_dying_with_parent, wait_until_serving
 
 ENGINES = ("transformers", "vllm")
 IDENTITY_PREFIX = "hf-student"
@@ -190,7 +189,7 @@ def choose_engine() -> str:
     return "vllm" if has_vllm and _cuda_available() else "transformers"
 
 
-class LocalStudent:
+class LocalStudent(ChildServer):
     """The student's server on a free loopback port, as a context manager; see the module docstring.
 
     ``engine=None`` chooses with :func:`choose_engine`. ``max_batch``, ``dtype`` and ``threads`` go to the
@@ -198,6 +197,8 @@ class LocalStudent:
     clean stop. Start it from a thread that lives as long as the server: the server gets SIGTERM when the
     thread that launched it ends (Linux's parent-death signal follows the thread, not the process).
     """
+
+    stop_timeout = 30.0
 
     def __init__(
         self,
@@ -319,7 +320,7 @@ class LocalStudent:
                                                 preexec_fn=own_group_dying_with_parent)  # fmt: skip
             except OSError as exc:
                 raise StudentServerError(f"cannot start the student's {self.engine} server: {exc}") from None
-        atexit.register(self.stop)
+        self._stop_at_exit()
         return self
 
     def wait_ready(self) -> None:
@@ -338,20 +339,3 @@ class LocalStudent:
         what = f"the student's {self.engine} server for {self.model}"
         wait_until_serving(process, self.base_url, self.model_name, self.startup_timeout, self.log_path, what,
                            StudentServerError)  # fmt: skip
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Terminate the server's process group (SIGTERM, then SIGKILL); safe to call twice."""
-        process, self.process = self.process, None
-        atexit.unregister(self.stop)
-        if process is None:
-            return
-        stop_group(process, timeout)
-        if self._ready and self._temporary_log and self.log_path is not None:
-            self.log_path.unlink(missing_ok=True)  # kept when the server failed: the error points to it
-        self._ready = False
-
-    def __enter__(self) -> LocalStudent:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()

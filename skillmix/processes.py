@@ -4,6 +4,7 @@ port, a process group that dies with its parent, stopping that group, and the en
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import TypeVar
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -81,3 +83,45 @@ def wait_until_serving(
         if time.monotonic() > deadline:
             raise error(f"{what} was not ready within {timeout:g}s; end of {log_path}:\n{log_tail(log_path)}")
         time.sleep(0.2)
+
+
+_Server = TypeVar("_Server", bound="ChildServer")
+
+
+class ChildServer:
+    """What the servers run as child processes share (the embedded llama.cpp, a local student): stopping
+    the process group, removing a temporary log after a clean run, and the context manager.
+
+    A subclass sets ``process``, ``log_path``, ``_temporary_log`` and ``_ready`` in ``__init__``, defines
+    ``start()`` (which calls :meth:`_stop_at_exit` once the process runs), and may change ``stop_timeout``.
+    """
+
+    stop_timeout = 10.0
+    process: subprocess.Popen | None
+    log_path: Path | None
+    _temporary_log: bool
+    _ready: bool
+
+    def start(self) -> ChildServer:
+        raise NotImplementedError
+
+    def _stop_at_exit(self) -> None:
+        """Stop the server when this process exits, if nothing stopped it before (``start()`` calls it)."""
+        atexit.register(self.stop)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Terminate the server's process group (SIGTERM, then SIGKILL); safe to call twice."""
+        process, self.process = self.process, None
+        atexit.unregister(self.stop)
+        if process is None:
+            return
+        stop_group(process, self.stop_timeout if timeout is None else timeout)
+        if self._ready and self._temporary_log and self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)  # kept when the server failed: errors point to it
+        self._ready = False
+
+    def __enter__(self: _Server) -> _Server:
+        return self.start()  # type: ignore[return-value]
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

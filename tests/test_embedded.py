@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from skillmix import processes
 from skillmix.llm import embedded
 from skillmix.llm.embedded import MODEL_NAME, EmbeddedServer, EmbeddedServerError
 from skillmix.processes import free_port
@@ -220,7 +221,7 @@ def test_stop_escalates_to_sigkill(model_file, fake_server, tmp_path):
 def test_stop_is_registered_with_atexit(monkeypatch, model_file, fake_server):
     registered = []
     fake_atexit = types.SimpleNamespace(register=registered.append, unregister=registered.remove)
-    monkeypatch.setattr(embedded, "atexit", fake_atexit)
+    monkeypatch.setattr(processes, "atexit", fake_atexit)  # where every child server registers its stop
     server = EmbeddedServer(model_file, command=fake_server).start()
     assert registered == [server.stop]
     server.stop()

@@ -25,7 +25,6 @@ one-line message (plus the end of the server log when the server itself failed).
 
 from __future__ import annotations
 
-import atexit
 import importlib.util
 import os
 import subprocess
@@ -34,7 +33,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from skillmix.processes import free_port, own_group_dying_with_parent, stop_group, wait_until_serving
+from skillmix.processes import ChildServer, free_port, own_group_dying_with_parent, wait_until_serving
 
 MODEL_NAME = "gemma-3-270m-q4_k_m"
 CHAT_FORMAT = "snoozy"
@@ -84,7 +83,7 @@ def gguf_path() -> Path:
     return path
 
 
-class EmbeddedServer:
+class EmbeddedServer(ChildServer):
     """``llama_cpp.server`` on a free loopback port, as a context manager.
 
     ``command`` replaces the interpreter prefix ``[sys.executable, "-m", "llama_cpp.server"]``; the server
@@ -173,7 +172,7 @@ class EmbeddedServer:
                 )
             except OSError as exc:
                 raise EmbeddedServerError(f"cannot start the embedded server: {exc}") from None
-        atexit.register(self.stop)
+        self._stop_at_exit()
         try:
             self._wait_ready(self.process)
         except BaseException:
@@ -186,20 +185,3 @@ class EmbeddedServer:
         what = "the embedded server"
         wait_until_serving(process, self.base_url, MODEL_NAME, self.startup_timeout, self.log_path, what,
                            EmbeddedServerError)  # fmt: skip
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Terminate the server's process group (SIGTERM, then SIGKILL); safe to call twice."""
-        process, self.process = self.process, None
-        atexit.unregister(self.stop)
-        if process is None:
-            return
-        stop_group(process, timeout)
-        if self._ready and self._temporary_log and self.log_path is not None:
-            self.log_path.unlink(missing_ok=True)  # kept when the server failed: errors point to it
-        self._ready = False
-
-    def __enter__(self) -> EmbeddedServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
