@@ -36,7 +36,7 @@ from skillmix.prompts import PromptSet
 from skillmix.text import extract_answer
 
 SKIP = "\x00skillmix-skip\x00"  # a formatted input that asks the LLM to send nothing
-BUDGET = "\x00skillmix-budget\x00"  # a leading system message: the row's reservation, its seed offset
+ROW_NOTE = "\x00skillmix-row\x00"  # a leading system message: the row's reservation, its seed offset
 ENVELOPE = "skillmix_completion"  # the key of the JSON envelope around a Completion
 
 
@@ -44,7 +44,7 @@ def skip_input(reason: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": SKIP + reason}]
 
 
-def with_budget(
+def with_row_note(
     messages: list[dict[str, str]], input: dict[str, Any], stage: str, runs: int = 1
 ) -> list[dict[str, str]]:
     """Prefix what the LLM must know of the row beyond its messages, as a leading system message: its
@@ -63,18 +63,18 @@ def with_budget(
         note["seed_offset"] = int(input["generation"])
     if not note:
         return messages
-    return [{"role": "system", "content": BUDGET + json.dumps(note)}, *messages]
+    return [{"role": "system", "content": ROW_NOTE + json.dumps(note)}, *messages]
 
 
-def take_reservation(messages: Any, run_id: str | None = None) -> tuple[Reservation | None, int, Any]:
-    """The reservation and seed offset :func:`with_budget` put in front of ``messages``, and the messages
+def take_row_note(messages: Any, run_id: str | None = None) -> tuple[Reservation | None, int, Any]:
+    """The reservation and seed offset :func:`with_row_note` put in front of ``messages``, and the messages
     without them.
 
     The reservation is the row's *in this run* (``run_id``): a reservation left by a run that was killed
     keeps counting as spent, and the row's next run reserves afresh rather than draw on it.
     """
-    if messages and str(messages[0].get("content", "")).startswith(BUDGET):
-        note = json.loads(messages[0]["content"][len(BUDGET) :])
+    if messages and str(messages[0].get("content", "")).startswith(ROW_NOTE):
+        note = json.loads(messages[0]["content"][len(ROW_NOTE) :])
         reservation = None
         if "row" in note:
             rid = f"{run_id}:{note['row']}" if run_id else note["row"]
@@ -155,7 +155,7 @@ class SkillMixLLM(AsyncLLM):
     ) -> dict[str, Any]:
         """One envelope per generation; generation i uses ``seed + i`` so repeated runs are distinct."""
         assert self._client is not None, "SkillMixLLM.load() was not called"
-        reservation, offset, input = take_reservation(input, self.run_id)
+        reservation, offset, input = take_row_note(input, self.run_id)
         if seed is not None:
             seed += offset
         if input and str(input[0].get("content", "")).startswith(SKIP):
@@ -227,7 +227,8 @@ class GenerateRound1(_SkillMixTask):
         return ["round1", "round1_status", "round1_error", "round1_usage"]
 
     def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
-        return with_budget(self.prompts.conversation(self.skills_of(input), input["topic"]), input, "round1")
+        messages = self.prompts.conversation(self.skills_of(input), input["topic"])
+        return with_row_note(messages, input, "round1")
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
         c = open_envelope(output)
@@ -255,7 +256,7 @@ class GenerateRound2(_SkillMixTask):
             messages = skip_input(f"round 1 {input['round1_status']}: {input['round1_error']}")
         else:
             messages = self.prompts.conversation(self.skills_of(input), input["topic"], input["round1"])
-        return with_budget(messages, input, "round2")
+        return with_row_note(messages, input, "round2")
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
         c = open_envelope(output)
@@ -293,7 +294,7 @@ class GradeText(_SkillMixTask):
                 input["answer"], self.skills_of(input), input["topic"], self.grader_format
             )
             messages = [{"role": "user", "content": prompt}]
-        return with_budget(messages, input, "grade", self.num_generations)
+        return with_row_note(messages, input, "grade", self.num_generations)
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
         c = open_envelope(output)
