@@ -3,7 +3,7 @@
 #   make dataset K=3                D_SKILL-MIX(3) into ./out (embedded local model unless a key/URL is set)
 #   make dataset K=1,2,3 N=100 TEACHER_MODEL=gpt-4o OUT=out/d123     (OPENAI_API_KEY in the environment)
 #   make train RECIPE=training/recipes/tiny/smoke.yaml [DATA=out] [OUT=dir]   fine-tune a student (TRL SFT)
-#   make eval MODEL=./ckpt JUDGE_MODEL=gpt-4o K=2,3,4,5 SETTING=held-out N=100 OUT=eval/ckpt   Skill-Mix(k)
+#   make eval MODEL=./ckpt JUDGE_MODEL=gpt-4o K=2,3,4,5 SETTING=held-out EVAL_DATA=out OUT=eval/ckpt   Skill-Mix(k)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -30,6 +30,7 @@ MODEL ?=
 MODEL_BASE_URL ?=
 SETTING ?=
 EVAL_SET ?=
+EVAL_DATA ?=
 CONFIG ?=
 
 DATASET_FLAGS = $(strip $(if $(N),--n $(N)) $(if $(TEACHER_MODEL),--teacher-model $(TEACHER_MODEL)) \
@@ -40,7 +41,8 @@ DATASET_FLAGS = $(strip $(if $(N),--n $(N)) $(if $(TEACHER_MODEL),--teacher-mode
 EVAL_FLAGS = $(strip $(if $(MODEL),--student-model $(MODEL)) $(if $(MODEL_BASE_URL),--student-base-url $(MODEL_BASE_URL)) \
   $(if $(JUDGE_MODEL),--judge-model $(JUDGE_MODEL)) $(if $(JUDGE_BASE_URL),--judge-base-url $(JUDGE_BASE_URL)) \
   $(if $(SETTING),--setting $(SETTING)) $(if $(N),--n $(N)) $(if $(EVAL_SET),--eval-set $(EVAL_SET)) \
-  $(if $(CONFIG),--config $(CONFIG)) $(if $(MAX_USD),--max-usd $(MAX_USD)))
+  $(if $(CONFIG),--config $(CONFIG)) $(if $(MAX_USD),--max-usd $(MAX_USD)) \
+  $(if $(EVAL_DATA),--data $(EVAL_DATA)))
 
 .PHONY: test test-slow lint format catalog dataset publish train eval bench clean
 
@@ -83,8 +85,10 @@ eval: $(STAMP)  ## evaluate MODEL (API name + MODEL_BASE_URL, a folder, or org/m
 	@test -n "$(filter command line environment,$(origin OUT))" || { echo "usage: make eval MODEL=... JUDGE_MODEL=... [K=2,3,4,5] [SETTING=held-out] [N=100] OUT=dir"; exit 2; }
 	$(BIN)/skillmix eval --out $(OUT) $(if $(filter command line environment,$(origin K)),--k $(K)) $(EVAL_FLAGS)
 
-bench: $(STAMP)  ## generation throughput against a loopback server, vs distilabel's OpenAILLM
+bench: $(STAMP)  ## dataset and evaluation throughput against a loopback server (about 10 minutes)
 	$(BIN)/python bench/generation.py
+	$(BIN)/python bench/evaluation.py --n 417   # 2,502 generations: the dataset bench's 2,500
+	$(BIN)/python bench/evaluation.py           # the default 900
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -104,10 +108,10 @@ clean:
 #   export $(make -s argilla)        then `make argilla-stop`
 .PHONY: argilla argilla-stop
 argilla: $(STAMP)  ## start a local Argilla in the background; prints ARGILLA_API_URL=... and ARGILLA_API_KEY=...
-	@$(BIN)/python -m skillmix.review.service start --data .argilla --venv .venv-argilla
+	@$(BIN)/python -m skillmix.argilla_local.service start --data .argilla --venv .venv-argilla
 
 argilla-stop: $(STAMP)  ## stop the local Argilla started by `make argilla`
-	@$(BIN)/python -m skillmix.review.service stop --data .argilla
+	@$(BIN)/python -m skillmix.argilla_local.service stop --data .argilla
 
 # The review loop (ARGILLA_API_URL and ARGILLA_API_KEY in the environment, e.g. `export $(make -s argilla)`):
 #   make review-push DATA=out DATASET=skill-mix-review [N=100] [WORKSPACE=skillmix] [SEED=0] [TWO_ANNOTATORS=0.2]

@@ -43,12 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         server = ServerProcess(args.latency, workdir / "requests.jsonl")
-        config = build_eval_config(overrides={
-            "student": {"model": "fake-teacher", "base_url": server.base_url},
-            "judge": {"model": "fake-teacher", "base_url": server.base_url},
-            "k": args.k, "setting": "held-out", "n": args.n, "generations": args.generations,
-            "client": {"concurrency": args.concurrency},
-        })  # fmt: skip
+        config = build_eval_config(
+            overrides={
+                "student": {"model": "fake-teacher", "base_url": server.base_url},
+                "judge": {"model": "fake-teacher", "base_url": server.base_url},
+                "k": args.k,
+                "setting": "held-out",
+                "n": args.n,
+                "generations": args.generations,
+                "client": {"concurrency": args.concurrency},
+            }
+        )
         started = time.monotonic()
         results = run_eval(config, workdir / "eval", log=lambda m: None)
         wall = time.monotonic() - started
@@ -69,10 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         "steady_ratio": round(generations / window / bound, 3),
     }
     print(json.dumps(out), flush=True)
-    print(f"# {generations} generations ({args.n} combinations x k={args.k} x {args.generations}), latency "
-          f"{args.latency}s, concurrency {args.concurrency}: bound {bound:.2f}/s; end to end "
-          f"{out['generations_per_s']:.2f}/s ({out['ratio']:.1%}), "
-          f"steady {out['steady_ratio']:.1%}")  # fmt: skip
+    print(
+        f"# {generations} generations ({args.n} combinations x k={args.k} x {args.generations}), latency "
+        f"{args.latency}s, concurrency {args.concurrency}: bound {bound:.2f}/s; end to end "
+        f"{out['generations_per_s']:.2f}/s ({out['ratio']:.1%}), "
+        f"steady {out['steady_ratio']:.1%}"
+    )
     return 0
 
 

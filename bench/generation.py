@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 
 from skillmix.catalog import load_catalog
+from skillmix.llm.roles import ResolvedModel
 from skillmix.pipelines.config import build_config
-from skillmix.pipelines.dataset import ResolvedModel, build_pipeline, stage_concurrency
+from skillmix.pipelines.dataset import build_pipeline, stage_concurrency
 from skillmix.sampling import sample_combinations
 from skillmix.testing.fake_openai import CHAT_PATH
 
@@ -45,8 +46,13 @@ def stock_pipeline(config, rows, base_url: str, workdir: Path, concurrency: int)
     scale = concurrency / sum(share.values())
 
     def llm(temperature: float):
-        return OpenAILLM(model="fake-teacher", base_url=base_url, api_key="bench", max_retries=0,
-                         generation_kwargs={"temperature": temperature, "max_new_tokens": 300})  # fmt: skip
+        return OpenAILLM(
+            model="fake-teacher",
+            base_url=base_url,
+            api_key="bench",
+            max_retries=0,
+            generation_kwargs={"temperature": temperature, "max_new_tokens": 300},
+        )
 
     batch1 = max(1, round(share["round1"] * scale))
     batch_grade = max(1, round(share["grade"] * scale / config.grader_runs))
@@ -55,8 +61,14 @@ def stock_pipeline(config, rows, base_url: str, workdir: Path, concurrency: int)
         load = LoadDataFromDicts(data=rows, batch_size=batch1)
         r1 = GenerateRound1(name="round1", llm=llm(0.7), input_batch_size=batch1, **common)
         r2 = GenerateRound2(name="round2", llm=llm(0.7), input_batch_size=batch1, **common)
-        grade = GradeText(name="grade", llm=llm(0.0), num_generations=config.grader_runs,
-                          group_generations=True, input_batch_size=batch_grade, **common)  # fmt: skip
+        grade = GradeText(
+            name="grade",
+            llm=llm(0.0),
+            num_generations=config.grader_runs,
+            group_generations=True,
+            input_batch_size=batch_grade,
+            **common,
+        )
         load >> r1 >> r2 >> grade >> DecidePoints(name="decide", input_batch_size=batch1)
     return pipeline
 
@@ -67,8 +79,17 @@ class ServerProcess:
 
     def __init__(self, latency: float, log: Path) -> None:
         self.latency, self.log = latency, log
-        cmd = [sys.executable, "-m", "skillmix.testing.fake_openai", "--port", "0",
-               "--latency", str(latency), "--log", str(log)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "skillmix.testing.fake_openai",
+            "--port",
+            "0",
+            "--latency",
+            str(latency),
+            "--log",
+            str(log),
+        ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         first = self.proc.stdout.readline().split()
         if len(first) != 2 or first[0] != "BASE_URL":
@@ -130,31 +151,44 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         server = ServerProcess(args.latency, workdir / "requests.jsonl")
-        config = build_config("smoke", {"n": args.samples, "client": {"concurrency": args.concurrency},
-                                        "batch_size": args.batch_size})  # fmt: skip
+        config = build_config(
+            "smoke",
+            {"n": args.samples, "client": {"concurrency": args.concurrency}, "batch_size": args.batch_size},
+        )
         model = ResolvedModel("teacher", "fake-teacher", server.base_url)
         models = (model, ResolvedModel("judge", "fake-teacher", server.base_url))
-        print(f"# k=3, {REQUESTS_PER_SAMPLE} requests a sample, latency {args.latency}s, concurrency "
-              f"{args.concurrency}: ideal {ideal:.2f} samples/s", flush=True)  # fmt: skip
+        print(
+            f"# k=3, {REQUESTS_PER_SAMPLE} requests a sample, latency {args.latency}s, concurrency "
+            f"{args.concurrency}: ideal {ideal:.2f} samples/s",
+            flush=True,
+        )
         ours = measure(
             "skillmix SkillMixLLM",
             lambda: build_pipeline(config, [c.to_dict() for c in combos[: args.samples]], models, workdir),
-            server, args.samples, ideal,
-        )  # fmt: skip
+            server,
+            args.samples,
+            ideal,
+        )
         results = [ours]
         if not args.skip_stock:
             rows = [c.to_dict() for c in combos[: args.stock_samples]]
-            results.append(measure(
-                "distilabel OpenAILLM",
-                lambda: stock_pipeline(config, rows, server.base_url, workdir, args.concurrency),
-                server, args.stock_samples, ideal,
-            ))  # fmt: skip
+            results.append(
+                measure(
+                    "distilabel OpenAILLM",
+                    lambda: stock_pipeline(config, rows, server.base_url, workdir, args.concurrency),
+                    server,
+                    args.stock_samples,
+                    ideal,
+                )
+            )
         server.stop()
     print()
     print(f"{'pipeline':<24} {'samples/s':>10} {'steady':>8} {'ideal':>7} {'ratio':>7} {'steady':>8}")
     for r in results:
-        print(f"{r['pipeline']:<24} {r['samples_per_s']:>10.2f} {r['steady_samples_per_s']:>8.2f} "
-              f"{r['ideal_samples_per_s']:>7.2f} {r['ratio']:>7.1%} {r['steady_ratio']:>8.1%}")  # fmt: skip
+        print(
+            f"{r['pipeline']:<24} {r['samples_per_s']:>10.2f} {r['steady_samples_per_s']:>8.2f} "
+            f"{r['ideal_samples_per_s']:>7.2f} {r['ratio']:>7.1%} {r['steady_ratio']:>8.1%}"
+        )
     return 0
 
 

@@ -30,8 +30,14 @@ import time
 from typing import Any
 
 GPU_PEAKS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}
-SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-              "num_key_value_heads", "vocab_size")  # fmt: skip
+SHAPE_KEYS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+)
 SHAPES = {  # Mistral-7B-v0.2 and a tiny model of the same family
     "7b": dict(zip(SHAPE_KEYS, (4096, 14336, 32, 32, 8, 32000), strict=True)),
     "tiny": dict(zip(SHAPE_KEYS, (128, 384, 4, 4, 2, 2048), strict=True)),
@@ -187,9 +193,15 @@ def measure(args: argparse.Namespace, mode: str, rows: list[dict], device: Any, 
         import torch
 
         torch.cuda.empty_cache()
-    return {"mode": mode, "steps": len(timed), "tokens": sum(lengths), "computed_tokens": computed,
-            "seconds": seconds, "tokens_per_s": sum(lengths) / seconds,
-            "mfu": flops / seconds / (peak * 1e12)}  # fmt: skip
+    return {
+        "mode": mode,
+        "steps": len(timed),
+        "tokens": sum(lengths),
+        "computed_tokens": computed,
+        "seconds": seconds,
+        "tokens_per_s": sum(lengths) / seconds,
+        "mfu": flops / seconds / (peak * 1e12),
+    }
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -215,9 +227,11 @@ def main() -> None:
     peak, peak_source = peak_tflops(args, device)
     vocab = SHAPES["tiny" if args.tiny else "7b"]["vocab_size"]
     rows = synthetic_samples(args, vocab)
-    print(f"device {device} ({peak_source}: {peak:.2f} TFLOP/s); {args.samples} samples of "
-          f"{args.min_len}-{args.max_len} tokens, batch {args.batch}, packed rows of {args.max_length}, "
-          f"attention {args.attn}")  # fmt: skip
+    print(
+        f"device {device} ({peak_source}: {peak:.2f} TFLOP/s); {args.samples} samples of "
+        f"{args.min_len}-{args.max_len} tokens, batch {args.batch}, packed rows of {args.max_length}, "
+        f"attention {args.attn}"
+    )
     runs = [
         measure(args, mode, rows, device, peak) for _ in range(args.repeats) for mode in ("padded", "packed")
     ]
@@ -226,15 +240,27 @@ def main() -> None:
         f"{'mode':<8} {'steps':>5} {'tokens':>8} {'computed':>9} {'seconds':>8} {'tokens/s':>10} {'MFU':>7}"
     )
     for r in results:
-        print(f"{r['mode']:<8} {r['steps']:>5} {r['tokens']:>8} {r['computed_tokens']:>9} "
-              f"{r['seconds']:>8.2f} {r['tokens_per_s']:>10.1f} {100 * r['mfu']:>6.2f}%  "
-              f"(tokens/s of each repeat: {r['repeats']})")  # fmt: skip
+        print(
+            f"{r['mode']:<8} {r['steps']:>5} {r['tokens']:>8} {r['computed_tokens']:>9} "
+            f"{r['seconds']:>8.2f} {r['tokens_per_s']:>10.1f} {100 * r['mfu']:>6.2f}%  "
+            f"(tokens/s of each repeat: {r['repeats']})"
+        )
     ratio = results[1]["tokens_per_s"] / results[0]["tokens_per_s"]
     print(f"packed / padded tokens/s: {ratio:.2f}x")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"device": str(device), "peak": peak_source, "peak_tflops": peak, "results": results,
-                       "ratio": ratio, "args": vars(args)}, f, indent=2)  # fmt: skip
+            json.dump(
+                {
+                    "device": str(device),
+                    "peak": peak_source,
+                    "peak_tflops": peak,
+                    "results": results,
+                    "ratio": ratio,
+                    "args": vars(args),
+                },
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

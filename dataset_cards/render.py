@@ -13,9 +13,14 @@ import yaml
 LICENSE = "apache-2.0"
 
 SIZE_CATEGORIES = (
-    (1e3, "n<1K"), (1e4, "1K<n<10K"), (1e5, "10K<n<100K"), (1e6, "100K<n<1M"), (1e7, "1M<n<10M"),
-    (1e8, "10M<n<100M"), (1e9, "100M<n<1B"),
-)  # fmt: skip
+    (1e3, "n<1K"),
+    (1e4, "1K<n<10K"),
+    (1e5, "10K<n<100K"),
+    (1e6, "100K<n<1M"),
+    (1e7, "1M<n<10M"),
+    (1e8, "10M<n<100M"),
+    (1e9, "100M<n<1B"),
+)
 
 
 def hub_metadata(configs: dict[str, dict[str, Any]], tags: list[str], **extra: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@
                   [--eval-set REPO_OR_FOLDER[@REVISION]] [--seed 0] [--no-name-penalty] --out DIR
                   [--config FILE] [--push-results ORG/MODEL [--results-repo ORG/NAME]]
     skillmix eval rescore DIR [--no-name-penalty] [--no-length-override]
-    skillmix eval compare DIR_A DIR_B ... --out CMP
+    skillmix eval compare DIR_A DIR_B ... --out CMP [--allow-different FIELD ...]
 
 ``make eval MODEL=... K=2,3,4,5 SETTING=held-out N=100 OUT=...`` runs the first. Settings come from, in
 order of precedence: the flags, ``--config FILE`` (an evaluation YAML, or a ``skillmix dataset`` preset whose
@@ -45,11 +45,21 @@ def add_eval_parsers(sub: Any) -> None:
     rs.add_argument("dir", help="an evaluation folder")
     rs.add_argument("--name-penalty", action=argparse.BooleanOptionalAction, default=None)
     rs.add_argument("--length-override", action=argparse.BooleanOptionalAction, default=None)
+    rs.add_argument("--unparseable", choices=("zero", "drop"), default=None,
+                    help="a generation none of whose grades parsed: scored 0, or left out")  # fmt: skip
     rs.set_defaults(func=cmd_rescore)
 
     cmp = sub.add_parser("eval-compare", help="(skillmix eval compare) compare evaluation folders")
     cmp.add_argument("dirs", nargs="+", help="evaluation folders; the first is the baseline")
     cmp.add_argument("--out", required=True, help="folder for comparison.md, comparison.json, plots/")
+    cmp.add_argument(
+        "--allow-different",
+        action="append",
+        default=[],
+        metavar="FIELD",
+        help="compare although this protocol field differs, as the refusal names it (e.g. judge, "
+        "judge_temperature, eval_set); repeatable",
+    )
     cmp.set_defaults(func=cmd_compare)
 
 
@@ -63,6 +73,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
     config = build_eval_config(args.config, overrides(args, args.flags), args.flags)
     results = run_eval(config, args.out, log=lambda m: print(m, file=sys.stderr))
     print(summary(results, args.out))
+    errored = results.get("errored") or []
+    if errored:
+        from skillmix.pipelines.output import RunFailed
+
+        shown = ", ".join(errored[:5]) + (f" and {len(errored) - 5} more" if len(errored) > 5 else "")
+        raise RunFailed(
+            f"{len(errored)} generations errored (the infrastructure, not the student: {shown}); they are "
+            "left out of the results above. Run the same command again to retry only those"
+        )
     if args.push_results:
         from skillmix.evaluation.hub import push_results
 
@@ -74,15 +93,20 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_rescore(args: argparse.Namespace) -> None:
     from skillmix.evaluation.outputs import rescore
 
-    results = rescore(Path(args.dir), name_penalty=args.name_penalty, length_override=args.length_override)
+    results = rescore(Path(args.dir), name_penalty=args.name_penalty, length_override=args.length_override,
+                      unparseable=args.unparseable)  # fmt: skip
     print(summary(results, args.dir))
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
     from skillmix.evaluation.report import write_comparison
 
-    write_comparison([Path(d) for d in args.dirs], Path(args.out))
+    write_comparison([Path(d) for d in args.dirs], Path(args.out), allow=args.allow_different)
     print((Path(args.out) / "comparison.md").read_text(encoding="utf-8"))
+
+
+NOTED = ("failed_generations", "errored_generations", "unparseable_grades", "ungraded_generations",
+         "judge_errors", "not_run", "excluded")  # fmt: skip
 
 
 def summary(results: dict[str, Any], out: str | Path) -> str:
@@ -93,8 +117,7 @@ def summary(results: dict[str, Any], out: str | Path) -> str:
         cells = "  ".join(
             f"{name} {_cell(r[name])}" for name in ("full_marks", "all_skills", "skill_fraction")
         )
-        notes = [f"{r[key]} {key.replace('_', ' ')}" for key in ("failed_generations", "unparseable_grades",
-                 "judge_errors", "not_run", "excluded") if r.get(key)]  # fmt: skip
+        notes = [f"{r[key]} {key.replace('_', ' ')}" for key in NOTED if r.get(key)]
         lines.append(
             f"  {r['setting']:<9} k={r['k']}  n={r['n']:<4} {cells}"
             + (f"  ({', '.join(notes)})" if notes else "")

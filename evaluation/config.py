@@ -12,28 +12,23 @@ from __future__ import annotations
 import argparse
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from skillmix.config import ConfigError, Flags, add_flags, build, merge, read_yaml
-from skillmix.llm.client import ClientConfig
-from skillmix.pipelines.config import DatasetConfig, ModelSettings, parse_k
+from skillmix.llm.roles import judge_defaults
+from skillmix.pipelines.config import DatasetConfig, ModelSettings, ProtocolConfig
 from skillmix.skills import content_hash
 
 __all__ = ["ConfigError", "EvalConfig", "StudentSettings", "build_eval_config"]
 
 EVAL_SETTINGS = ("train", "held-out", "all")
-# A file with any of these keys is a `skillmix dataset` preset; the evaluation takes only SHARED from it.
-DATASET_ONLY = {"teacher", "n_per_k", "target_accepted", "expected_acceptance", "batch_size", "preset"}
-# The keys a dataset preset shares with an evaluation (everything else describes the dataset build).
-SHARED = ("judge", "client", "prices", "grader_runs", "grader_format", "length_override", "name_penalty",
-          "catalog", "topics", "split_seed", "template_dir")  # fmt: skip
+# What a dataset preset draws (its k and sampling seed) describes that dataset, not an evaluation of it.
+DRAWN = ("k", "seed")
 
 
-class StudentSettings(BaseModel):
+class StudentSettings(ModelSettings):
     """The model under evaluation: an API model, a local folder or Hub id (``org/model@rev``), or none (the
     embedded model, for a smoke run)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str | None = Field(None, description="API model name, local folder, or Hub id[@revision]")
     base_url: str | None = Field(None, description="OpenAI-compatible base URL of an API student")
@@ -46,46 +41,26 @@ class StudentSettings(BaseModel):
     )
 
 
-class EvalConfig(BaseModel):
-    """Every setting of ``skillmix eval``."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
+class EvalConfig(ProtocolConfig):
+    """Every setting of ``skillmix eval``: the protocol it shares with the dataset build, and its own."""
 
     student: StudentSettings = Field(default_factory=StudentSettings)
-    judge: ModelSettings = Field(default_factory=lambda: ModelSettings(temperature=0.0, max_tokens=400))
     k: list[int] = Field(default_factory=lambda: [2, 3, 4, 5], description="k, or a list such as 2,3,4,5")
     setting: list[str] = Field(
         default_factory=lambda: list(EVAL_SETTINGS), description="train, held-out, all, or a list"
     )
     n: int = Field(100, ge=1, description="combinations per k and setting")
     generations: int = Field(3, ge=1, description="student generations per combination (max is taken)")
-    grader_runs: int = Field(3, ge=1, description="judge runs per text (majority vote)")
-    grader_format: Literal["table", "json"] = Field("table", description="the judge's answer format")
-    length_override: bool = Field(True, description="the length point from the sentence counter")
-    name_penalty: bool = Field(True, description="a skill named in the text earns no point")
     eval_set: str | None = Field(
         None, description="a release's eval sets: Hub repo[@revision] or local folder (default: drawn)"
     )
+    data: str | None = Field(
+        None, description="a dataset folder: draw its release's eval sets (its seeds, split and catalog)"
+    )
     seed: int = Field(0, description="sampling seed of the drawn combinations (as `skillmix publish`)")
-    split_seed: int = Field(0, description="seed of the topic split")
-    catalog: str = Field("builtin", description="builtin, or a skills CSV/YAML/JSON file")
-    topics: str | None = Field(None, description="a topics file overriding the catalog's topics")
-    client: ClientConfig = Field(default_factory=ClientConfig)
-    prices: str | None = Field(None, description="YAML/JSON price table overriding the built-in one")
-    template_dir: str | None = Field(None, description="a folder of prompt templates replacing ours")
-
-    @field_validator("k", mode="before")
-    @classmethod
-    def _parse_k(cls, value: Any) -> Any:
-        return parse_k(value) if isinstance(value, (int, str)) else value
-
-    @field_validator("k")
-    @classmethod
-    def _check_k(cls, ks: list[int]) -> list[int]:
-        for k in ks:
-            if k < 1:
-                raise ValueError(f"K must be >= 1, got {k}")
-        return sorted(set(ks))
+    unparseable: Literal["zero", "drop"] = Field(
+        "zero", description="a generation none of whose grades parsed: scored 0 (zero) or left out (drop)"
+    )
 
     @field_validator("setting", mode="before")
     @classmethod
@@ -104,62 +79,121 @@ class EvalConfig(BaseModel):
                 raise ValueError(f"unknown setting {setting!r} (choose from {', '.join(EVAL_SETTINGS)})")
         return [s for s in EVAL_SETTINGS if s in settings]
 
-    def pipeline_config(self) -> DatasetConfig:
-        """The dataset pipeline's settings with the student in the teacher's seat (one code path)."""
-        student = self.student
-        teacher = ModelSettings(model=student.model, base_url=student.base_url,
-                                temperature=student.temperature, max_tokens=student.max_tokens,
-                                seed=student.seed, mode=student.mode)  # fmt: skip
-        return DatasetConfig(
-            k=self.k, n=self.n, seed=self.seed, split_seed=self.split_seed, catalog=self.catalog,
-            topics=self.topics, grader_runs=self.grader_runs, grader_format=self.grader_format,
-            length_override=self.length_override, name_penalty=self.name_penalty, teacher=teacher,
-            judge=self.judge, client=self.client, prices=self.prices, template_dir=self.template_dir,
-        )  # fmt: skip
+    @property
+    def generator(self) -> StudentSettings:
+        return self.student
 
     def protocol(self) -> dict[str, Any]:
+        student, judge = self.student, self.judge
         return {
-            "generations": self.generations, "grader_runs": self.grader_runs,
-            "grader_format": self.grader_format, "name_penalty": self.name_penalty,
-            "length_override": self.length_override, "seed": self.seed, "split_seed": self.split_seed,
-            "catalog": self.catalog, "eval_set": self.eval_set,
-            "student_sampling": {"temperature": self.student.temperature,
-                                 "max_tokens": self.student.max_tokens, "seed": self.student.seed},
-            "judge_sampling": {"temperature": self.judge.temperature, "max_tokens": self.judge.max_tokens,
-                               "seed": self.judge.seed},
-        }  # fmt: skip
+            "generations": self.generations,
+            "grader_runs": self.grader_runs,
+            "unparseable": self.unparseable,
+            "grader_format": self.grader_format,
+            "name_penalty": self.name_penalty,
+            "length_override": self.length_override,
+            "seed": self.seed,
+            "split_seed": self.split_seed,
+            "catalog": self.catalog,
+            "eval_set": self.eval_set,
+            "data": self.data,
+            "student_sampling": {
+                "temperature": student.temperature,
+                "max_tokens": student.max_tokens,
+                "seed": student.seed,
+            },
+            "judge": self.judge_protocol(),
+            "judge_sampling": {
+                "temperature": judge.temperature,
+                "max_tokens": judge.max_tokens,
+                "seed": judge.seed,
+            },
+        }
 
     def fingerprint(self, student_identity: str, judge_identity: str) -> str:
         """What makes two evaluations the same (which k, settings, how many and how fast may change)."""
         protocol = {key: value for key, value in self.protocol().items() if key != "generations"}
-        return content_hash({"student": student_identity, "judge": judge_identity, **protocol,
-                             "template_dir": self.template_dir, "topics": self.topics})  # fmt: skip
+        identities = {"student": student_identity, "judge": judge_identity}
+        return content_hash(
+            {**identities, **protocol, "template_dir": self.template_dir, "topics": self.topics}
+        )
 
 
 def shared_settings(path: str) -> dict[str, Any]:
-    """The settings an evaluation takes from ``path``: an evaluation YAML whole, a dataset preset's
-    shared keys (its judge completed from its teacher as ``skillmix dataset`` does)."""
+    """The settings an evaluation takes from ``path``: an evaluation YAML whole; from a dataset preset, the
+    protocol both share (:class:`ProtocolConfig` but what the preset draws), its judge completed from its
+    teacher as ``skillmix dataset`` does."""
     data = read_yaml(path, "config")
-    if not set(data) & DATASET_ONLY:
+    if not set(data) - set(EvalConfig.model_fields):
         build(EvalConfig, data, f"config {path}")  # errors name the file and the key
         return data
     build(DatasetConfig, data, f"config {path}")
-    shared = {key: data[key] for key in SHARED if key in data}
+    shared = {key: data[key] for key in ProtocolConfig.model_fields if key in data and key not in DRAWN}
     teacher, judge = data.get("teacher") or {}, dict(data.get("judge") or {})
-    if not judge.get("model") and teacher.get("model"):
-        judge["model"] = teacher["model"]
-        judge["base_url"] = judge.get("base_url") or teacher.get("base_url")
+    model, url = judge_defaults(
+        judge.get("model"), judge.get("base_url"), teacher.get("model"), teacher.get("base_url")
+    )
+    judge.update({key: value for key, value in (("model", model), ("base_url", url)) if value is not None})
     if judge:
         shared["judge"] = judge
     return shared
+
+
+# What a dataset folder recorded of its draw, and the setting it fills: the sampling seed (its release's eval
+# sets are drawn with it), the split and the catalog (the held-out skills and topics depend on them).
+FROM_DATASET = {
+    "seed": ("seeds", "sampling"),
+    "split_seed": ("config", "split_seed"),
+    "catalog": ("config", "catalog"),
+    "topics": ("config", "topics"),
+}
+
+
+def with_dataset(data: dict[str, Any], flags: Flags | None = None) -> dict[str, Any]:
+    """``data`` with the draw of the dataset folder ``data["data"]`` (:data:`FROM_DATASET`), so that the
+    evaluation asks exactly the release's ``eval-<setting>`` combinations, the ones the leakage audit knows.
+
+    A split or catalog given that differs from the dataset's is refused (its held-out skills would not be the
+    release's); a different sampling seed is allowed when given, and ``skillmix eval`` says so. Without
+    ``n``, the size is the release's ``eval_n_per_k`` when the folder is a downloaded release.
+    """
+    from skillmix.dataset_folder.layout import read_dataset_folder
+
+    if data.get("eval_set"):
+        raise ConfigError("--data and --eval-set both say which combinations to ask: give one")
+    out = dict(data)
+    for key, recorded in dataset_draw(data["data"]).items():
+        if key not in data:
+            out[key] = recorded
+        elif key != "seed" and data[key] != recorded:
+            flag = f"--{key.replace('_', '-')}"
+            raise ConfigError(
+                f"{flag} {data[key]!r} differs from the dataset's {recorded!r} ({data['data']}): the "
+                "evaluation would not ask its release's combinations; leave it out"
+            )
+    release_n = (read_dataset_folder(data["data"]).manifest.get("release") or {}).get("eval_n_per_k")
+    if "n" not in data and release_n:
+        out["n"] = release_n
+    return out
+
+
+def dataset_draw(path: str) -> dict[str, Any]:
+    """The settings of :data:`FROM_DATASET` as the dataset folder ``path`` recorded them."""
+    from skillmix.dataset_folder.layout import read_dataset_folder
+
+    manifest = read_dataset_folder(path).manifest
+    found = {key: (manifest.get(section) or {}).get(field) for key, (section, field) in FROM_DATASET.items()}
+    return {key: value for key, value in found.items() if value is not None or key == "topics"}
 
 
 def build_eval_config(
     config_file: str | None = None, overrides: dict[str, Any] | None = None, flags: Flags | None = None
 ) -> EvalConfig:
     """Defaults, then ``config_file``, then ``overrides`` (nested like the model; ``None`` values ignored)."""
-    data = shared_settings(config_file) if config_file else {}
-    config = build(EvalConfig, merge(data, overrides or {}), "flags", flags)
+    data = merge(shared_settings(config_file) if config_file else {}, overrides or {})
+    if data.get("data"):
+        data = with_dataset(data, flags)
+    config = build(EvalConfig, data, "flags", flags)
     if not config.judge.model:
         raise ConfigError(
             "name the judge: --judge-model NAME (with --judge-base-url URL for a server other than "

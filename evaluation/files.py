@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from skillmix.config import ConfigError
+
 SAMPLES, RESULTS, REPORT, PLOTS = "samples.jsonl", "results.json", "results.md", "plots"
 
 
@@ -27,22 +29,22 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def read_results(folder: Path) -> dict[str, Any]:
-    """``folder/results.json`` as a dict; ValueError (one line) when it is missing or is not one."""
+    """``folder/results.json`` as a dict; ConfigError (one line) when it is missing or is not one."""
     path = Path(folder) / RESULTS
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path} does not load: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"{path} does not load: {str(exc).splitlines()[0]}") from None
     if not isinstance(results, dict) or not isinstance(results.get("results"), list):
-        raise ValueError(f"{path} is not the results.json of `skillmix eval` (no 'results' list)")
+        raise ConfigError(f"{path} is not the results.json of `skillmix eval` (no 'results' list)")
     return results
 
 
 def read_samples(folder: Path) -> list[dict[str, Any]]:
-    """Every line of ``folder/samples.jsonl``; ValueError (one line) naming a line that does not parse."""
+    """Every line of ``folder/samples.jsonl``; ConfigError (one line) naming a line that does not parse."""
     path = Path(folder) / SAMPLES
     if not path.is_file():
-        raise ValueError(f"{folder} holds no {SAMPLES}: not an evaluation folder")
+        raise ConfigError(f"{folder} holds no {SAMPLES}: not an evaluation folder")
     samples = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -50,5 +52,5 @@ def read_samples(folder: Path) -> list[dict[str, Any]]:
         try:
             samples.append(json.loads(line))
         except ValueError:
-            raise ValueError(f"{path} line {number} does not parse") from None
+            raise ConfigError(f"{path} line {number} does not parse") from None
     return samples

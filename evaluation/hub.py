@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from skillmix.config import ConfigError
 from skillmix.evaluation.files import read_results
 from skillmix.evaluation.plots import cells, display_name, ordered_keys, summary
 from skillmix.metrics import METRICS
@@ -56,12 +57,12 @@ def push_results(folder: Path, model_repo: str, results_repo: str | None, token:
     results = read_results(folder)
     run_id = str(results.get("run_id") or "")
     if not run_id:
-        raise ValueError(f"{folder / 'results.json'} has no run_id")
+        raise ConfigError(f"{folder / 'results.json'} has no run_id")
     if not model_index_results(results):
-        raise ValueError(f"{folder / 'results.json'} holds no result with a mean to push")
+        raise ConfigError(f"{folder / 'results.json'} holds no result with a mean to push")
     api = HfApi(token=token)
     if not api.repo_exists(model_repo):
-        raise ValueError(
+        raise ConfigError(
             f"the model repo {model_repo} does not exist on the Hub (or the token cannot see it)"
         )
     source = None
@@ -212,7 +213,7 @@ def _push_card(api: Any, repo: str, head: str, card: str | None, updated: str, r
 
 def update_card(content: str | None, new: list[dict], name: str) -> str:
     """The card ``content`` (None: no card yet) with ``new`` merged into its ``model-index``; nothing else
-    of it changes. ValueError when the header does not parse or cannot be edited without touching other
+    of it changes. ConfigError when the header does not parse or cannot be edited without touching other
     keys."""
     if content is None:
         block = _dump_index(merge_model_index(None, new, name), "\n")
@@ -223,9 +224,11 @@ def update_card(content: str | None, new: list[dict], name: str) -> str:
     try:
         metadata = yaml.safe_load(header) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"the YAML header of README.md does not parse: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(
+            f"the YAML header of README.md does not parse: {str(exc).splitlines()[0]}"
+        ) from None
     if not isinstance(metadata, dict):
-        raise ValueError("the YAML header of README.md is not a mapping")
+        raise ConfigError("the YAML header of README.md is not a mapping")
     index = merge_model_index(metadata.get("model-index"), new, name)
     block = _dump_index(index, newline)
     if match is None:
@@ -233,7 +236,7 @@ def update_card(content: str | None, new: list[dict], name: str) -> str:
     else:
         updated = content[: match.start(2)] + _replace_index(header, block, newline) + content[match.end(2) :]
     if _header_of(updated) != {**metadata, "model-index": index}:
-        raise ValueError("cannot replace the model-index of README.md without changing its other metadata")
+        raise ConfigError("cannot replace the model-index of README.md without changing its other metadata")
     return updated
 
 

@@ -16,7 +16,7 @@ from skillmix.evaluation.files import (
     read_results,
     read_samples,
     write_text_atomic,
-)  # fmt: skip
+)
 from skillmix.evaluation.score import score_samples
 
 
@@ -36,9 +36,13 @@ def write_results(folder: Path, results: dict[str, Any]) -> None:
 
 
 def rescore(
-    folder: Path, name_penalty: bool | None = None, length_override: bool | None = None
+    folder: Path,
+    name_penalty: bool | None = None,
+    length_override: bool | None = None,
+    unparseable: str | None = None,
 ) -> dict[str, Any]:
-    """Every result again from ``samples.jsonl``, with no request; the text checks may be switched off."""
+    """Every result again from ``samples.jsonl``, with no request; the text checks may be switched off and
+    the rule for a generation with no parseable grade changed."""
     results = read_results(folder)
     samples = read_samples(folder)
     protocol = dict(results["protocol"])
@@ -46,8 +50,16 @@ def rescore(
         protocol["name_penalty"] = name_penalty
     if length_override is not None:
         protocol["length_override"] = length_override
-    scored = score_samples(samples, protocol["grader_runs"], protocol["generations"],
-                           protocol["length_override"], protocol["name_penalty"])  # fmt: skip
+    if unparseable is not None:
+        protocol["unparseable"] = unparseable
+    scored = score_samples(
+        samples,
+        protocol["grader_runs"],
+        protocol["generations"],
+        protocol["length_override"],
+        protocol["name_penalty"],
+        protocol.get("unparseable", "zero"),
+    )
     results = {**results, "protocol": protocol, "results": scored}
     write_results(folder, results)
     return results

@@ -1,28 +1,48 @@
-"""The reports of ``skillmix eval``, read from its ``results.json``: the results table of one run and the
-comparison of several runs (e.g. a base model against its fine-tuned student).
+"""The reports of ``skillmix eval``: the results table of one run, read from its ``results.json``, and the
+paired comparison of several runs (e.g. a base model against its fine-tuned student), read from their
+``results.json`` and ``samples.jsonl``.
 
 * :func:`render_results_md`: ``results.md``, the papers' layout: a header naming the student, the judge and
   the protocol, then one table with a row per k and a column per setting x metric, each cell
-  ``mean ± s.e.``; then a line per (k, setting) with unparseable grades or failed generations.
-* :func:`compare`: for each k, setting and metric, each run's ``mean ± s.e.`` side by side, the difference
-  of every later run against the first (the baseline) and whether their 95% intervals overlap. Cells a
-  run lacks are ``—``, never filled in. Runs whose protocols differ (generations, grader runs, name
-  penalty) are refused: their numbers do not measure the same thing.
-* :func:`write_comparison`: reads ``DIR/results.json`` of each folder and writes ``comparison.md``,
-  ``comparison.json`` and ``plots/*.png`` into ``OUT``; a folder without results is refused before
-  anything is written.
+  ``mean ± s.e.``; then a line per (k, setting) with unparseable grades, failed, ungraded (no grader run
+  parsed) or errored (stopped by the infrastructure) generations, the rule ungraded ones were scored by,
+  and the errored generations by id: the same ``skillmix eval`` command again retries them.
+* :func:`compare`: runs whose protocols differ (the judge, its temperature, grader runs, generations, the
+  length override, the name penalty, the rule for ungraded generations, the eval set:
+  :data:`skillmix.evaluation.pairing.FIELDS`) are refused, their numbers do not measure the same thing,
+  unless the caller allows the field; the report then names it with each run's value. For each k, setting
+  and metric, each run's ``mean ± s.e.`` side by side, and each later run against the first (the
+  baseline) pair by pair, on the n combinations both answered and both scored: the mean difference, its
+  paired bootstrap 95% interval and a paired permutation p-value (:mod:`skillmix.evaluation.pairing` says
+  why and how); ``*`` marks p < 0.05. Both runs answered the same questions, so whether their two
+  intervals overlap is not asked: it ignores the pairing. Cells a run lacks are ``—``, never filled in.
+* :func:`write_comparison`: reads each folder and writes ``comparison.md``, ``comparison.json`` and
+  ``plots/*.png`` into ``OUT``; a folder without results.json or samples.jsonl, or a refused protocol,
+  stops it before anything is written.
 
-Nothing is computed here but differences of means: the metrics come from :mod:`skillmix.metrics` through
-results.json.
+Nothing is computed here: the metrics come from :mod:`skillmix.metrics` through results.json and, per
+combination, through :mod:`skillmix.evaluation.pairing`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from skillmix.evaluation.files import read_results, write_text_atomic
+from skillmix.evaluation.files import read_results, read_samples, write_text_atomic
+from skillmix.evaluation.pairing import (
+    ALPHA,
+    BOOTSTRAP,
+    PERMUTATION,
+    STATISTICS,
+    check_protocols,
+    paired,
+    per_combination,
+    protocol_fields,
+    shown,
+)
 from skillmix.evaluation.plots import (
     cells,
     display_name,
@@ -35,14 +55,17 @@ from skillmix.evaluation.plots import (
 from skillmix.metrics import METRICS
 
 MISSING = "—"
-COMPARED = ("generations", "grader_runs", "name_penalty")  # runs must agree on these to be compared
 ISSUES = {
     "unparseable_grades": "unparseable grades",
     "failed_generations": "failed generations",
+    "ungraded_generations": "ungraded generations (no grader run parsed)",
+    "errored_generations": "errored generations (the infrastructure stopped them: left out)",
     "judge_errors": "judge errors",
     "not_run": "generations not run",
     "excluded": "combinations excluded (no graded generation)",
 }
+UNGRADED = {"zero": "scored 0", "drop": "left out of the metrics"}  # by protocol.unparseable
+LISTED = 20  # errored generation ids shown in results.md (results.json lists all)
 
 
 # ---------------------------------------------------------------------- one run
@@ -62,7 +85,7 @@ def render_results_md(results: dict[str, Any]) -> str:
         row = [_cell(summary(grid.get((k, s)), m)) for s, m in columns]
         lines.append(f"| {k} | " + " | ".join(row) + " |")
     lines += ["", _sizes(grid)]
-    issues = _issues(grid)
+    issues = _issues(results)
     if issues:
         lines += ["", *issues]
     return "\n".join(lines) + "\n"
@@ -103,6 +126,8 @@ def _protocol(protocol: dict[str, Any]) -> str:
     ]
     if "length_override" in protocol:
         parts.append(f"length override {_on_off(protocol['length_override'])}")
+    if protocol.get("unparseable"):
+        parts.append(f"ungraded generations {UNGRADED.get(protocol['unparseable'], protocol['unparseable'])}")
     if protocol.get("grader_format"):
         parts.append(f"grader format {protocol['grader_format']}")
     if "seed" in protocol:
@@ -134,7 +159,8 @@ def _sizes(grid: dict[tuple[int, str], dict[str, Any]]) -> str:
     return f"{note}: {listed}."
 
 
-def _issues(grid: dict[tuple[int, str], dict[str, Any]]) -> list[str]:
+def _issues(results: dict[str, Any]) -> list[str]:
+    grid = cells(results)
     lines = []
     for k, setting in ordered_keys(grid):
         row = grid[(k, setting)]
@@ -142,30 +168,56 @@ def _issues(grid: dict[tuple[int, str], dict[str, Any]]) -> list[str]:
         if found:
             of = f" (of {row['generations']} generations)" if row.get("generations") else ""
             lines.append(f"- k={k} {setting}: {', '.join(found)}{of}")
+    if any(row.get("ungraded_generations") for row in grid.values()):
+        rule = (results.get("protocol") or {}).get("unparseable", "zero")
+        lines.append(f"- Ungraded generations are {UNGRADED.get(rule, rule)} (`unparseable: {rule}`).")
+    errored = results.get("errored") or []
+    if errored:
+        ids = ", ".join(f"`{generation}`" for generation in errored[:LISTED])
+        if len(errored) > LISTED:
+            ids += f" and {len(errored) - LISTED} more (results.json lists all)"
+        lines.append(
+            f"- Errored generations, left out of the metrics (the same `skillmix eval` command again retries "
+            f"them): {ids}"
+        )
     return lines
 
 
 # ---------------------------------------------------------------------- several runs
 
 
-def compare(runs: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
+def compare(
+    runs: list[tuple[str, dict[str, Any]]],
+    allow: Iterable[str] = (),
+    samples: list[list[dict[str, Any]]] | None = None,
+) -> tuple[str, dict[str, Any]]:
     """Compare runs ([(name, results.json dict)], the first is the baseline): (Markdown, dict).
 
-    ``name`` (a folder name) is appended to a label that two runs share. ValueError (one line) when there
-    is no run or the protocols differ.
+    ``samples`` (each run's samples.jsonl, in the order of ``runs``) gives the paired statistics; without
+    them those cells are ``—``. ``name`` (a folder name) is appended to a label that two runs share.
+    ConfigError (one line) when a field of :data:`skillmix.evaluation.pairing.FIELDS` differs and
+    ``allow`` does not name it; ValueError when there is no run.
     """
     if not runs:
         raise ValueError("nothing to compare: no runs given")
-    _check_protocols(runs)
+    differing = check_protocols(runs, allow)
     labels = run_labels(runs)
-    rows = _rows(runs, labels)
+    found = [None] * len(runs)
+    if samples is not None:
+        found = [
+            per_combination(name, results, got) for (name, results), got in zip(runs, samples, strict=True)
+        ]
     data = {
         "baseline": labels[0],
-        "protocol": {key: (runs[0][1].get("protocol") or {}).get(key) for key in COMPARED},
+        "protocol": protocol_fields(runs[0][1]),
+        "allowed_differences": {
+            field: dict(zip(labels, values, strict=True)) for field, values in differing.items()
+        },
+        "statistics": STATISTICS,
         "runs": [
             _run_entry(label, name, results) for label, (name, results) in zip(labels, runs, strict=True)
         ],
-        "rows": rows,
+        "rows": _rows(runs, labels, found),
     }
     return _compare_md(data, runs), data
 
@@ -181,27 +233,18 @@ def run_labels(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return [f"{label} #{i + 1}" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
 
 
-def _check_protocols(runs: list[tuple[str, dict[str, Any]]]) -> None:
-    problems = []
-    for key in COMPARED:
-        groups: dict[str, list[str]] = {}
-        for name, results in runs:
-            groups.setdefault(json.dumps((results.get("protocol") or {}).get(key)), []).append(name)
-        if len(groups) > 1:
-            listed = "; ".join(f"{value} in {', '.join(names)}" for value, names in groups.items())
-            problems.append(f"{key} differs ({listed})")
-    if problems:
-        raise ValueError(f"cannot compare runs of different protocols: {'; '.join(problems)}")
-
-
-def _rows(runs: list[tuple[str, dict[str, Any]]], labels: list[str]) -> list[dict[str, Any]]:
+def _rows(
+    runs: list[tuple[str, dict[str, Any]]], labels: list[str], found: list[dict | None]
+) -> list[dict[str, Any]]:
     grids = [cells(results) for _, results in runs]
     rows = []
     for k, setting in ordered_keys({key for grid in grids for key in grid}):
-        for metric in METRICS:
+        pairs = [None if per_run is None else per_run.get((k, setting)) for per_run in found]
+        for column, metric in enumerate(METRICS):
             values = [_clean(summary(grid.get((k, setting)), metric)) for grid in grids]
             versus = {
-                label: _versus(values[0], value) for label, value in zip(labels[1:], values[1:], strict=True)
+                label: paired(pairs[0], other, column)
+                for label, other in zip(labels[1:], pairs[1:], strict=True)
             }
             rows.append(
                 {
@@ -222,17 +265,6 @@ def _clean(found: dict[str, Any] | None) -> dict[str, float | None] | None:
         key: found.get(key) if finite(found.get(key)) else None
         for key in ("mean", "stderr", "ci_low", "ci_high")
     }
-
-
-def _versus(baseline: dict[str, Any] | None, other: dict[str, Any] | None) -> dict[str, Any]:
-    if baseline is None or other is None:
-        return {"difference": None, "intervals": None}
-    bounds = [baseline["ci_low"], baseline["ci_high"], other["ci_low"], other["ci_high"]]
-    intervals = None
-    if all(bound is not None for bound in bounds):
-        overlap = bounds[0] <= bounds[3] and bounds[2] <= bounds[1]
-        intervals = "overlap" if overlap else "separate"
-    return {"difference": other["mean"] - baseline["mean"], "intervals": intervals}
 
 
 def _shared_protocol(runs: list[dict[str, Any]]) -> str:
@@ -260,8 +292,12 @@ def _compare_md(data: dict[str, Any], runs: list[tuple[str, dict[str, Any]]]) ->
         "# Skill-Mix comparison",
         "",
         f"- Protocol: {_shared_protocol([results for _, results in runs])}",
-        f"- Baseline: {labels[0]}; Δ is a run's mean minus the baseline's; 95% CI says whether the two "
-        "95% intervals overlap or are separate",
+    ]
+    for field, values in data["allowed_differences"].items():
+        listed = "; ".join(f"{shown(value)} in {label}" for label, value in values.items())
+        lines.append(f"- Compared although {field} differs (`--allow-different {field}`): {listed}")
+    lines += [
+        f"- Baseline: {labels[0]}. {_method()}",
         "",
         "| run | student | judge | run id |",
         "|---|---|---|---|",
@@ -272,7 +308,7 @@ def _compare_md(data: dict[str, Any], runs: list[tuple[str, dict[str, Any]]]) ->
     for metric in METRICS:
         header = ["k", "setting", *labels]
         for label in labels[1:]:
-            header += [f"Δ {label}", f"95% CI {label}"]
+            header += [f"Δ {label} [95% CI]", f"p {label}", f"n {label}"]
         lines += [
             "",
             f"## {display_name(metric)}",
@@ -283,22 +319,44 @@ def _compare_md(data: dict[str, Any], runs: list[tuple[str, dict[str, Any]]]) ->
         for row in (r for r in data["rows"] if r["metric"] == metric):
             cells_ = [str(row["k"]), row["setting"], *(_cell(row["values"][label]) for label in labels)]
             for label in labels[1:]:
-                versus = row["vs_baseline"][label]
-                difference = versus["difference"]
-                cells_ += [
-                    MISSING if difference is None else f"{difference:+.2f}",
-                    versus["intervals"] or MISSING,
-                ]
+                cells_ += _paired_cells(row["vs_baseline"][label])
             lines.append("| " + " | ".join(cells_) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_comparison(dirs: list[Path], out: Path) -> None:
+def _method() -> str:
+    draws, exact, flips = BOOTSTRAP["n_resamples"], PERMUTATION["exact_up_to"], PERMUTATION["n_permutations"]
+    return (
+        "Δ: a run minus the baseline, combination by combination, averaged over the n combinations both "
+        f"answered and both scored, with its paired bootstrap 95% interval ({draws} resamples of those "
+        f"combinations, seed {BOOTSTRAP['seed']}); p: two-sided paired sign-flip permutation test (every "
+        f"sign pattern when at most {exact} differences are nonzero, else {flips} random ones with seed "
+        f"{PERMUTATION['seed']}, marked MC); * marks p < {ALPHA}"
+    )
+
+
+def _paired_cells(found: dict[str, Any]) -> list[str]:
+    """``+0.30* [+0.10, +0.50]``, ``0.004``, ``40``: Δ with its interval, p, n."""
+    n = MISSING if found["n"] is None else str(found["n"])
+    if found["difference"] is None:
+        return [MISSING, MISSING, n]
+    star = "*" if found["significant"] else ""
+    p = "<0.001" if found["p"] < 0.001 else f"{found['p']:.3f}"
+    return [
+        f"{found['difference']:+.2f}{star} [{found['ci_low']:+.2f}, {found['ci_high']:+.2f}]",
+        p + (" (MC)" if found["p_method"] == "monte-carlo" else ""),
+        n,
+    ]
+
+
+def write_comparison(dirs: list[Path], out: Path, allow: Iterable[str] = ()) -> None:
     """Compare the runs in ``dirs`` (the first is the baseline) into ``out``: comparison.md, comparison.json
-    and plots/*.png. ValueError (one line) before anything is written when a folder has no readable
-    results.json or the protocols differ."""
-    runs = [(_name(Path(d)), read_results(Path(d))) for d in _existing(dirs)]
-    markdown, data = compare(runs)
+    and plots/*.png. Before anything is written: ValueError (one line) when a folder has no readable
+    results.json or samples.jsonl, ConfigError when the protocols differ in a field ``allow`` leaves out."""
+    folders = _existing(dirs)
+    runs = [(_name(folder), read_results(folder)) for folder in folders]
+    check_protocols(runs, allow)  # before the samples are read
+    markdown, data = compare(runs, allow, [read_samples(folder) for folder in folders])
     for run, folder in zip(data["runs"], dirs, strict=True):
         run["folder"] = str(folder)
     out = Path(out)

@@ -5,7 +5,7 @@ Three kinds of student, told apart by ``--student-model`` and ``--student-base-u
 * **api**: a base URL is given (``vllm serve``, llama.cpp, TGI, ...), or a bare model name such as
   ``gpt-4o-mini`` is served at ``OPENAI_BASE_URL`` or api.openai.com;
 * **local**: a folder of a Hugging Face checkpoint, or a Hub id ``org/model[@revision]`` with no base URL:
-  served on loopback by :class:`skillmix.evaluation.students.LocalStudent` (vLLM when it is installed and
+  served on loopback by :class:`skillmix.llm.local.LocalStudent` (vLLM when it is installed and
   a GPU is visible, else ``transformers``);
 * **embedded**: no model at all: the embedded llama.cpp model, for a smoke run (a base model: its scores
   mean nothing).
@@ -14,7 +14,7 @@ Three kinds of student, told apart by ``--student-model`` and ``--student-base-u
 from __future__ import annotations
 
 import contextlib
-import os
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,16 +22,20 @@ from typing import Any
 
 from skillmix.config import ConfigError
 from skillmix.evaluation.config import StudentSettings
-from skillmix.evaluation.sets import split_revision
-from skillmix.pipelines.dataset import ResolvedModel, remote_mode
+from skillmix.hub_ids import split_revision
+from skillmix.llm.roles import ResolvedModel, local_mode, remote
 
 
 def student_kind(settings: StudentSettings) -> str:
+    """``api``, ``local`` or ``embedded`` (see the module docstring); a chat template without a model to
+    serve with it is a ConfigError."""
     if settings.model is None:
-        return "local" if settings.chat_template else "embedded"
+        if settings.chat_template:
+            raise ConfigError("--chat-template needs --student-model (a local checkpoint or Hub id)")
+        return "embedded"
     if settings.base_url:
         return "api"
-    if Path(settings.model).exists() or "/" in settings.model.split("@", 1)[0]:
+    if Path(settings.model).exists() or "/" in split_revision(settings.model)[0]:
         return "local"
     return "api"
 
@@ -70,37 +74,35 @@ class Student:
 
             log("No student named: the embedded Gemma 3 270M model (llama.cpp) answers; a smoke run only.")
             with EmbeddedServer(log_path=work / "embedded-server.log") as server:
-                mode = "chat" if self.settings.mode == "chat" else "completion"  # a base model
-                yield ResolvedModel(
-                    "student", MODEL_NAME, server.base_url, self.identity, free=True, mode=mode
-                )
+                mode = local_mode(self.settings.mode)
+                where = "embedded llama.cpp"
+                yield ResolvedModel("student", MODEL_NAME, server.base_url, self.identity, False, where, mode)
             return
         self.local.log_path = work / "student-server.log"
         with self.local as local:
             self.engine = local.engine
             self.served = {"engine": local.engine}
             log(f"Student {self.settings.model} served by {local.engine} at {local.base_url}")
-            yield ResolvedModel("student", local.model_name, local.base_url, self.identity, free=True)
+            yield ResolvedModel(
+                "student", local.model_name, local.base_url, self.identity, priced=False, where=local.engine
+            )
 
 
 def prepare_student(settings: StudentSettings, work_hint: Path | None = None) -> Student:
     """Check the student can be loaded or reached (one ConfigError line if not); start nothing."""
     kind = student_kind(settings)
     if kind == "api":
-        base_url = settings.base_url or os.environ.get("OPENAI_BASE_URL") or None
-        if base_url is None and not os.environ.get("OPENAI_API_KEY"):
-            raise ConfigError(
-                f"the student {settings.model!r} uses api.openai.com but OPENAI_API_KEY is not set "
-                "(give --student-base-url, or a local folder / org/model id to run it here)"
-            )
         assert settings.model is not None
-        resolved = ResolvedModel("student", settings.model, base_url, mode=remote_mode(settings.mode))
+        hint = " (give --student-base-url, or a local folder / org/model id to run it here)"
+        who = f"student {settings.model!r}"
+        resolved = remote(who, settings.model, settings.base_url, settings.mode, hint)
+        resolved = dataclasses.replace(resolved, role="student")
         return Student(kind, settings, settings.model, resolved=resolved)
     if kind == "embedded":
         from skillmix.llm.embedded import MODEL_NAME
 
         return Student(kind, settings, f"embedded|{MODEL_NAME}", engine="llama.cpp")
-    from skillmix.evaluation.students import LocalStudent
+    from skillmix.llm.local import LocalStudent
 
     assert settings.model is not None
     if settings.mode == "completion":

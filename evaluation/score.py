@@ -1,15 +1,23 @@
 """From the samples of an evaluation to its results, with no request: what ``skillmix eval`` writes and what
 ``skillmix eval rescore`` recomputes.
 
-Each sample is one generation of one combination. Its grader runs enter
-:func:`skillmix.metrics.aggregate` as they were parsed, with these rules:
+Each sample is one generation of one combination. Whose doing each status is comes from
+:mod:`skillmix.statuses`; its grader runs enter :func:`skillmix.metrics.aggregate` by these rules:
 
-* a grader run that could not be parsed (or that the judge failed to answer) loses its vote: its points are
-  missing, never zeros; such runs are counted (``unparseable_grades``, ``judge_errors``);
-* a generation the student could not produce (an API error, a refusal, a reply with no answer) earned
-  nothing: all its points are 0 in every run, and it is counted in ``failed_generations``;
-* a generation never started (the spending cap) or stopped before it was graded is left out, as is a
-  combination none of whose generations was graded (``excluded``).
+* a generation the student could not produce (a refusal, a reply with no ``Answer:``, a reply cut at
+  ``max_tokens``, an invalid request) earned nothing: all its points are 0 in every run; it is counted in
+  ``failed_generations``;
+* a generation the infrastructure stopped (an API error left after the retries, in the student's requests or
+  in any of the judge's) is **errored**: left out of the metrics, counted in ``errored_generations`` and
+  listed (``errored``); ``skillmix eval`` then exits 1, and the same command again retries just those;
+* a grader run that could not be parsed loses its vote: its points are missing, never zeros
+  (``unparseable_grades``). A generation with no parseable run at all (``ungraded_generations``) scores 0
+  by default (``unparseable: zero``: leaving it out would raise the mean with every grade the judge
+  botched); ``unparseable: drop`` leaves it out instead. The original code zeroes every unreadable run
+  before its vote, so that one unreadable run of three can turn a 2-1 majority into a tie: a deliberate
+  deviation (README);
+* a generation never started (the spending cap) or stopped before it was graded is left out (``not_run``),
+  as is a combination none of whose generations was graded (``excluded``).
 """
 
 from __future__ import annotations
@@ -20,40 +28,55 @@ from typing import Any
 import numpy as np
 
 from skillmix.metrics import METRICS, aggregate
+from skillmix.statuses import generation_class
 
-# Statuses of a sample whose generation the student failed (it earned nothing).
-STUDENT_FAILED = ("api_error", "refused", "unparseable", "empty", "truncated", "content_filter")
-NOT_RUN = ("budget", "interrupted", "skipped")
-
-
-def generation_failed(sample: dict[str, Any]) -> bool:
-    """Whether the student could not produce this generation (see the module docstring)."""
-    for stage in ("round1", "round2"):
-        status = sample.get(f"{stage}_status")
-        if status != "ok":
-            return status not in NOT_RUN and status is not None
-    return False
+UNPARSEABLE = ("zero", "drop")
+ORDER = {"train": 0, "held-out": 1, "all": 2}
 
 
-def run_points(sample: dict[str, Any], runs: int) -> np.ndarray:
-    """(runs, k+3) points of one generation: parsed runs as given, lost votes NaN, a failed generation 0."""
+def sample_class(sample: dict[str, Any]) -> str:
+    """``ok``, ``failed``, ``errored`` or ``not run`` (see the module docstring)."""
+    stages = [sample.get("round1_status"), sample.get("round2_status")]
+    return generation_class(stages, sample.get("grader_status") or [])
+
+
+def run_points(sample: dict[str, Any], runs: int, unparseable: str = "zero") -> np.ndarray:
+    """(runs, k+3) points of one generation: parsed runs as given, lost votes NaN, a failed generation 0,
+    an errored or unstarted one NaN, one with no parseable run 0 (``unparseable="drop"``: NaN)."""
     width = sample["k"] + 3
     points = np.full((runs, width), np.nan)
-    if generation_failed(sample):
+    kind = sample_class(sample)
+    if kind == "failed":
         points[:] = 0.0
+    if kind != "ok":
         return points
-    for i, (status, parsed) in enumerate(zip(sample.get("grader_status") or [], sample.get("grader_points")
-                                             or [], strict=False)):  # fmt: skip
+    for i, (status, parsed) in enumerate(
+        zip(sample.get("grader_status") or [], sample.get("grader_points") or [], strict=False)
+    ):
         if i < runs and status == "ok" and parsed is not None and len(parsed) == width:
             points[i] = parsed
+    if np.isnan(points).all() and unparseable == "zero":
+        points[:] = 0.0
     return points
 
 
-def score_group(
-    samples: list[dict[str, Any]], k: int, runs: int, generations: int, length_override: bool,
+def ungraded(sample: dict[str, Any]) -> bool:
+    """A generation that was produced and graded, but none of whose grader runs could be parsed."""
+    statuses = sample.get("grader_status") or []
+    return sample_class(sample) == "ok" and bool(statuses) and "ok" not in statuses
+
+
+def combination_values(
+    samples: list[dict[str, Any]],
+    k: int,
+    runs: int,
+    generations: int,
+    length_override: bool,
     name_penalty: bool,
-) -> dict[str, Any]:  # fmt: skip
-    """The result of one (setting, k): the metrics of :func:`skillmix.metrics.aggregate` and the counts."""
+    unparseable: str = "zero",
+) -> tuple[list[str], Any]:
+    """The combinations of one (setting, k) and their :func:`skillmix.metrics.aggregate` (whose
+    ``per_combination`` is in the order of the ids: the best generation's metrics, NaN when none counts)."""
     combos: dict[str, dict[int, dict[str, Any]]] = {}
     for sample in samples:
         combos.setdefault(sample["combination"], {})[int(sample["generation"])] = sample
@@ -65,45 +88,72 @@ def score_group(
         skills.append(list(next(iter(by_generation.values()))["skills"]))
         for g, sample in by_generation.items():
             if g < generations:
-                points[c, g] = run_points(sample, runs)
+                points[c, g] = run_points(sample, runs, unparseable)
                 texts[c][g] = sample.get("answer")
     summary = aggregate(points, k, texts, skills, length_override=length_override, name_penalty=name_penalty)
-    statuses = [
-        s for sample in samples if not generation_failed(sample) for s in sample.get("grader_status") or []
-    ]
+    return list(combos), summary
+
+
+def score_group(
+    samples: list[dict[str, Any]],
+    k: int,
+    runs: int,
+    generations: int,
+    length_override: bool,
+    name_penalty: bool,
+    unparseable: str = "zero",
+) -> dict[str, Any]:
+    """The result of one (setting, k): the metrics of :func:`skillmix.metrics.aggregate` and the counts."""
+    _ids, summary = combination_values(
+        samples, k, runs, generations, length_override, name_penalty, unparseable
+    )
+    classes = [sample_class(s) for s in samples]
+    graded = [s for s, kind in zip(samples, classes, strict=True) if kind == "ok"]
+    statuses = [status for s in graded for status in s.get("grader_status") or []]
     return {
         "k": k,
         "n": summary.n,
         "excluded": summary.excluded,
         **{name: _finite(summary[name].to_dict()) for name in METRICS},
         "generations": len(samples),
-        "failed_generations": sum(generation_failed(s) for s in samples),
-        "not_run": sum(_not_run(s) for s in samples),
+        "failed_generations": classes.count("failed"),
+        "errored_generations": classes.count("errored"),
+        "not_run": classes.count("not run"),
         "unparseable_grades": statuses.count("unparseable"),
+        "ungraded_generations": sum(ungraded(s) for s in graded),
         "judge_errors": sum(1 for s in statuses if s not in ("ok", "unparseable", "skipped")),
     }
 
 
-def score_samples(
-    samples: Iterable[dict[str, Any]], runs: int, generations: int, length_override: bool = True,
-    name_penalty: bool = True,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """One result per (setting, k) present in ``samples``, in the papers' order (settings, then k)."""
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+def groups(samples: Iterable[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """The samples by (setting, k), in the papers' order (settings, then k)."""
+    found: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for sample in samples:
-        groups.setdefault((sample["setting"], int(sample["k"])), []).append(sample)
-    order = {"train": 0, "held-out": 1, "all": 2}
-    out = []
-    for setting, k in sorted(groups, key=lambda key: (order.get(key[0], 9), key[0], key[1])):
-        result = score_group(groups[(setting, k)], k, runs, generations, length_override, name_penalty)
-        out.append({"setting": setting, **result})
-    return out
+        found.setdefault((sample["setting"], int(sample["k"])), []).append(sample)
+    return {key: found[key] for key in sorted(found, key=lambda key: (ORDER.get(key[0], 9), key[0], key[1]))}
 
 
-def _not_run(sample: dict[str, Any]) -> bool:
-    return not generation_failed(sample) and any(
-        sample.get(f"{stage}_status") in NOT_RUN for stage in ("round1", "round2")
-    )
+def score_samples(
+    samples: Iterable[dict[str, Any]],
+    runs: int,
+    generations: int,
+    length_override: bool = True,
+    name_penalty: bool = True,
+    unparseable: str = "zero",
+) -> list[dict[str, Any]]:
+    """One result per (setting, k) present in ``samples``, in the papers' order (settings, then k)."""
+    return [
+        {
+            "setting": setting,
+            **score_group(group, k, runs, generations, length_override, name_penalty, unparseable),
+        }
+        for (setting, k), group in groups(samples).items()
+    ]
+
+
+def errored_ids(samples: Iterable[dict[str, Any]]) -> list[str]:
+    """The generations the infrastructure stopped: what the same command again retries."""
+    return [s["id"] for s in samples if sample_class(s) == "errored"]
 
 
 def _finite(summary: dict[str, float]) -> dict[str, float | None]:

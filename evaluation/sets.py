@@ -11,6 +11,7 @@ from typing import Any
 
 from skillmix.catalog import Catalog
 from skillmix.config import ConfigError
+from skillmix.hub_ids import split_revision
 from skillmix.release.evalsets import draw_eval_set, eval_config_name
 from skillmix.sampling import Combination, SamplingError
 from skillmix.splits import Split
@@ -18,18 +19,15 @@ from skillmix.splits import Split
 Sets = dict[tuple[str, int], list[Combination]]
 
 
-def split_revision(reference: str) -> tuple[str, str | None]:
-    """``org/name@v1.0.0`` -> ``("org/name", "v1.0.0")``; a local folder has no revision."""
-    if "@" in reference and not Path(reference).exists():
-        repo, revision = reference.rsplit("@", 1)
-        return repo, revision or None
-    return reference, None
-
-
 def eval_sets(
-    catalog: Catalog, split: Split, settings: list[str], ks: list[int], n: int, seed: int,
+    catalog: Catalog,
+    split: Split,
+    settings: list[str],
+    ks: list[int],
+    n: int,
+    seed: int,
     eval_set: str | None = None,
-) -> Sets:  # fmt: skip
+) -> Sets:
     """``{(setting, k): combinations}``; every problem is a :class:`ConfigError` before any request."""
     if eval_set is None:
         out: Sets = {}

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from skillmix.llm.prices import PriceTable, token_bound
-from skillmix.pipelines.config import DatasetConfig
+from skillmix.pipelines.config import ProtocolConfig
 from skillmix.prompts import PromptSet
-from skillmix.sampling import Combination
 
 # Re-tokenizing a model's own reply inside a later prompt can shift a few tokens at its edges.
 BOUNDARY_TOKENS = 8
@@ -51,48 +50,51 @@ class RowCost:
 
 
 class RowCosts:
-    """Prices the rows of a run for its teacher and judge (free models cost nothing)."""
+    """Prices the rows of a run for its generator (teacher, student) and judge (local models: nothing)."""
 
-    def __init__(self, config: DatasetConfig, models: tuple[Any, ...], prices: PriceTable) -> None:
+    def __init__(self, config: ProtocolConfig, models: tuple[Any, ...], prices: PriceTable) -> None:
         self.config, self.prices = config, prices
         self.prompts = PromptSet(config.template_dir)
-        self.teacher, self.judge = models
+        self.generator, self.judge = models
 
     def _cost(self, model: Any, prompt_tokens: float, output_tokens: float) -> float:
-        return 0.0 if model.free else self.prices.cost(model.model, int(prompt_tokens), int(output_tokens))
+        return (
+            0.0 if not model.priced else self.prices.cost(model.model, int(prompt_tokens), int(output_tokens))
+        )
 
-    def worst(self, combo: Combination) -> RowCost:
+    def worst(self, row: dict[str, Any]) -> RowCost:
+        """The worst case of a pipeline row (its ``skill_records`` and ``topic``)."""
+        skills, topic = row["skill_records"], row["topic"]
         t_max, j_max, runs = (
-            self.config.teacher.max_tokens,
+            self.config.generator.max_tokens,
             self.config.judge.max_tokens,
             self.config.grader_runs,
         )
-        round1 = token_bound(self.prompts.conversation(combo.skills, combo.topic))
-        round2 = (
-            token_bound(self.prompts.conversation(combo.skills, combo.topic, "")) + t_max + BOUNDARY_TOKENS
-        )
-        grade_prompt = self.prompts.grader("", combo.skills, combo.topic, self.config.grader_format)
+        round1 = token_bound(self.prompts.conversation(skills, topic))
+        round2 = token_bound(self.prompts.conversation(skills, topic, "")) + t_max + BOUNDARY_TOKENS
+        grade_prompt = self.prompts.grader("", skills, topic, self.config.grader_format)
         grade = token_bound([{"role": "user", "content": grade_prompt}]) + t_max + BOUNDARY_TOKENS
         return RowCost(
-            self._cost(self.teacher, round1, t_max),
-            self._cost(self.teacher, round2, t_max),
+            self._cost(self.generator, round1, t_max),
+            self._cost(self.generator, round2, t_max),
             runs * self._cost(self.judge, grade, j_max),
         )
 
-    def expected(self, combo: Combination) -> float:
+    def expected(self, row: dict[str, Any]) -> float:
         """A typical row: prompts at about four bytes a token, replies at half their ``max_tokens``."""
-        t_out = self.config.teacher.max_tokens * EXPECTED_REPLY_SHARE
+        skills, topic = row["skill_records"], row["topic"]
+        t_out = self.config.generator.max_tokens * EXPECTED_REPLY_SHARE
         j_out = self.config.judge.max_tokens * EXPECTED_REPLY_SHARE
 
         def tokens(messages: list[dict[str, str]]) -> float:
             return sum(len((m.get("content") or "").encode()) for m in messages) / EXPECTED_BYTES_PER_TOKEN
 
-        round1 = tokens(self.prompts.conversation(combo.skills, combo.topic))
-        round2 = tokens(self.prompts.conversation(combo.skills, combo.topic, "")) + t_out
-        grade_text = self.prompts.grader("", combo.skills, combo.topic, self.config.grader_format)
+        round1 = tokens(self.prompts.conversation(skills, topic))
+        round2 = tokens(self.prompts.conversation(skills, topic, "")) + t_out
+        grade_text = self.prompts.grader("", skills, topic, self.config.grader_format)
         grade = tokens([{"role": "user", "content": grade_text}]) + t_out
-        teacher = self._cost(self.teacher, round1, t_out) + self._cost(self.teacher, round2, t_out)
-        return teacher + self.config.grader_runs * self._cost(self.judge, grade, j_out)
+        generator = self._cost(self.generator, round1, t_out) + self._cost(self.generator, round2, t_out)
+        return generator + self.config.grader_runs * self._cost(self.judge, grade, j_out)
 
 
 def affordable(costs: list[float], available: float | None) -> int:

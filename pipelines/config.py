@@ -11,19 +11,22 @@ Environment variables are read only for secrets and locations: ``OPENAI_API_KEY`
 from __future__ import annotations
 
 import argparse
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from skillmix.config import ConfigError, Flags, add_flags, build, merge, parse_yaml, read_yaml
 from skillmix.llm.client import ClientConfig
+from skillmix.llm.roles import embedded_plays_both
 from skillmix.skills import content_hash
 
-__all__ = ["ConfigError", "DatasetConfig", "ModelSettings", "build_config", "preset_names"]
+__all__ = ["ConfigError", "DatasetConfig", "ModelSettings", "ProtocolConfig", "build_config", "preset_names"]
 
+# The original code's temperature for the teacher and for each grader run (Skill-Mix grade.py): the grader
+# runs are samples, so that their majority is a vote. A role given in part keeps the others' defaults.
+SAMPLING_TEMPERATURE = 0.7
 # What may change between two runs into the same folder without making them different runs.
 VOLATILE = ("n", "n_per_k", "target_accepted", "expected_acceptance", "client", "batch_size", "preset")
 
@@ -35,31 +38,27 @@ class ModelSettings(BaseModel):
 
     model: str | None = Field(None, description="model name (none: the embedded local model)")
     base_url: str | None = Field(None, description="OpenAI-compatible base URL (default: OPENAI_BASE_URL)")
-    temperature: float = Field(0.0, ge=0, description="sampling temperature")
-    max_tokens: int = Field(512, ge=1, description="longest reply, in tokens")
+    temperature: float = Field(
+        SAMPLING_TEMPERATURE, ge=0, description="sampling temperature (the judge's: of each grader run)"
+    )
+    max_tokens: int = Field(400, ge=1, description="longest reply, in tokens")
     seed: int | None = Field(0, description="sampling seed")
     mode: Literal["auto", "chat", "completion"] = Field(
         "auto", description="chat, or completion for a base model (auto: completion for the embedded one)"
     )
 
 
-class DatasetConfig(BaseModel):
-    """Every setting of ``skillmix dataset``."""
+class ProtocolConfig(BaseModel):
+    """What every run of the pipeline shares (a dataset build, an evaluation): which combinations (k, the
+    sampling and split seeds, the catalog), how the judge grades them, and the client that sends it all.
+
+    :class:`DatasetConfig` and :class:`skillmix.evaluation.config.EvalConfig` extend it; ``generator`` is
+    the model in the first seat (the teacher of a dataset, the student of an evaluation).
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     k: list[int] = Field(default_factory=lambda: [3], description="k, or a list such as 1,2,3")
-    n: int | None = Field(4, ge=1, description="combinations per k (none: every combination)")
-    n_per_k: dict[int, int | None] | None = Field(None, description="a preset's per-k sizes; --n wins")
-    target_accepted: int | None = Field(
-        None, ge=1, description="draw rounds until exactly N rows are kept per k"
-    )
-    expected_acceptance: float = Field(
-        0.5,
-        gt=0,
-        le=1,
-        description="acceptance rate assumed before any row is graded (estimate, first round)",
-    )
     seed: int = Field(0, description="sampling seed")
     split_seed: int = Field(0, description="seed of the topic split")
     catalog: str = Field("builtin", description="builtin, or a skills CSV/YAML/JSON file")
@@ -68,13 +67,11 @@ class DatasetConfig(BaseModel):
     grader_format: Literal["table", "json"] = Field("table", description="the judge's answer format")
     length_override: bool = Field(True, description="the length point from the sentence counter")
     name_penalty: bool = Field(True, description="a skill named in the text earns no point")
-    teacher: ModelSettings = Field(default_factory=lambda: ModelSettings(temperature=0.7, max_tokens=400))
-    judge: ModelSettings = Field(default_factory=lambda: ModelSettings(temperature=0.0, max_tokens=400))
+    judge: ModelSettings = Field(default_factory=ModelSettings)
     client: ClientConfig = Field(default_factory=ClientConfig)
     prices: str | None = Field(None, description="YAML/JSON price table overriding the built-in one")
     batch_size: int | None = Field(None, ge=1, description="rows per distilabel batch (none: one batch)")
     template_dir: str | None = Field(None, description="a folder of prompt templates replacing ours")
-    preset: str = Field("smoke", description="smoke (default), paper, or a YAML file")
 
     @field_validator("k", mode="before")
     @classmethod
@@ -92,6 +89,56 @@ class DatasetConfig(BaseModel):
         if len(set(ks)) != len(ks):
             raise ValueError(f"K lists a value twice: {ks}")
         return ks
+
+    @model_validator(mode="after")
+    def _check_vote(self) -> ProtocolConfig:
+        if self.grader_runs > 1 and self.judge.temperature == 0:
+            raise ValueError(
+                f"judge.temperature 0 with grader_runs {self.grader_runs}: the runs would be one greedy "
+                f"verdict paid {self.grader_runs} times, not a vote; sample them (the original grader: "
+                f"{SAMPLING_TEMPERATURE}) or use one grader run"
+            )
+        return self
+
+    @property
+    def generator(self) -> ModelSettings:
+        """The model in the first seat: it writes the texts the judge grades."""
+        raise NotImplementedError
+
+    def judge_protocol(self) -> dict[str, Any]:
+        """How the judge voted: what a reader of the numbers needs to know (manifest, card, results)."""
+        judge = self.judge
+        return {
+            "model": judge.model,
+            "temperature": judge.temperature,
+            "max_tokens": judge.max_tokens,
+            "seed": judge.seed,
+            "mode": judge.mode,
+            "grader_runs": self.grader_runs,
+            "grader_format": self.grader_format,
+        }
+
+
+class DatasetConfig(ProtocolConfig):
+    """Every setting of ``skillmix dataset``."""
+
+    n: int | None = Field(4, ge=1, description="combinations per k (none: every combination)")
+    n_per_k: dict[int, int | None] | None = Field(None, description="a preset's per-k sizes; --n wins")
+    target_accepted: int | None = Field(
+        None, ge=1, description="draw rounds until exactly N rows are kept per k"
+    )
+    expected_acceptance: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="acceptance rate assumed before any row is graded (estimate, first round)",
+    )
+    teacher: ModelSettings = Field(default_factory=ModelSettings)
+    preset: str = Field("smoke", description="smoke (default), paper, or a YAML file")
+
+    @property
+    def generator(self) -> ModelSettings:
+        return self.teacher
 
     def fingerprint(self) -> str:
         """What makes two runs the same run (sizes, speed and spending settings are left out)."""
@@ -158,12 +205,4 @@ def add_dataset_flags(parser: argparse.ArgumentParser) -> Flags:
 
 def uses_embedded(config: DatasetConfig) -> bool:
     """No key, no base URL, no model named: the embedded llama.cpp model plays teacher and judge."""
-    remote = (
-        config.teacher.model
-        or config.judge.model
-        or os.environ.get("OPENAI_API_KEY")
-        or os.environ.get("OPENAI_BASE_URL")
-        or config.teacher.base_url
-        or config.judge.base_url
-    )
-    return not remote
+    return embedded_plays_both(config.teacher, config.judge)

@@ -15,102 +15,44 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import urllib.error
-import urllib.request
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skillmix.pipelines.config import ConfigError, DatasetConfig
+from skillmix.dataset_folder.layout import CACHE_FILE
+from skillmix.llm.roles import ResolvedModel, teacher_and_judge
+from skillmix.pipelines.config import DatasetConfig, ProtocolConfig
 from skillmix.pipelines.interrupt import Guard, Interrupted
-from skillmix.pipelines.output import CACHE_FILE
 from skillmix.pipelines.progress import PROGRESS_DIR, ProgressLog, StageProgress, after_fork
-from skillmix.sampling import Combination
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    role: str
-    model: str
-    base_url: str | None
-    identity: str | None = None
-    free: bool = False
-    mode: str = "chat"  # "completion": a base model (plain text through /v1/completions)
-
-    def describe(self) -> str:
-        where = "embedded llama.cpp" if self.free else (self.base_url or "api.openai.com")
-        return f"{self.model} @ {where}" + (
-            " (completion mode: a base model)" if self.mode == "completion" else ""
-        )
 
 
 def resolve_models(config: DatasetConfig, embedded_url: str | None = None) -> tuple[ResolvedModel, ...]:
+    """The teacher and judge of a dataset build (:mod:`skillmix.llm.roles`); ``embedded_url``: both are the
+    embedded model served there."""
+    embedded = None
     if embedded_url is not None:
         from skillmix.llm.embedded import MODEL_NAME
 
-        identity = f"embedded|{MODEL_NAME}"
-        return tuple(
-            ResolvedModel(role, MODEL_NAME, embedded_url, identity, free=True,
-                          mode="chat" if settings.mode == "chat" else "completion")  # a base model: auto
-            for role, settings in (("teacher", config.teacher), ("judge", config.judge))
-        )  # fmt: skip
-    teacher_model = config.teacher.model
-    if not teacher_model:
-        raise ConfigError("a remote teacher needs a model name: --teacher-model (or TEACHER_MODEL=)")
-    teacher_url = config.teacher.base_url or os.environ.get("OPENAI_BASE_URL") or None
-    judge = config.judge
-    if judge.model is None and judge.base_url is None:  # an unnamed judge is the teacher, where it is served
-        judge_model, judge_url = teacher_model, teacher_url
-    else:  # a judge of its own: its URL, else OPENAI_BASE_URL, else OpenAI
-        judge_model = judge.model or teacher_model
-        judge_url = judge.base_url or os.environ.get("OPENAI_BASE_URL") or None
-    resolved = (
-        ResolvedModel("teacher", teacher_model, teacher_url, mode=remote_mode(config.teacher.mode)),
-        ResolvedModel("judge", judge_model, judge_url, mode=remote_mode(judge.mode)),
-    )
-    for model in resolved:
-        if model.base_url is None and not os.environ.get("OPENAI_API_KEY"):
-            raise ConfigError(f"the {model.role} uses api.openai.com but OPENAI_API_KEY is not set")
-    return resolved
-
-
-def remote_mode(mode: str) -> str:
-    """A remote model is a chat model unless told it is a base model (``--teacher-mode completion``)."""
-    return "completion" if mode == "completion" else "chat"
-
-
-def check_reachable(model: ResolvedModel, timeout: float = 10.0) -> None:
-    """Fail fast, before any work, when a base URL does not answer at all."""
-    if model.base_url is None:
-        return
-    url = model.base_url.rstrip("/") + "/models"
-    request = urllib.request.Request(url, headers={"Authorization": "Bearer probe"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout):
-            return
-    except urllib.error.HTTPError:
-        return  # it answered (401/404 are answers); the real requests will tell the rest
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ConfigError(f"the {model.role} base URL {model.base_url} does not answer: {reason}") from None
+        embedded = (MODEL_NAME, embedded_url, f"embedded|{MODEL_NAME}")
+    return teacher_and_judge(config.teacher, config.judge, embedded)
 
 
 def make_llm(
-    config: DatasetConfig, model: ResolvedModel, workdir: Path, concurrency: int, stage: str, run_id: str
+    config: ProtocolConfig, model: ResolvedModel, workdir: Path, concurrency: int, stage: str, run_id: str
 ) -> Any:
     from skillmix.pipelines.tasks import SkillMixLLM
 
-    settings = config.judge if model.role == "judge" else config.teacher  # an evaluation's student: teacher
+    settings = config.judge if model.role == "judge" else config.generator
     client = config.client.model_copy(update={"concurrency": max(1, concurrency)})
     return SkillMixLLM(
         model=model.model,
         base_url=model.base_url,
+        api_key_env=model.api_key_env,
         identity=model.identity,
         cache_path=str(workdir / CACHE_FILE),
         progress_path=str(workdir / PROGRESS_DIR),
         prices_path=config.prices,
-        free=model.free,
+        free=not model.priced,
         client_config=client.model_dump(),
         stage=stage,
         run_id=run_id,
@@ -125,7 +67,7 @@ def make_llm(
     )
 
 
-def stage_concurrency(config: DatasetConfig, n_rows: int) -> dict[str, int]:
+def stage_concurrency(config: ProtocolConfig, n_rows: int) -> dict[str, int]:
     """Requests in flight per stage, so that all stages together never exceed ``client.concurrency``.
 
     When the run fits in one batch (``batch_size`` unset, the default, or >= ``n_rows``) the stages run
@@ -141,7 +83,7 @@ def stage_concurrency(config: DatasetConfig, n_rows: int) -> dict[str, int]:
 
 
 def build_pipeline(
-    config: DatasetConfig,
+    config: ProtocolConfig,
     rows: list[dict[str, Any]],
     models: tuple[ResolvedModel, ...],
     workdir: Path,
@@ -173,7 +115,7 @@ def build_pipeline(
 
 
 def _llm_stages(
-    config: DatasetConfig,
+    config: ProtocolConfig,
     models: tuple[ResolvedModel, ...],
     workdir: Path,
     run_id: str,
@@ -185,32 +127,42 @@ def _llm_stages(
 
     teacher, judge = models
     share = stage_concurrency(config, rows)
-    common = {"catalog": config.catalog, "template_dir": config.template_dir, "input_batch_size": batch,
-              "add_raw_output": False, "add_raw_input": False}  # fmt: skip
+    common = {
+        "template_dir": config.template_dir,
+        "input_batch_size": batch,
+        "add_raw_output": False,
+        "add_raw_input": False,
+    }
 
     def llm(model: ResolvedModel, stage: str) -> Any:
         return make_llm(config, model, workdir, share[stage], stage, run_id)
 
     round1 = GenerateRound1(name="round1", llm=llm(teacher, "round1"), **common)
     round2 = GenerateRound2(name="round2", llm=llm(teacher, "round2"), **common)
-    grade = GradeText(name="grade", llm=llm(judge, "grade"), num_generations=config.grader_runs,
-                      group_generations=True, grader_format=config.grader_format, **common)  # fmt: skip
+    grade = GradeText(
+        name="grade",
+        llm=llm(judge, "grade"),
+        num_generations=config.grader_runs,
+        group_generations=True,
+        grader_format=config.grader_format,
+        **common,
+    )
     return round1, round2, grade
 
 
 def run_pipeline(
-    config: DatasetConfig,
-    combos: list[Combination] | list[dict[str, Any]],
+    config: ProtocolConfig,
+    rows: list[dict[str, Any]],
     models: tuple[ResolvedModel, ...],
     workdir: Path,
     worst_usd: dict[str, dict[str, float]] | None = None,
     guard: Guard | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the pipeline over ``combos``; every input row comes back (kept, rejected or failed).
+    """Run the pipeline over ``rows`` (:func:`skillmix.pipelines.driver.pipeline_row`); every input row comes
+    back (kept, rejected or failed).
 
     ``worst_usd`` (under a spending cap): each row's worst case by stage, which its first request reserves.
     """
-    rows = [combo if isinstance(combo, dict) else combo.to_dict() for combo in combos]
     if worst_usd is not None:
         rows = [{**row, "worst_usd": worst_usd[row["id"]]} for row in rows]
     _quiet_third_party()

@@ -17,16 +17,16 @@ from skillmix.pipelines.budget import RowCosts
 from skillmix.pipelines.config import DatasetConfig
 
 
-def estimate(config: DatasetConfig, models: tuple[Any, ...], combos: list[Any], prices: PriceTable) -> str:
-    """The plan of the first round over ``combos`` (and of the whole run under a target), in lines."""
+def estimate(config: DatasetConfig, models: tuple[Any, ...], rows: list[Any], prices: PriceTable) -> str:
+    """The plan of the first round over ``rows`` (and of the whole run under a target), in lines."""
     costs = RowCosts(config, models, prices)
-    n = len(combos)
-    worst = sum(costs.worst(c).total for c in combos)
-    expected = sum(costs.expected(c) for c in combos)
+    n = len(rows)
+    worst = sum(costs.worst(row).total for row in rows)
+    expected = sum(costs.expected(row) for row in rows)
     ks = ",".join(map(str, config.k))
     lines = [f"Plan: {n} combinations (k={ks}), {n * (2 + config.grader_runs)} requests"]
     for model in models:
-        price = "free" if model.free else _price(prices, model.model)
+        price = "free" if not model.priced else _price(prices, model.model)
         lines.append(f"  {model.role:<7} {model.describe()}: {price}")
     lines.append(f"  worst case ${worst:,.4f} (prompts at their byte bound, replies at max_tokens)")
     lines.append(f"  expected   ${expected:,.4f} (prompts at ~4 bytes a token, replies at half max_tokens)")

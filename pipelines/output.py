@@ -1,22 +1,25 @@
 """The bookkeeping of a dataset build: its rows (:class:`RunResult`), their counts, and the manifest.
 
-What the rows become on disk is :mod:`skillmix.pipelines.folder`.
+What the rows become on disk is :mod:`skillmix.dataset_folder.writer`.
 """
 
 from __future__ import annotations
 
 import platform
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+from skillmix.dataset_folder import layout
+from skillmix.dataset_folder.layout import failures_by_reason
 from skillmix.pipelines.config import DatasetConfig
+from skillmix.pipelines.usage import row_usd, rows_usage, usd
 from skillmix.prompts import PromptSet
-from skillmix.release.stats import failures_by_reason
 from skillmix.splits import Split
+from skillmix.statuses import INFRASTRUCTURE, whose
 
-CACHE_FILE = "cache.sqlite"
 OUTCOMES = ("kept", "rejected", "failed")
 
 
@@ -42,7 +45,9 @@ class RunResult:
     split: Split
     rows: list[dict[str, Any]] = field(default_factory=list)
     drawn: list[str] = field(default_factory=list)  # the ids of every combination drawn, in order
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0  # this run's
+    record: dict[str, Any] = field(default_factory=dict)  # what every run into the folder cost (Ledger)
+    written: bool = True  # False: the run changed nothing, and the folder was left as it was
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         self.rows.extend(rows)
@@ -109,10 +114,11 @@ class RunResult:
                 per_k[f"k{k}"]["shortfall"] = shortfall
         failed = [r for r in self.rows if r["outcome"] == "failed"]
         surplus_ids = self.surplus_ids()
-        surplus_usd = sum(_row_usd(r) for r in self.rows if r["id"] in surplus_ids)
+        surplus_usd = sum(row_usd(r) for r in self.rows if r["id"] in surplus_ids)
         return {
             "per_k": per_k,
             "failures_by_reason": failures_by_reason(failed),
+            "errored": sum(whose(r.get("status")) == INFRASTRUCTURE for r in failed),
             "rejected_by_item": rejected_by_item([r for r in self.rows if r["outcome"] == "rejected"]),
             "surplus_usd": round(surplus_usd, 6),
         }
@@ -127,18 +133,7 @@ class RunResult:
         return f"kept {self.kept(k)} of {target}: no combinations left to draw"
 
     def usage(self) -> dict[str, Any]:
-        totals: dict[str, dict[str, float]] = {}
-        for row in self.rows:
-            for stage, model in (("round1", "teacher"), ("round2", "teacher"), ("grader", "judge")):
-                entries = row.get(f"{stage}_usage") or []
-                for entry in entries if isinstance(entries, list) else [entries]:
-                    if not entry:
-                        continue
-                    t = totals.setdefault(model, {"input_tokens": 0, "output_tokens": 0, "usd": 0.0})
-                    t["input_tokens"] += entry.get("input_tokens") or 0
-                    t["output_tokens"] += entry.get("output_tokens") or 0
-                    t["usd"] += entry.get("usd") or 0.0
-        return totals
+        return rows_usage(self.rows)
 
 
 REJECTION_ITEMS = ("a skill", "the topic", "making sense", "the length")
@@ -154,13 +149,59 @@ def rejected_by_item(rows: list[dict[str, Any]]) -> dict[str, int]:
     return dict(missed.most_common())
 
 
-def _row_usd(row: dict[str, Any]) -> float:
-    entries = [row.get("round1_usage"), row.get("round2_usage"), *(row.get("grader_usage") or [])]
-    return sum((entry or {}).get("usd") or 0.0 for entry in entries)
+class Ledger:
+    """What a folder cost over every run that built it, from its request cache: the spend ledger (every
+    billed answer, whichever run paid it) and the record of the runs before this one (:meth:`start`, then
+    :meth:`record` at the end of the run)."""
+
+    def __init__(self, work: Any, started: float) -> None:
+        from skillmix.llm.cache import RequestCache
+
+        self.started = started
+        self.cache = RequestCache(work / layout.CACHE_FILE)
+        self.spent_before = self.cache.spent_usd()
+        self.answers_before = len(self.cache)
+        self.before = self.cache.runs()
+
+    def record(self, wall_seconds: float) -> dict[str, Any]:
+        """The folder's totals with this run in them, and this run's own spend."""
+        spent = self.cache.spent_usd()
+        last = {
+            "cost_usd": round(spent - self.spent_before, 6),
+            "wall_seconds": round(wall_seconds, 2),
+            "answers": len(self.cache) - self.answers_before,
+        }
+        return {
+            "cost_usd": spent,
+            "wall_seconds": self.before["wall_seconds"] + wall_seconds,
+            "runs": {"count": self.before["runs"] + 1, "last_run": last},
+        }
+
+    def close(self, result: RunResult) -> None:
+        """Remember this run (when it wrote the folder: a run that changed nothing built nothing)."""
+        if result.written:
+            last = result.record["runs"]["last_run"]
+            self.cache.record_run(self.started, result.wall_seconds, last["cost_usd"], last["answers"])
+        self.cache.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        """A run that ends in an exception (an interruption) built part of the folder: remember it."""
+        if error is not None:
+            last = self.record(time.time() - self.started)["runs"]["last_run"]
+            self.cache.record_run(self.started, last["wall_seconds"], last["cost_usd"], last["answers"])
+            self.cache.close()
 
 
 def build_manifest(result: RunResult, prompts: PromptSet, written: dict[str, Any]) -> dict[str, Any]:
-    """The manifest of a finished build: its configuration, split, models, counts, usage and cost."""
+    """The manifest of a finished build: its configuration, split, models, counts, usage and cost.
+
+    ``usage`` is by role, from the rows (each request once, at what it cost when it was paid);
+    ``cost_usd`` and ``wall_seconds`` are the folder's totals over every run that built it (a request
+    answered twice, before and after a crash, was billed twice: the ledger counts both), and
+    ``runs.last_run`` is this run's own spend and time."""
     config = result.config
     usage = result.usage()
     return {
@@ -184,17 +225,25 @@ def build_manifest(result: RunResult, prompts: PromptSet, written: dict[str, Any
         "models": {
             m.role: {
                 "model": m.model,
-                "endpoint": "embedded" if m.free else (m.base_url or "openai"),
-                "embedded": m.free,
+                "endpoint": "embedded" if m.where == "embedded llama.cpp" else (m.base_url or "openai"),
+                "embedded": m.where == "embedded llama.cpp",
             }
             for m in result.models
         },
+        "judge": config.judge_protocol(),
         "prompt_hashes": prompts.hashes(),
         "versions": _versions(),
         "counts": result.counts(),
         "configs": written,
         "usage": usage,
-        "cost_usd": round(sum(u["usd"] for u in usage.values()), 6),
-        "wall_seconds": round(result.wall_seconds, 2),
-        "embedded": any(m.free for m in result.models),
+        "cost_usd": round(result.record.get("cost_usd", usd(usage)), 6),
+        "wall_seconds": round(result.record.get("wall_seconds", result.wall_seconds), 2),
+        "runs": result.record.get(
+            "runs",
+            {
+                "count": 1,
+                "last_run": {"cost_usd": round(usd(usage), 6), "wall_seconds": round(result.wall_seconds, 2)},
+            },
+        ),
+        "embedded": any(m.where == "embedded llama.cpp" for m in result.models),
     }

@@ -19,7 +19,7 @@ from skillmix.metrics import apply_text_checks, majority_vote, metric_values
 from skillmix.pipelines.progress import ProgressLog
 from skillmix.text import count_sentences, named_skills
 
-STAGES = ("round1", "round2")
+GENERATION_STAGES = ("round1", "round2")
 
 
 def decide_row(
@@ -37,7 +37,7 @@ def decide_row(
         "status": "ok",
         "failure_reason": None,
     }
-    for stage in STAGES:
+    for stage in GENERATION_STAGES:
         if row.get(f"{stage}_status") != "ok":
             out.update(
                 outcome="failed",
@@ -84,9 +84,17 @@ class DecidePoints(Step):
     @property
     def outputs(self) -> list[str]:
         return [
-            "points", "full_marks", "all_skills", "skill_fraction", "failed_points", "sentences",
-            "named_skills", "outcome", "status", "failure_reason",
-        ]  # fmt: skip
+            "points",
+            "full_marks",
+            "all_skills",
+            "skill_fraction",
+            "failed_points",
+            "sentences",
+            "named_skills",
+            "outcome",
+            "status",
+            "failure_reason",
+        ]
 
     def process(self, inputs: StepInput):  # type: ignore[override]
         rows = [{**row, **decide_row(row, self.length_override, self.name_penalty)} for row in inputs]

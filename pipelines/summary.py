@@ -21,19 +21,28 @@ def summary_text(manifest: dict[str, Any], out: str) -> str:
             f"{name[1:]:>3} {c['sampled']:>8} {generated:>10} {graded:>7} {c['kept']:>6} {surplus:>8} "
             f"{c['rejected']:>9} {c['failed']:>7} {100 * c['acceptance_rate']:>6.1f}%"
         )
-    lines.extend(f"k={name[1:]}: {c['shortfall']}" for name, c in manifest["counts"]["per_k"].items()
-                 if c.get("shortfall"))  # fmt: skip
+    lines.extend(
+        f"k={name[1:]}: {c['shortfall']}"
+        for name, c in manifest["counts"]["per_k"].items()
+        if c.get("shortfall")
+    )
     failures = manifest["counts"]["failures_by_reason"]
     if failures:
         lines.append("")
         lines.append("failures by reason:")
         lines.extend(f"  {count:>5}  {reason}" for reason, count in failures.items())
+    errored = manifest["counts"].get("errored")
+    if errored:
+        lines.append(f"  {errored} of them stopped by the infrastructure (api_error, not the model's doing): "
+                     "run the same command again to retry only those")  # fmt: skip
     lines.append("")
     for role, u in manifest["usage"].items():
         lines.append(
             f"{role:<8} {u['input_tokens']:>10,} tokens in {u['output_tokens']:>10,} out  ${u['usd']:.4f}"
         )
-    lines.append(f"cost ${manifest['cost_usd']:.4f}   wall time {manifest['wall_seconds']:.1f} s")
+    lines.append(
+        f"cost ${manifest['cost_usd']:.4f}   wall time {manifest['wall_seconds']:.1f} s{over_runs(manifest)}"
+    )
     if manifest["config"].get("target_accepted") is not None:
         surplus_usd = manifest["counts"].get("surplus_usd", 0.0)
         lines.append(
@@ -56,6 +65,15 @@ def summary_text(manifest: dict[str, Any], out: str) -> str:
             " use a GPT-4-class teacher and judge for real data."
         )
     return "\n".join(lines)
+
+
+def over_runs(manifest: dict[str, Any]) -> str:
+    """After the folder's totals: over how many runs, and what the last one cost."""
+    runs = manifest.get("runs") or {}
+    last = runs.get("last_run")
+    if not last or runs.get("count", 1) == 1:
+        return ""
+    return f"   (over {runs['count']} runs; the last: ${last['cost_usd']:.4f}, {last['wall_seconds']:.1f} s)"
 
 
 def next_steps(manifest: dict[str, Any], out: str) -> list[str]:

@@ -24,7 +24,6 @@ from distilabel.models.llms.base import AsyncLLM
 from distilabel.steps.tasks.base import Task
 from pydantic import Field, PrivateAttr
 
-from skillmix.catalog import Skill, load_catalog
 from skillmix.grading import parse_grade
 from skillmix.llm.cache import RequestCache
 from skillmix.llm.client import ClientConfig, Completion, Endpoint, LLMClient, Reservation
@@ -189,21 +188,38 @@ class SkillMixLLM(AsyncLLM):
 
 
 class _SkillMixTask(Task):
-    """Shared set-up: the catalog (to turn skill names back into skills) and the prompt templates."""
+    """Shared set-up: the prompt templates, and the messages each row was sent.
 
-    catalog: str = "builtin"
+    A row carries its skills as records (``skill_records``: name, category, definition, example, made once
+    from the run's catalog by :func:`skillmix.pipelines.driver.pipeline_row`); the tasks render from them
+    and never load a catalog. The conversation stored in a row is the messages that were sent (without
+    the row note), in chat form whatever the model's mode, with the replies appended.
+    """
+
     template_dir: str | None = None
 
-    _skills: dict[str, Skill] = PrivateAttr(default_factory=dict)
     _prompts: PromptSet | None = PrivateAttr(default=None)
+    _sent: dict[str, list[dict[str, str]]] = PrivateAttr(default_factory=dict)
 
     def load(self) -> None:
         super().load()
-        self._skills = {s.name: s for s in load_catalog(self.catalog).skills}
         self._prompts = PromptSet(self.template_dir)
 
-    def skills_of(self, input: dict[str, Any]) -> list[Skill]:
-        return [self._skills[name] for name in input["skills"]]
+    def skills_of(self, input: dict[str, Any]) -> list[dict[str, str]]:
+        return input["skill_records"]
+
+    def send(self, input: dict[str, Any], messages: list[dict[str, str]], stage: str) -> list[dict[str, str]]:
+        """``messages`` as the request of ``stage``, remembered as what the row was sent."""
+        self._sent[input["id"]] = messages
+        return with_row_note(messages, input, stage)
+
+    def conversation(self, input: dict[str, Any] | None, reply: str | None) -> list[dict[str, str]]:
+        """What the row was sent at this stage, and the reply; the row's conversation so far when nothing
+        was sent (a skipped stage)."""
+        sent = self._sent.pop(input["id"], None) if input is not None else None
+        if sent is None:
+            return list((input or {}).get("conversation") or [])
+        return [*sent, {"role": "assistant", "content": reply}] if reply is not None else sent
 
     @property
     def prompts(self) -> PromptSet:
@@ -211,8 +227,16 @@ class _SkillMixTask(Task):
         return self._prompts
 
 
+def generation_status(c: Completion) -> tuple[str, str | None]:
+    """A generation's status: the client's, or ``truncated`` for a reply cut at ``max_tokens``."""
+    if c.ok and c.finish_reason == "length":
+        return "truncated", "the reply was cut at max_tokens (finish reason: length)"
+    return c.status, c.error
+
+
 def _usage(c: Completion) -> dict[str, Any]:
-    return {"input_tokens": c.input_tokens, "output_tokens": c.output_tokens, "usd": c.cost_usd}
+    """A request's tokens and what it cost when it was paid (by this run, or by the one the cache keeps)."""
+    return {"input_tokens": c.input_tokens, "output_tokens": c.output_tokens, "usd": c.paid_usd}
 
 
 class GenerateRound1(_SkillMixTask):
@@ -220,22 +244,24 @@ class GenerateRound1(_SkillMixTask):
 
     @property
     def inputs(self) -> list[str]:
-        return ["skills", "topic"]
+        return ["skill_records", "topic"]
 
     @property
     def outputs(self) -> list[str]:
-        return ["round1", "round1_status", "round1_error", "round1_usage"]
+        return ["round1", "round1_status", "round1_error", "round1_usage", "conversation"]
 
     def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
-        messages = self.prompts.conversation(self.skills_of(input), input["topic"])
-        return with_row_note(messages, input, "round1")
+        return self.send(input, self.prompts.conversation(self.skills_of(input), input["topic"]), "round1")
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
         c = open_envelope(output)
+        conversation = self.conversation(input, c.text)
+        status, error = generation_status(c)
         return {
+            "conversation": conversation if c.text is not None else [],
             "round1": c.text,
-            "round1_status": c.status,
-            "round1_error": c.error,
+            "round1_status": status,
+            "round1_error": error,
             "round1_usage": _usage(c),
         }
 
@@ -245,26 +271,27 @@ class GenerateRound2(_SkillMixTask):
 
     @property
     def inputs(self) -> list[str]:
-        return ["skills", "topic", "round1", "round1_status", "round1_error"]
+        return ["skill_records", "topic", "conversation", "round1_status", "round1_error"]
 
     @property
     def outputs(self) -> list[str]:
-        return ["round2", "round2_status", "round2_error", "round2_usage", "answer"]
+        return ["round2", "round2_status", "round2_error", "round2_usage", "answer", "conversation"]
 
     def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
         if input["round1_status"] != "ok":
-            messages = skip_input(f"round 1 {input['round1_status']}: {input['round1_error']}")
-        else:
-            messages = self.prompts.conversation(self.skills_of(input), input["topic"], input["round1"])
-        return with_row_note(messages, input, "round2")
+            reason = f"round 1 {input['round1_status']}: {input['round1_error']}"
+            return with_row_note(skip_input(reason), input, "round2")
+        round2 = self.prompts.round2(len(self.skills_of(input)), input["topic"])
+        return self.send(input, [*input["conversation"], {"role": "user", "content": round2}], "round2")
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
         c = open_envelope(output)
         answer = extract_answer(c.text) if c.ok else None
-        status, error = c.status, c.error
-        if c.ok and answer is None:
+        status, error = generation_status(c)
+        if status == "ok" and answer is None:
             status, error = "unparseable", "no text after 'Answer:' in the round-2 reply"
         return {
+            "conversation": self.conversation(input, c.text),
             "round2": c.text,
             "round2_status": status,
             "round2_error": error,
@@ -280,7 +307,7 @@ class GradeText(_SkillMixTask):
 
     @property
     def inputs(self) -> list[str]:
-        return ["skills", "topic", "answer", "round2_status", "round2_error"]
+        return ["skill_records", "topic", "answer", "round2_status", "round2_error"]
 
     @property
     def outputs(self) -> list[str]:
@@ -300,7 +327,7 @@ class GradeText(_SkillMixTask):
         c = open_envelope(output)
         points, status, error = None, c.status, c.error
         if c.ok and input is not None:
-            grade = parse_grade(c.text, input["skills"], input["topic"])
+            grade = parse_grade(c.text, self.skills_of(input), input["topic"])
             points = grade.points
             if not grade.ok:
                 status, error = "unparseable", grade.error

@@ -5,7 +5,10 @@
     skillmix sample --k 3 --n 10 [--setting train] [--seed 0] [--jsonl]
     skillmix prompts --k 3 [--seed 0] [--grader table|json]  # the prompts of one sampled combination
 
-Bad input ends with a one-line ``skillmix: error: ...`` on stderr and exit code 2, never a traceback.
+Bad input ends with a one-line ``skillmix: error: ...`` on stderr and exit code 2, never a traceback; a run
+that could not finish (:data:`skillmix.errors.FAILED_RUN`) with one line and exit code 1. Only the project's
+own error types are bad input (:data:`skillmix.errors.BAD_INPUT`): any other exception (CUDA out of memory,
+an NCCL error, a bug) prints its traceback and exits with code 1.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ import json
 import os
 import signal
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from skillmix.catalog import CATEGORIES, Catalog, CatalogError, load_catalog
-from skillmix.sampling import SETTINGS, SamplingError, sample_combinations
+from skillmix.catalog import CATEGORIES, Catalog, load_catalog
+from skillmix.errors import is_bad_input, is_failed_run
+from skillmix.sampling import SETTINGS, sample_combinations
 
 
 def _add_catalog_args(parser: argparse.ArgumentParser) -> None:
@@ -223,8 +228,12 @@ def cmd_dataset(args: argparse.Namespace) -> None:
     from skillmix.pipelines.summary import summary_text
 
     config = build_config(args.preset, overrides(args, args.flags), args.flags)
-    if run_dataset(config, args.out, log=lambda m: print(m, file=sys.stderr), dry_run=args.dry_run) is None:
+    result = run_dataset(config, args.out, log=lambda m: print(m, file=sys.stderr), dry_run=args.dry_run)
+    if result is None:
         return  # --dry-run: the plan is printed, nothing was sent or written
+    if not result.written:
+        print(f"{args.out} is already complete: this run changed nothing and paid nothing; the folder was "
+              "left as it was", file=sys.stderr)  # fmt: skip
     manifest = json.loads((Path(args.out) / "manifest.json").read_text())
     print(summary_text(manifest, args.out))
 
@@ -276,7 +285,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     args = build_parser().parse_args(route(sys.argv[1:] if argv is None else argv))
     from skillmix.pipelines.interrupt import Interrupted, kill_children
-    from skillmix.pipelines.output import RunFailed
 
     try:
         args.func(args)
@@ -294,18 +302,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("skillmix: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except RunFailed as exc:
-        print(f"skillmix: error: {exc}", file=sys.stderr)
-        return 1
-    except (CatalogError, SamplingError, ValueError, RuntimeError) as exc:
-        print(f"skillmix: error: {exc}", file=sys.stderr)
-        return 2
     except _hub_error_types() as exc:
         print(f"skillmix: error: the Hub answered: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `skillmix sample ... | head`
         return 0
+    except Exception as exc:
+        return _error_exit(exc)
     return 0
+
+
+def _error_exit(exc: Exception) -> int:
+    """The exit code of a command that raised ``exc`` (see the module docstring), after saying why."""
+    if is_bad_input(exc) or is_failed_run(exc):
+        print(f"skillmix: error: {exc}", file=sys.stderr)
+        return 2 if is_bad_input(exc) else 1
+    traceback.print_exc()  # not bad input: a bug, or a crash below skillmix; the traceback explains it
+    return 1
 
 
 if __name__ == "__main__":

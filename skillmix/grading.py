@@ -39,6 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from skillmix.skills import skill_name
 from skillmix.text import max_sentences, number_word
 
 __all__ = ["Grade", "max_sentences", "number_word", "parse_grade", "rubric_items"]
@@ -76,14 +77,10 @@ _JSON_LIKELY_RE = re.compile(r"[{\[]\s*[\"{]")
 _MAX_JSON_STARTS = 64
 
 
-def _skill_name(skill: Any) -> str:
-    return skill if isinstance(skill, str) else str(skill.name)
-
-
 def _skill_names(skills: Any) -> list[str]:
     if isinstance(skills, str):  # a lone skill name, not a sequence of one-letter skills
         return [skills]
-    return [_skill_name(s) for s in skills]
+    return [skill_name(s) for s in skills]
 
 
 def rubric_items(skills: Iterable[Any], topic: str) -> list[str]:

@@ -15,6 +15,12 @@ The pipeline of :func:`aggregate` over an array shaped (combinations, generation
 3. the three metrics per generation; the max over the generations of a combination;
 4. the mean over combinations, its standard error (sample std / sqrt(n)) and a percentile bootstrap
    interval. Combinations with no graded generation are left out and counted in ``excluded``.
+
+Two runs that answered the same combinations are compared pair by pair, not by their intervals (two
+overlapping 95% intervals can hide a difference that every combination shows): :func:`paired_bootstrap`
+gives the mean of the per-combination differences with a percentile interval (a resample draws
+combinations, so both runs are drawn together), :func:`paired_permutation_p` the two-sided p-value of a
+sign-flip test (under "no difference" each combination's difference is as likely either sign).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from skillmix.skills import skill_name
 from skillmix.text import count_sentences, max_sentences, named_skills
 
 METRICS: tuple[str, ...] = ("full_marks", "all_skills", "skill_fraction")
@@ -106,7 +113,7 @@ def apply_text_checks(
             raise ValueError(f"name_penalty needs the {k} skills of the text, in rubric order")
         named = set(named_skills(text, skills))
         for i, skill in enumerate(skills):
-            if (skill if isinstance(skill, str) else skill.name) in named:
+            if skill_name(skill) in named:
                 out[i] = 0.0
     return out
 
@@ -207,3 +214,63 @@ def _as_points(points: Any) -> np.ndarray:
 def _check_width(points: np.ndarray, k: int) -> None:
     if k < 1 or points.shape[-1] != k + 3:
         raise ValueError(f"expected k+3 = {k + 3} points for k={k}, got a last axis of {points.shape[-1]}")
+
+
+# ---------------------------------------------------------------------- two runs, combination by combination
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    n: int  # pairs (combinations both runs scored)
+    difference: float  # mean of b - a
+    ci_low: float
+    ci_high: float
+
+
+@dataclass(frozen=True)
+class PermutationTest:
+    p: float
+    exact: bool  # every sign pattern enumerated, or random ones drawn
+    permutations: int  # sign patterns counted: 2**(nonzero differences) when exact
+
+
+def paired_bootstrap(
+    a: Any, b: Any, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> PairedDifference:
+    """Mean of ``b - a`` over paired values and its percentile bootstrap interval: each of ``n_resamples``
+    resamples draws pairs with replacement (the same draw for both runs, i.e. of the differences)."""
+    d = _differences(a, b)
+    if d.size == 0:
+        return PairedDifference(0, np.nan, np.nan, np.nan)
+    found = summarize(d, n_bootstrap=n_resamples, confidence=confidence, seed=seed)
+    return PairedDifference(int(d.size), found.mean, found.ci_low, found.ci_high)
+
+
+def paired_permutation_p(
+    a: Any, b: Any, exact_up_to: int = 16, n_permutations: int = 10000, seed: int = 0
+) -> PermutationTest:
+    """Two-sided p-value of the paired sign-flip test of ``b - a``: the share of sign patterns over the
+    nonzero differences whose sum is at least as far from 0 as the observed one. Every one of the 2**m
+    patterns when m <= ``exact_up_to``; else ``n_permutations`` random ones, p = (hits + 1) / (draws + 1)."""
+    d = _differences(a, b)
+    d = d[d != 0]
+    observed = abs(float(d.sum())) - 1e-9 * max(1.0, float(np.abs(d).sum()))  # ties count as hits
+    if d.size <= exact_up_to:
+        patterns = (np.arange(2**d.size)[:, None] >> np.arange(d.size)) & 1  # row i: the bits of i
+        sums = np.abs((1 - 2 * patterns) @ d)
+        return PermutationTest(float(np.mean(sums >= observed)), True, 2**d.size)
+    rng = np.random.default_rng(seed)
+    hits, block = 0, max(1, 2**20 // d.size)
+    for start in range(0, n_permutations, block):
+        signs = 1 - 2 * rng.integers(0, 2, size=(min(block, n_permutations - start), d.size))
+        hits += int(np.sum(np.abs(signs @ d) >= observed))
+    return PermutationTest((hits + 1) / (n_permutations + 1), False, n_permutations)
+
+
+def _differences(a: Any, b: Any) -> np.ndarray:
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if a.shape != b.shape or np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError(
+            f"paired values must be two NaN-free arrays of one length, got {a.size} and {b.size}"
+        )
+    return b - a

@@ -1,5 +1,11 @@
-"""The servers the toolkit starts as child processes (llama.cpp, Argilla, Redis, Chromium): a free loopback
-port, a process group that dies with its parent, stopping that group, and the end of a log for an error.
+"""The servers the toolkit starts as child processes (llama.cpp, a local model, Argilla and its Redis): a free
+loopback port, a process group that dies with its parent, stopping that group, and the end of a log for an
+error.
+
+Top level rather than in :mod:`skillmix.llm`, because the review's local Argilla server and its Redis use
+the same helpers. What only the OpenAI-compatible model servers of :mod:`skillmix.llm` share
+(``EmbeddedServer``, ``LocalStudent``) is :class:`ChildServer`: launching into a log, waiting until the
+model is listed, stopping, the context manager.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import TypeVar
 
@@ -58,9 +65,14 @@ def log_tail(path: Path | None, lines: int = 15) -> str:
 
 
 def wait_until_serving(
-    process: subprocess.Popen, base_url: str, model: str, timeout: float, log_path: Path | None, what: str,
+    process: subprocess.Popen,
+    base_url: str,
+    model: str,
+    timeout: float,
+    log_path: Path | None,
+    what: str,
     error: type[Exception] = RuntimeError,
-) -> None:  # fmt: skip
+) -> None:
     """Return once the OpenAI-compatible server ``process`` lists ``model`` at ``base_url/models``; raise
     ``error`` naming ``what`` (with the end of its log) if it exits first or is not ready in ``timeout`` s."""
     import json
@@ -72,8 +84,10 @@ def wait_until_serving(
     while True:
         code = process.poll()
         if code is not None:
-            raise error(f"{what} exited with code {code} before it was ready; "
-                        f"end of {log_path}:\n{log_tail(log_path)}")  # fmt: skip
+            raise error(
+                f"{what} exited with code {code} before it was ready; "
+                f"end of {log_path}:\n{log_tail(log_path)}"
+            )
         try:
             with opener.open(f"{base_url}/models", timeout=2) as response:
                 if model in [m.get("id") for m in json.load(response).get("data", [])]:
@@ -89,14 +103,18 @@ _Server = TypeVar("_Server", bound="ChildServer")
 
 
 class ChildServer:
-    """What the servers run as child processes share (the embedded llama.cpp, a local student): stopping
-    the process group, removing a temporary log after a clean run, and the context manager.
+    """What the model servers run as child processes share (the embedded llama.cpp, a local model):
+    launching into a log, waiting until the model is served, stopping the process group, removing a
+    temporary log after a clean run, and the context manager.
 
-    A subclass sets ``process``, ``log_path``, ``_temporary_log`` and ``_ready`` in ``__init__``, defines
-    ``start()`` (which calls :meth:`_stop_at_exit` once the process runs), and may change ``stop_timeout``.
+    A subclass sets ``process``, ``log_path``, ``_temporary_log`` and ``_ready`` in ``__init__`` and defines
+    ``start()``: usually :meth:`_spawn`, then :meth:`_wait_serving`. It may change ``stop_timeout``,
+    ``error`` (the exception raised) and ``log_prefix`` (the name of a temporary log).
     """
 
     stop_timeout = 10.0
+    error: type[Exception] = RuntimeError
+    log_prefix = "skillmix-server-"
     process: subprocess.Popen | None
     log_path: Path | None
     _temporary_log: bool
@@ -104,6 +122,40 @@ class ChildServer:
 
     def start(self) -> ChildServer:
         raise NotImplementedError
+
+    def _spawn(self, argv: list[str], what: str, env: dict[str, str] | None = None) -> None:
+        """Run ``argv`` in a process group of its own that dies with this thread, its output appended to
+        ``log_path`` (a temporary file when None), stopped when this process exits."""
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix=self.log_prefix, suffix=".log")
+            os.close(fd)
+            self.log_path, self._temporary_log = Path(name), True
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            try:
+                self.process = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    preexec_fn=own_group_dying_with_parent,
+                )
+            except OSError as exc:
+                raise self.error(f"cannot start {what}: {exc}") from None
+        self._stop_at_exit()
+
+    def _wait_serving(self, base_url: str, model: str, timeout: float, what: str) -> None:
+        """Wait until the spawned server lists ``model``; stop it and raise ``error`` if it dies first or is
+        not ready within ``timeout`` seconds."""
+        if self.process is None:
+            raise self.error(f"{what} has not been launched")
+        try:
+            wait_until_serving(self.process, base_url, model, timeout, self.log_path, what, self.error)
+        except BaseException:
+            self.stop()
+            raise
+        self._ready = True
 
     def _stop_at_exit(self) -> None:
         """Stop the server when this process exits, if nothing stopped it before (``start()`` calls it)."""

@@ -8,7 +8,8 @@
   a total row and an explanation, or as a JSON object.
 
 A :class:`PromptSet` can point at another template folder (same file names) to try new wording; every
-dataset row records :meth:`PromptSet.hashes` so that a change of wording is visible downstream.
+dataset row records :meth:`PromptSet.hashes` so that a change of wording is visible downstream, including
+the wording a base model sees (``completion.jinja2`` and its worked examples ``completion_example_*``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ ANSWER_PREFIXES = {
     "grader_table": "| Criteria | Points Earned |\n|---|---|\n|",
     "grader_json": '{"criteria": [{"criterion": "',
 }
+# What a base model's requests are rendered from (:meth:`PromptSet.plain`): the frame and one worked example
+# per reply kind (the frame includes its example by a computed name, so each example is hashed on its own).
+COMPLETION_TEMPLATES: tuple[str, ...] = ("completion", *(f"completion_example_{k}" for k in ANSWER_PREFIXES))
+# Every template a run's requests can come from: the keys of :meth:`PromptSet.hashes`.
+HASHED: tuple[str, ...] = TEMPLATES + COMPLETION_TEMPLATES
 
 
 class PromptSet:
@@ -111,11 +117,13 @@ class PromptSet:
         return text.rstrip("\n"), prefix
 
     def hashes(self) -> dict[str, str]:
-        """SHA-256 (first 16 hex digits) of each template together with the templates it includes."""
-        return {name: self._hash(f"{name}.jinja2")[:16] for name in TEMPLATES}
+        """SHA-256 (first 16 hex digits) of each template of :data:`HASHED` (the chat prompts and the
+        completion-mode ones) together with the templates it includes, as rendered: a file the template
+        folder leaves out is the package's."""
+        return {name: self._hash(f"{name}.jinja2")[:16] for name in HASHED}
 
     def _hash(self, filename: str, seen: frozenset[str] = frozenset()) -> str:
-        source = (self.template_dir / filename).read_text(encoding="utf-8")
+        source, _, _ = self.env.loader.get_source(self.env, filename)  # type: ignore[union-attr]
         digest = hashlib.sha256(source.encode("utf-8"))
         for included in sorted(meta.find_referenced_templates(self.env.parse(source))):
             if included and included not in seen:

@@ -45,6 +45,15 @@ class Skill:
         }
 
 
+def skill_name(skill: Any) -> str:
+    """The name of a skill given as its name, a :class:`Skill`, or a record (a mapping with ``name``)."""
+    if isinstance(skill, str):
+        return skill
+    if isinstance(skill, dict):
+        return str(skill["name"])
+    return str(skill.name)
+
+
 def normalize_category(category: str) -> str:
     """Lower-case, `_`/`-` and runs of spaces folded to one space ("Theory_of-Mind" -> "theory of mind")."""
     return " ".join(category.replace("_", " ").replace("-", " ").lower().split())

@@ -62,9 +62,6 @@ class Split:
             }
         )
 
-    def is_training_skill(self, name: str) -> bool:
-        return any(s.name == name for s in self.training_skills)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "seed": self.seed,

@@ -33,6 +33,10 @@ from skillmix.pipelines.config import DatasetConfig, build_config
         ("n: 2.5\n", "n: input should be a valid integer, got float 2.5"),
         ("n: 0\n", "n: must be >= 1, got 0"),
         ("k: [2, 2]\n", "k: K lists a value twice: [2, 2]"),
+        (
+            "judge:\n  temperature: 0\n",
+            "judge.temperature 0 with grader_runs 3: the runs would be one greedy",
+        ),
         ("k: 0\n", "k: K must be >= 1, got 0"),
         ("grader_format: xml\n", "grader_format: must be 'table' or 'json', got 'xml'"),
         ('name_penalty: "yes"\n', "name_penalty: input should be a valid boolean, got str 'yes'"),
@@ -117,3 +121,22 @@ def test_the_generic_pieces():
         build(Outer, {"inner": {"size": 0}}, "recipe r.yaml")
     with pytest.raises(ConfigError, match=r"^--inner-size \(inner.size\): must be >= 1, got 0$"):
         build(Outer, {"inner": {"size": 0}}, "flags", {"inner_size": ("inner", "size")})
+
+
+def test_the_dataset_and_the_evaluation_share_one_protocol_and_one_k_rule(tmp_path):
+    """One base model: the evaluation takes the dataset's rule for k (a repeated k is refused), and a
+    dataset preset gives an evaluation its protocol but not what it draws (k, seed)."""
+    from skillmix.evaluation.config import EvalConfig, build_eval_config
+    from skillmix.pipelines.config import DatasetConfig, ProtocolConfig
+
+    assert issubclass(DatasetConfig, ProtocolConfig) and issubclass(EvalConfig, ProtocolConfig)
+    with pytest.raises(ConfigError, match=r"k: K lists a value twice: \[3, 3\]"):
+        build_eval_config(overrides={"k": "3,3", "judge": {"model": "j"}})
+    assert build_eval_config(overrides={"k": "4,2", "judge": {"model": "j"}}).k == [4, 2]
+    preset = tmp_path / "p.yaml"
+    preset.write_text(
+        "k: [1, 2]\nseed: 7\nn: 5\ngrader_runs: 5\nteacher: {model: t, base_url: 'http://x/v1'}\n"
+    )
+    config = build_eval_config(str(preset))
+    assert config.grader_runs == 5 and config.k == [2, 3, 4, 5] and config.seed == 0
+    assert (config.judge.model, config.judge.base_url) == ("t", "http://x/v1")  # the teacher judges

@@ -14,7 +14,7 @@ from cli_runs import cli_env, run_cli
 
 from skillmix.catalog import load_catalog
 from skillmix.release.evalsets import draw_eval_set
-from skillmix.testing.fake_openai import CHAT_PATH, FakeOpenAIServer, Reply
+from skillmix.testing.fake_openai import CHAT_PATH, FakeOpenAIServer, Fault, Reply
 from skillmix.testing.fake_openai.wire import last_user_message
 
 MARK = re.compile(r"The (.+?) report, take (\d)\.")
@@ -84,8 +84,10 @@ def evaluated(tmp_path_factory):
     with FakeOpenAIServer(responder=Scripted()) as server:
         first = run_cli(eval_cmd(server, out))
         sent = server.count(path=CHAT_PATH)
+        graded = [r.body for r in server.requests if "The text to grade" in last_user_message(r.body)]
         again = run_cli(eval_cmd(server, out))
         resent = server.count(path=CHAT_PATH) - sent
+    evaluated.graded = graded
     return out, first, again, sent, resent
 
 
@@ -110,6 +112,26 @@ def test_metrics_are_the_hand_computed_ones(evaluated):
         "generation_round2",
         "grader_table",
     }
+
+
+def test_the_judge_samples_its_runs_and_the_results_say_how(evaluated):
+    """The original grader samples each run at 0.7: three runs are three samples (distinct seeds), and the
+    judge's temperature, mode and runs are part of the recorded protocol."""
+    out = evaluated[0]
+    graded = evaluated_bodies()
+    assert len(graded) == 15 and {b["temperature"] for b in graded} == {0.7}
+    by_text: dict[str, list[int]] = {}
+    for body in graded:
+        by_text.setdefault(last_user_message(body), []).append(body["seed"])
+    assert len(by_text) == 5 and all(sorted(seeds) == [0, 1, 2] for seeds in by_text.values())
+    protocol = json.loads((out / "results.json").read_text())["protocol"]
+    assert protocol["judge_sampling"]["temperature"] == 0.7
+    assert protocol["judge"]["temperature"] == 0.7 and protocol["judge"]["mode"] == "auto"
+    assert protocol["judge"]["grader_runs"] == 3
+
+
+def evaluated_bodies() -> list[dict]:
+    return evaluated.graded  # type: ignore[attr-defined]
 
 
 def test_samples_hold_everything_needed_to_rescore(evaluated):
@@ -211,7 +233,8 @@ def test_compare_puts_two_runs_side_by_side(evaluated, tmp_path):
     result = run_cli(cmd)
     assert result.returncode == 0, result.stderr[-3000:]
     table = (cmp / "comparison.md").read_text()
-    assert "fake-teacher" in table and "tuned-student" in table and "+0.00" in table and "overlap" in table
+    assert "fake-teacher" in table and "tuned-student" in table
+    assert "+0.00 [+0.00, +0.00] | 1.000 | 3 |" in table  # the paired difference: same run, same answers
     assert sorted(p.name for p in (cmp / "plots").glob("*.png")) == [
         "all_skills.png", "full_marks.png", "skill_fraction.png",
     ]  # fmt: skip
@@ -247,3 +270,48 @@ def test_push_results_writes_the_model_index_and_a_tagged_run(tmp_path, monkeypa
         assert not [f for f in files if ".skillmix" in f]
         tags = [t.name for t in HfApi().list_repo_refs("org/evals", repo_type="dataset").tags]
         assert run_id in tags
+
+
+def test_the_judge_mode_reaches_the_judge(tmp_path):
+    """``--judge-mode completion``: every grading request goes to /v1/completions, none to the chat
+    endpoint (the evaluation's own copy of the role resolution once dropped the judge's mode)."""
+    from skillmix.testing.fake_openai.completions import COMPLETIONS_PATH
+
+    with FakeOpenAIServer(responder=Scripted()) as server:
+        done = run_cli(eval_cmd(server, tmp_path / "out", "--judge-mode", "completion"))
+        records = server.requests
+    assert done.returncode == 0, done.stderr[-3000:]
+    chat = [r for r in records if r.path == CHAT_PATH]
+    plain = [r for r in records if r.path == COMPLETIONS_PATH]
+    assert len(plain) == 5 * 3  # 5 generations graded, 3 runs each
+    assert all("The text to grade" in r.body["prompt"] for r in plain)
+    assert len(chat) == 5 * 2 + 1 and not any("The text to grade" in last_user_message(r.body) for r in chat)
+
+
+def test_infrastructure_errors_are_left_out_listed_and_retried(tmp_path):
+    """A student server that answers 500 (past the retries) for one combination: its generations are
+    errored, not zeros: out of the metrics, listed, exit 1. The same command again, the server healthy,
+    sends only their requests, and the metrics are those of the whole script (computed by hand above)."""
+    _a, b, _c = (combo.topic for combo in combos())
+    out = tmp_path / "out"
+    with FakeOpenAIServer(responder=Scripted(), faults=[Fault(status=500, match=f'"{b}"', every=1,
+                                                              attempts=None)]) as server:  # fmt: skip
+        first = run_cli(eval_cmd(server, out))
+        results = json.loads((out / "results.json").read_text())
+        server.faults = ()  # the server is healthy again
+        seen = len(server.requests)
+        again = run_cli(eval_cmd(server, out))
+        resent = [r for r in server.requests[seen:] if r.path == CHAT_PATH]
+    assert first.returncode == 1, first.stderr[-3000:]
+    assert "2 generations errored" in first.stderr and "Run the same command again" in first.stderr
+    [r] = results["results"]
+    assert (r["n"], r["errored_generations"], r["failed_generations"]) == (2, 2, 1)
+    assert r["full_marks"]["mean"] == pytest.approx(1.0)  # a and c: full marks; b left out, not zero
+    assert sorted(results["errored"]) == [f"held-out:{combos()[1].id}:g0", f"held-out:{combos()[1].id}:g1"]
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(resent) == 2 * 2 + 2 * 3 and all(b in json.dumps(r.body) for r in resent)
+    [r] = json.loads((out / "results.json").read_text())["results"]
+    assert r["errored_generations"] == 0 and r["n"] == 3
+    assert r["full_marks"]["mean"] == pytest.approx(2 / 3) and r["skill_fraction"]["mean"] == pytest.approx(
+        2.5 / 3
+    )

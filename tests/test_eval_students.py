@@ -1,7 +1,7 @@
 """The local student: a tiny random model (built here, nothing downloaded) served by
-``skillmix.evaluation.hf_server`` through :class:`LocalStudent`, asked over real HTTP (urllib, the ``openai``
+``skillmix.llm.hf_server`` through :class:`LocalStudent`, asked over real HTTP (urllib, the ``openai``
 client and the project's client): usage counts, batching, repeatable answers, bad requests; models refused
-before anything starts; the cache identity; the choice of vLLM.
+before anything starts; the real OPENAI_API_KEY kept from the server; the cache identity; the choice of vLLM.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from skillmix.evaluation import students
-from skillmix.evaluation.students import LocalStudent, StudentServerError, choose_engine
+from skillmix.llm import local
+from skillmix.llm.local import LocalStudent, StudentServerError, choose_engine
 
 QUESTION = [{"role": "user", "content": "Write about a fox that jumps over a lazy dog."}]
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -206,7 +206,7 @@ def test_a_model_without_chat_template_is_refused_before_anything_starts(models,
     def no_process(*args, **kwargs):
         raise AssertionError("a process was started")
 
-    monkeypatch.setattr(students.subprocess, "Popen", no_process)
+    monkeypatch.setattr(local.subprocess, "Popen", no_process)
     student = LocalStudent(str(models["bare"]))
     with pytest.raises(ValueError, match="has no chat template; pass --chat-template FILE") as refused:
         student.start()
@@ -232,6 +232,15 @@ def test_a_model_that_cannot_be_found_is_one_line(models, monkeypatch, tmp_path,
     with pytest.raises(ValueError, match=message) as refused:
         LocalStudent(model.format(root=models["templated"].parent)).check()
     assert "\n" not in str(refused.value)
+
+
+def test_a_folder_with_an_at_in_its_name_is_a_folder_and_cannot_be_pinned(models, tmp_path):
+    folder = tmp_path / "run@2"
+    shutil.copytree(models["templated"], folder)
+    source = local.resolve_model(str(folder))
+    assert source.folder == folder.resolve() and source.revision is None and source.name == "run@2"
+    with pytest.raises(ValueError, match=r"a local folder has no revision; drop '@v1'$"):
+        local.resolve_model(f"{folder}@v1")
 
 
 def test_a_bad_chat_template_file_is_refused(models, tmp_path):
@@ -261,6 +270,86 @@ def test_a_server_that_dies_is_reported_with_the_end_of_its_log(models, tmp_path
     with pytest.raises(StudentServerError, match=r"exited with code 3(.|\n)*cannot load the weights"):
         student.start()
     assert student.process is None and (tmp_path / "student.log").exists()
+
+
+# A stand-in for the server (argv PORT MODEL RECORD): it notes the key in its environment and the
+# Authorization header of each request in RECORD, one JSON object a line.
+RECORDING_SERVER = r"""
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+port, name, record = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+def note(**entry):
+    with open(record, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def answer(self, body):
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self.answer({"object": "list", "data": [{"id": name, "object": "model"}]})
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        note(authorization=self.headers.get("Authorization"))
+        message = {"role": "assistant", "content": "Answer: A calm report."}
+        self.answer({"id": "c", "object": "chat.completion", "created": 0, "model": name,
+                     "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                     "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}})
+
+note(environment_key=os.environ.get("OPENAI_API_KEY"), environment_has_key="OPENAI_API_KEY" in os.environ)
+ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def test_a_local_student_gets_neither_the_real_key_nor_its_variable(models, tmp_path, monkeypatch):
+    from skillmix.llm.client import LLMClient
+    from skillmix.llm.roles import ResolvedModel
+    from skillmix.pipelines.config import DatasetConfig
+    from skillmix.pipelines.dataset import make_llm
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.delenv(local.API_KEY_ENV, raising=False)
+    record = tmp_path / "seen.jsonl"
+    student = LocalStudent(str(models["templated"]), log_path=tmp_path / "student.log", engine="transformers")
+
+    def argv() -> list[str]:
+        return [sys.executable, "-c", RECORDING_SERVER, str(student.port), student.model_name, str(record)]
+
+    monkeypatch.setattr(student, "argv", argv)
+    with student:
+        # the process, as the operating system sees it
+        environ = Path(f"/proc/{student.process.pid}/environ").read_bytes().split(b"\0")
+        assert not any(entry.startswith(b"OPENAI_API_KEY=") for entry in environ)
+        # the client a run's pipeline makes for the served student (skillmix.evaluation.roles.Student.serve)
+        served = ResolvedModel("student", student.model_name, student.base_url, student.identity,
+                               priced=False, where=student.engine)  # fmt: skip
+        assert served.local and served.api_key_env == local.API_KEY_ENV
+        llm = make_llm(DatasetConfig(), served, tmp_path, 1, "round1", "run")
+        llm.load()
+        reply = asyncio.run(llm.agenerate(QUESTION, max_new_tokens=5))
+        assert "A calm report." in reply["generations"][0]
+        # and the client of the student's own endpoint
+        done = asyncio.run(
+            LLMClient(student.endpoint()).complete(QUESTION, temperature=0, max_tokens=5, seed=1)
+        )
+        assert done.status == "ok"
+    seen = [json.loads(line) for line in record.read_text().splitlines()]
+    assert seen[0] == {"environment_key": None, "environment_has_key": False}
+    headers = [entry["authorization"] for entry in seen[1:]]
+    assert len(headers) == 2 and all(h and "sk-secret" not in h for h in headers), headers
+    # an API model keeps the real key
+    assert ResolvedModel("judge", "gpt-4o", None).api_key_env == "OPENAI_API_KEY"
 
 
 # ------------------------------------------------------------------ identity and engine
@@ -304,8 +393,6 @@ def test_the_argv_of_vllm(models):
     (False, False, "transformers"),
 ])  # fmt: skip
 def test_vllm_is_chosen_only_with_vllm_and_a_gpu(monkeypatch, has_vllm, cuda, engine):
-    monkeypatch.setattr(
-        students, "_find_spec", lambda name: object() if has_vllm and name == "vllm" else None
-    )
-    monkeypatch.setattr(students, "_cuda_available", lambda: cuda)
+    monkeypatch.setattr(local, "_find_spec", lambda name: object() if has_vllm and name == "vllm" else None)
+    monkeypatch.setattr(local, "_cuda_available", lambda: cuda)
     assert choose_engine() == engine

@@ -8,8 +8,9 @@ from skillmix.config import ConfigError
 from skillmix.evaluation.config import EvalConfig, StudentSettings, build_eval_config
 from skillmix.evaluation.roles import student_kind
 from skillmix.evaluation.run import expand
-from skillmix.evaluation.score import score_samples
-from skillmix.evaluation.sets import eval_sets, split_revision
+from skillmix.evaluation.score import errored_ids, score_samples
+from skillmix.evaluation.sets import eval_sets
+from skillmix.hub_ids import split_revision
 
 
 def test_a_dataset_preset_lends_its_judge_and_protocol_and_flags_win(tmp_path):
@@ -96,16 +97,22 @@ def test_scoring_from_samples_follows_the_rules_by_hand():
     samples = [
         sample("x", 0, [full, full, "unparseable"]),  # x: full marks
         sample("y", 0, [miss, miss, full]),  # y: skill fraction 1/2
-        sample("y", 1, [], status="api_error"),  # a failed generation earns nothing: y keeps 1/2
-        sample("z", 0, ["unparseable"] * 3),  # z: no vote at all
-        sample("z", 1, [], status="budget"),  # never started: left out, z is excluded
+        sample("y", 1, [], status="api_error"),  # the infrastructure's: left out (not a 0), y keeps 1/2
+        sample("z", 0, ["unparseable"] * 3),  # z: no vote at all: 0 by default, left out with "drop"
+        sample("z", 1, [], status="budget"),  # never started: left out
+        sample("v", 0, [], status="refused"),  # the student's doing: earns nothing
     ]
     [r] = score_samples(samples, runs=3, generations=2, length_override=True, name_penalty=True)
-    assert (r["n"], r["excluded"], r["failed_generations"], r["not_run"]) == (2, 1, 1, 1)
+    counts = ("n", "excluded", "failed_generations", "errored_generations", "not_run", "ungraded_generations")
+    assert tuple(r[key] for key in counts) == (4, 0, 1, 1, 1, 1)
     assert r["unparseable_grades"] == 4 and r["judge_errors"] == 0
-    assert r["full_marks"]["mean"] == pytest.approx(0.5) and r["skill_fraction"]["mean"] == pytest.approx(
-        0.75
-    )
+    assert r["full_marks"]["mean"] == pytest.approx(1 / 4)  # x 1, y 0, z 0, v 0
+    assert r["skill_fraction"]["mean"] == pytest.approx(1.5 / 4)  # x 1, y 1/2, z 0, v 0
+    [dropped] = score_samples(samples, 3, 2, True, True, unparseable="drop")
+    assert (dropped["n"], dropped["excluded"], dropped["ungraded_generations"]) == (3, 1, 1)
+    assert dropped["full_marks"]["mean"] == pytest.approx(1 / 3)  # z left out: x 1, y 0, v 0
+    assert dropped["skill_fraction"]["mean"] == pytest.approx(1.5 / 3)
+    assert errored_ids([{**s, "id": f"{s['combination']}:g{s['generation']}"} for s in samples]) == ["y:g1"]
     # a named skill earns nothing under the penalty, and everything without it
     named = [sample("w", 0, [full] * 3, answer="A line that says a outright.")]
     [penalised] = score_samples(named, 3, 1, True, True)

@@ -178,7 +178,7 @@ def test_a_second_run_into_the_same_folder_is_refused_at_once(tmp_path, server):
 
 def test_a_failed_final_write_keeps_the_previous_output(finished, server, monkeypatch, capsys):
     from skillmix.cli import main
-    from skillmix.pipelines import folder
+    from skillmix.dataset_folder import writer as folder
 
     before = snapshot(finished)
     real, calls = folder._move, []
@@ -204,7 +204,7 @@ def test_a_failed_final_write_keeps_the_previous_output(finished, server, monkey
 
 CRASH_IN_SWAP = """
 import os, sys
-from skillmix.pipelines import folder
+from skillmix.dataset_folder import writer as folder
 from skillmix.cli import main
 real, calls = folder._move, []
 def crash(source, target):  # the process dies in the middle of the swap, as under kill -9
@@ -285,3 +285,41 @@ def test_a_process_forked_during_a_run_ends_on_sigterm_without_python(tmp_path):
         blocked.join(10)
         assert blocked.exitcode == -signal.SIGTERM
     assert handlers_in_child() == [False, True]  # outside a run: pytest's own SIGINT handler is inherited
+
+
+def test_a_finished_dataset_run_again_is_left_byte_identical(tmp_path, server):
+    """The same command again finds nothing to do: exit 0, "already complete", every file of the dataset
+    byte for byte as it was (the card of a $500 dataset keeps saying $500, not $0)."""
+    out = tmp_path / "out"
+    first = run(cmd(server, out, 4))
+    assert first.returncode == 0, first.stderr[-3000:]
+    before, sent = snapshot(out), server.count(path=CHAT_PATH)
+    again = run(cmd(server, out, 4))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already complete" in again.stderr and server.count(path=CHAT_PATH) == sent
+    assert snapshot(out) == before
+
+
+def test_an_interrupted_and_resumed_build_records_what_the_server_billed(tmp_path, server):
+    """The manifest's cost is the folder's over both runs, from the ledger: what the server billed."""
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("fake-teacher: {input: 1000, output: 2000}\n")
+    out = tmp_path / "out"
+    args = cmd(server, out, 30, "--concurrency", "4", "--prices", str(prices))
+    proc = subprocess.Popen(args, text=True, env=cli_env(), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while server.count(status=200, path=CHAT_PATH) < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-3000:]
+    resumed = run(args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    tokens = server.usage_totals()["fake-teacher"]
+    billed = (tokens["prompt_tokens"] * 1000 + tokens["completion_tokens"] * 2000) / 1e6
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert billed > 0 and manifest["cost_usd"] == pytest.approx(billed, abs=1e-6)
+    runs = manifest["runs"]
+    assert runs["count"] == 2 and 0 < runs["last_run"]["cost_usd"] < manifest["cost_usd"]
+    assert manifest["wall_seconds"] > runs["last_run"]["wall_seconds"]

@@ -41,6 +41,7 @@ def test_cache_pays_each_request_once_across_clients(tmp_path):
         other_seed = run(client_for(server, tmp_path).complete(MESSAGES, seed=2))
         assert server.count(path="/v1/chat/completions") == 2
     assert again.cached and again.text == first.text and again.cost_usd == 0.0
+    assert again.paid_usd == first.cost_usd == first.paid_usd > 0  # what it cost when it was paid
     assert not other_seed.cached
     assert RequestCache(tmp_path / "cache.sqlite").spent_usd() == pytest.approx(
         first.cost_usd + other_seed.cost_usd
@@ -94,7 +95,9 @@ def test_client_errors_fail_at_once(status):
     ) as s:
         result = run(client_for(s).complete(MESSAGES))
         assert s.count(status=status) == 1
-    assert result.status == "api_error" and f"HTTP {status}" in result.error
+    # a 400 is the request's own fault (skillmix.statuses); a 401 or 404 is fixed outside the run
+    expected = "invalid_request" if status == 400 else "api_error"
+    assert result.status == expected and f"HTTP {status}" in result.error
 
 
 def test_refusal_is_its_own_status_and_is_cached(tmp_path):
@@ -107,9 +110,18 @@ def test_refusal_is_its_own_status_and_is_cached(tmp_path):
 
 
 def test_errors_are_not_cached(tmp_path):
-    with FakeOpenAIServer(faults=[Fault(status=400, every=1, attempts=1)]) as s:
+    with FakeOpenAIServer(faults=[Fault(status=401, every=1, attempts=1)]) as s:
         assert run(client_for(s, tmp_path).complete(MESSAGES)).status == "api_error"
         assert run(client_for(s, tmp_path).complete(MESSAGES)).ok  # a later run tries again
+
+
+def test_an_invalid_request_is_final_and_cached(tmp_path):
+    """A 400 cannot be fixed by sending it again: a re-run gets the same failure from the cache."""
+    with FakeOpenAIServer(faults=[Fault(status=400, every=1, attempts=1)]) as s:
+        first = run(client_for(s, tmp_path).complete(MESSAGES))
+        again = run(client_for(s, tmp_path).complete(MESSAGES))
+        assert s.count(path="/v1/chat/completions") == 1
+    assert first.status == again.status == "invalid_request" and again.cached
 
 
 def test_one_failure_does_not_touch_other_requests():
@@ -122,7 +134,7 @@ def test_one_failure_does_not_touch_other_requests():
             return await asyncio.gather(*calls)
 
         results = run(many())
-    assert [r.status for r in results] == ["ok"] * 3 + ["api_error"] + ["ok"] * 4
+    assert [r.status for r in results] == ["ok"] * 3 + ["invalid_request"] + ["ok"] * 4
 
 
 def test_concurrency_is_bounded():

@@ -7,7 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from skillmix.metrics import aggregate, majority_vote, metric_values, score, summarize
+from skillmix.metrics import (
+    aggregate,
+    majority_vote,
+    metric_values,
+    paired_bootstrap,
+    paired_permutation_p,
+    score,
+    summarize,
+)
 
 NAN = float("nan")
 
@@ -150,3 +158,61 @@ def test_summarize_and_bad_input():
         score([1, 1, 1, 2], k=1)
     with pytest.raises(ValueError, match="combinations, generations, grader_runs"):
         aggregate(np.ones((2, 4)), k=1)
+
+
+# ---------------------------------------------------------------------- paired comparison
+
+
+def test_paired_statistics_of_identical_runs():
+    same = [0.0, 0.5, 1.0, 1.0, 0.0]
+    interval = paired_bootstrap(same, same)
+    assert (interval.n, interval.difference, interval.ci_low, interval.ci_high) == (5, 0.0, 0.0, 0.0)
+    test = paired_permutation_p(same, same)
+    assert (test.p, test.exact, test.permutations) == (1.0, True, 1)  # no nonzero difference: one pattern
+
+
+def test_paired_permutation_p_by_enumeration():
+    # differences [1, 1, 1, 0]: the 0 cannot change sign; of the 2**3 = 8 sign patterns of the three 1s,
+    # only +++ and --- reach |sum| >= 3: p = 2/8 (= 4/16 counting the 0's two signs)
+    test = paired_permutation_p([0, 0, 0, 1], [1, 1, 1, 1])
+    assert (test.p, test.exact, test.permutations) == (2 / 8, True, 8)
+    # differences [2, -1, 1], observed |sum| 2: sums +-2 +-1 +-1 are 4 2 2 0 0 -2 -2 -4, six reach 2
+    assert paired_permutation_p([0, 0, 0], [2, -1, 1]).p == 6 / 8
+    assert paired_permutation_p([1, 1, 1], [0, 0, 0]).p == paired_permutation_p([0, 0, 0], [1, 1, 1]).p
+    five = paired_permutation_p(np.zeros(5), np.ones(5))
+    assert five.p == 2 / 32 and five.p > 0.05  # five pairs can never reach significance at 0.05
+
+
+def test_paired_permutation_p_by_monte_carlo():
+    ones = paired_permutation_p(np.zeros(20), np.ones(20))  # 20 nonzero differences > 16: drawn
+    assert not ones.exact and ones.permutations == 10000
+    assert ones.p == 1 / 10001  # exact p is 2 / 2**20: no draw of 10000 hits it (this seed)
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.3, 1.0, 17)
+    signs = 1 - 2 * ((np.arange(2**17)[:, None] >> np.arange(17)) & 1)
+    exact = float(np.mean(np.abs(signs @ d) >= abs(d.sum()) - 1e-9))  # every pattern, by brute force
+    drawn = paired_permutation_p(np.zeros(17), d, n_permutations=20000, seed=1)
+    assert not drawn.exact and drawn.p == pytest.approx(exact, abs=0.015)
+    assert paired_permutation_p(np.zeros(17), d, exact_up_to=17).p == pytest.approx(exact)
+    assert paired_permutation_p(np.zeros(17), d, seed=1) == paired_permutation_p(np.zeros(17), d, seed=1)
+
+
+def test_paired_bootstrap_interval_by_hand():
+    # differences [1, 1, 1, 0]: a resample's mean is (ones drawn) / 4, ones ~ Binomial(4, 3/4).
+    # P(mean 0) = 1/256 < 2.5% < P(mean <= 0.25) = 13/256 and P(mean 1) = 81/256 > 2.5%: [0.25, 1.0]
+    found = paired_bootstrap([0, 0, 0, 1], [1, 1, 1, 1])
+    assert (found.n, found.difference, found.ci_low, found.ci_high) == (4, 0.75, 0.25, 1.0)
+    rng = np.random.default_rng(0)  # the documented procedure: 1000 resamples of the pairs, seed 0
+    d = np.array([1.0, 1.0, 1.0, 0.0])
+    means = d[rng.integers(0, 4, size=(1000, 4))].mean(axis=1)
+    assert [found.ci_low, found.ci_high] == np.quantile(means, [0.025, 0.975]).tolist()
+    constant = paired_bootstrap([0.0, 0.25, 0.5], [0.5, 0.75, 1.0])
+    assert (constant.difference, constant.ci_low, constant.ci_high) == (0.5, 0.5, 0.5)
+    one = paired_bootstrap([0.0], [1.0])
+    assert (one.n, one.difference, one.ci_low, one.ci_high) == (1, 1.0, 1.0, 1.0)
+    none = paired_bootstrap([], [])
+    assert none.n == 0 and math.isnan(none.difference) and math.isnan(none.ci_low)
+    with pytest.raises(ValueError, match="one length"):
+        paired_bootstrap([0, 1], [1])
+    with pytest.raises(ValueError, match="NaN-free"):
+        paired_permutation_p([0, NAN], [1, 1])

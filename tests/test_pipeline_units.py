@@ -23,7 +23,7 @@ def test_defaults_then_preset_then_flags(tmp_path):
     assert smoke.k == [3] and smoke.n == 4 and smoke.teacher.model is None
     paper = build_config("paper", {"k": "1,2,3"})
     assert [paper.count_for(k) for k in (1, 2, 3)] == [None, 10000, 10000]
-    assert paper.teacher.model == "gpt-4o" and paper.judge.temperature == 0.0
+    assert paper.teacher.model == "gpt-4o" and paper.judge.temperature == 0.7
     flagged = build_config("paper", {"k": "2", "n": 7, "teacher": {"model": "my-model", "base_url": None}})
     assert flagged.count_for(2) == 7 and flagged.teacher.model == "my-model"
     assert flagged.teacher.max_tokens == 512  # untouched preset value survives a partial override

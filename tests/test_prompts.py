@@ -10,7 +10,15 @@ import jinja2
 import pytest
 
 from skillmix.grading import parse_grade, rubric_items
-from skillmix.prompts import TEMPLATES, PromptSet, grader_prompt, round1_prompt, round2_prompt
+from skillmix.prompts import (
+    COMPLETION_TEMPLATES,
+    HASHED,
+    TEMPLATES,
+    PromptSet,
+    grader_prompt,
+    round1_prompt,
+    round2_prompt,
+)
 from skillmix.sampling import sample_combinations
 
 
@@ -85,7 +93,7 @@ def test_conversation_has_both_rounds(combo):
 
 def test_hashes_are_stable_and_follow_includes(tmp_path):
     default = PromptSet().hashes()
-    assert set(default) == set(TEMPLATES)
+    assert set(default) == set(HASHED) == set(TEMPLATES) | set(COMPLETION_TEMPLATES)
     # by hand: SHA-256 of a template's bytes, then of the full digest of each template it includes
     folder = PromptSet().template_dir
     own = (folder / "generation_round2.jinja2").read_bytes()
@@ -108,9 +116,69 @@ def test_hashes_are_stable_and_follow_includes(tmp_path):
     assert changed["generation_round1"] == default["generation_round1"]
 
 
+def test_hashes_cover_the_completion_templates(tmp_path, combo):
+    default = PromptSet().hashes()
+    folder = PromptSet().template_dir
+    assert set(COMPLETION_TEMPLATES) == {
+        "completion",
+        "completion_example_generation",
+        "completion_example_grader_table",
+        "completion_example_grader_json",
+    }
+    for name in COMPLETION_TEMPLATES:
+        assert default[name] == hashlib.sha256((folder / f"{name}.jinja2").read_bytes()).hexdigest()[:16]
+    # a user folder that changes one worked example: only that key moves, and the prompt a base model gets
+    # is the changed one
+    copy = tmp_path / "templates"
+    shutil.copytree(folder, copy)
+    example = copy / "completion_example_generation.jinja2"
+    example.write_text(example.read_text() + "\nA second worked example.\n")
+    changed = PromptSet(copy).hashes()
+    assert [name for name in HASHED if changed[name] != default[name]] == ["completion_example_generation"]
+    messages = PromptSet(copy).conversation(combo.skills, combo.topic)
+    assert "A second worked example." in PromptSet(copy).plain(messages, "generation")[0]
+    # the frame itself
+    frame = copy / "completion.jinja2"
+    frame.write_text("Continue the last response.\n" + frame.read_text())
+    assert PromptSet(copy).hashes()["completion"] != default["completion"]
+    assert PromptSet(copy).plain(messages, "generation")[0].startswith("Continue the last response.")
+
+
+def test_hashes_of_a_partial_folder_use_the_package_files(tmp_path):
+    # a folder with only the wording under test: the other templates are rendered and hashed from ours
+    default = PromptSet().hashes()
+    (tmp_path / "completion.jinja2").write_text("{{ prefix }}")
+    partial = PromptSet(tmp_path).hashes()
+    assert set(partial) == set(HASHED)
+    assert [name for name in HASHED if partial[name] != default[name]] == ["completion"]
+    assert partial["completion"] == hashlib.sha256(b"{{ prefix }}").hexdigest()[:16]
+
+
 def test_missing_variable_is_an_error(tmp_path):
     (tmp_path / "generation_round2.jinja2").write_text("{{ not_given }}")
     with pytest.raises(jinja2.UndefinedError):
         PromptSet(tmp_path).round2(3, "Knots")
     with pytest.raises(ValueError, match="unknown grader format"):
         PromptSet().grader("x", [], "Knots", fmt="xml")
+
+
+def test_every_hash_is_a_field_of_the_dataset_schema_and_old_rows_still_load(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from skillmix.dataset_folder.schema import SCHEMA, write_parquet
+
+    hashes = PromptSet().hashes()
+    assert SCHEMA.field("prompt_hashes").type.names == list(HASHED)
+    write_parquet([{"id": "new", "prompt_hashes": hashes}], tmp_path / "new.parquet")
+    assert pq.read_table(tmp_path / "new.parquet").to_pylist()[0]["prompt_hashes"] == hashes
+    # a row written before the completion templates were hashed: read, then written again with this schema
+    old = {name: hashes[name] for name in TEMPLATES}
+    struct = pa.struct([(name, pa.string()) for name in TEMPLATES])
+    table = pa.table({"id": ["old"], "prompt_hashes": pa.array([old], type=struct)})
+    pq.write_table(table, tmp_path / "old.parquet")
+    rows = pq.read_table(tmp_path / "old.parquet").to_pylist()
+    assert rows[0]["prompt_hashes"] == old
+    write_parquet(rows, tmp_path / "again.parquet")
+    again = pq.read_table(tmp_path / "again.parquet").to_pylist()[0]["prompt_hashes"]
+    assert again == {**old, **dict.fromkeys(COMPLETION_TEMPLATES)}

@@ -23,10 +23,10 @@ TOKEN = "hf_skillmixTestToken0123456789abcdef"
 REPO = "skillmix-tester/skill-mix"
 
 
-def build_dataset(out: Path, n: int, server) -> None:
+def build_dataset(out: Path, n: int, server, *extra: str) -> None:
     cmd = [sys.executable, "-m", "skillmix.cli", "dataset", "--out", str(out), "--k", "1,2", "--n", str(n),
            "--teacher-model", "fake-teacher", "--teacher-base-url", server.base_url,
-           "--judge-base-url", server.base_url]  # fmt: skip
+           "--judge-base-url", server.base_url, *extra]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -217,3 +217,30 @@ def test_missing_token(hub, tmp_path, datasets_dir):
     result = skillmix(hub, tmp_path, "publish", "--repo", REPO, "--version", "v1.0.0", "--data",
                       str(datasets_dir / "v1"), token=None)  # fmt: skip
     assert result.returncode == 2 and "no Hugging Face token" in result.stderr
+
+
+def test_eval_on_a_dataset_asks_its_release_combinations(hub, tmp_path):
+    """A dataset built with --seed 7: `skillmix eval --data` draws with its seeds, split and catalog, so it
+    asks exactly the published eval-held-out combinations (not those of its own default seed 0)."""
+    data = tmp_path / "seed7"
+    with FakeOpenAIServer(responder=SkillMixResponder(seed=5, accept_rate=0.8)) as server:
+        build_dataset(data, 3, server, "--seed", "7")
+        published = publish(hub, tmp_path, data, "v1.0.0", "--eval-n", "3")
+        assert published.returncode == 0, published.stderr[-3000:]
+        released = {i for i, _ in load_remote(hub, tmp_path, "eval-held-out", "v1.0.0", split="test")}
+
+        def evaluate(out: Path, *extra: str) -> tuple[set[str], dict]:
+            roles = ["--student-model", "fake-teacher", "--student-base-url", server.base_url,
+                     "--judge-model", "fake-teacher", "--judge-base-url", server.base_url]  # fmt: skip
+            done = skillmix(hub, tmp_path, "eval", "--data", str(data), "--out", str(out), "--setting",
+                            "held-out", "--k", "2,3,4,5", "--n", "3", "--generations", "1", *roles,
+                            *extra)  # fmt: skip
+            assert done.returncode == 0, done.stderr[-3000:]
+            samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+            return {s["combination"] for s in samples}, json.loads((out / "results.json").read_text())
+
+        asked, results = evaluate(tmp_path / "eval")
+        other, explicit = evaluate(tmp_path / "eval-seed0", "--seed", "0")
+    assert len(released) == 4 * 3 and asked == released  # id for id
+    assert results["protocol"]["seed"] == 7 and "the dataset's" in results["protocol"]["seed_source"]
+    assert other != released and "not the dataset's (7)" in explicit["protocol"]["seed_source"]

@@ -11,7 +11,6 @@ two-annotator records as the judge did, except that he fails "on topic" on one k
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
@@ -197,12 +196,15 @@ def test_pushing_again_adds_nothing(pushed, folder, argilla_server):
     assert "0 added, 8 already there" in again.stdout and len(records_of(pushed)) == N
 
 
-SIGNED_IN = "!!localStorage.getItem('auth._token.local')"
+TEXT = "document.body ? document.body.innerText : ''"  # what the page shows
 
 
-def test_the_pushed_dataset_renders_in_chromium(folder, argilla_server, argilla_sdk, chromium, tmp_path):
+def test_the_pushed_dataset_renders_in_chromium(
+    folder, argilla_server, argilla_sdk, signed_in_page, tmp_path
+):
     """A freshly pushed dataset's annotation page shows a record's fields and the questions."""
-    from skillmix.review.browser import BrowserError, Chromium
+    from playwright.sync_api import Error as PlaywrightError
+
     from skillmix.review.push import push
 
     env = argilla_env(argilla_server)
@@ -210,21 +212,17 @@ def test_the_pushed_dataset_renders_in_chromium(folder, argilla_server, argilla_
         folder, "review-ui", workspace=WORKSPACE, n=3, two_annotators=0.0, env=env, log=lambda m: None
     )
     answers = [row["answer"] for row in rows_of(folder).values()]
-    owner = argilla_server.owner
-    auth = base64.b64encode(f"{owner['username']}:{owner['password']}".encode()).decode()
     shown = " || ".join(f"document.body.innerText.includes({text!r})" for text in answers)
     titles = ["Skill 1 correctly illustrated?", "Pertains to the topic?", "Within the sentence limit?"]
     wanted = " && ".join(f"document.body.innerText.includes({t!r})" for t in [*titles, "Topic", "Skills"])
-    with Chromium(chromium) as browser:
-        page = browser.open(f"{argilla_server.api_url}/sign-in?auth={auth}")
-        try:
-            browser.wait_for(page, f"{SIGNED_IN} && location.pathname != '/sign-in'")
-            browser.navigate(page, result.url)
-            browser.wait_for(page, f"document.body && ({shown}) && {wanted}", timeout=90)
-        except BrowserError as exc:
-            browser.screenshot(page, tmp_path / "review.png")
-            pytest.fail(f"{exc}: {browser.text(page)[:500]!r} ({tmp_path / 'review.png'})")
-        text = browser.text(page)
+    page = signed_in_page
+    try:
+        page.goto(result.url, wait_until="commit")
+        page.wait_for_function(f"document.body && ({shown}) && {wanted}", timeout=90_000, polling=250)
+    except PlaywrightError as exc:
+        page.screenshot(path=tmp_path / "review.png")
+        pytest.fail(f"{exc.message}: {page.evaluate(TEXT)[:500]!r} ({tmp_path / 'review.png'})")
+    text = page.evaluate(TEXT)
     assert sum(answer in text for answer in set(answers)) >= 1 and "Submit" in text
 
 

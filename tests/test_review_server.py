@@ -3,14 +3,14 @@
 The server is started once per session by the ``argilla_server`` fixture (tests/argilla_fixtures.py); the
 Argilla SDK 2.8.0 creates a workspace, an annotator and a review dataset, logs records with metadata and
 suggestions, the annotator answers through the API with their own key, and the owner lists and filters the
-records by status, metadata, suggestion and text. Headless Chromium signs in and checks that the annotation
-page renders a record's fields and questions. Without redis-server, chromium or the SDK these tests are
-skipped with the reason (failed under ``SKILLMIX_REQUIRE_SERVERS=1``).
+records by status, metadata, suggestion and text. Headless Chromium (the system's, driven by Playwright)
+signs in and checks that the annotation page renders a record's fields and questions. Without redis-server,
+chromium, Playwright or the SDK these tests are skipped with the reason (failed under
+``SKILLMIX_REQUIRE_SERVERS=1``).
 """
 
 from __future__ import annotations
 
-import base64
 import importlib
 import os
 import stat
@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from skillmix.review import sqlquery, sqlsearch
-from skillmix.review.server import ArgillaServer, ArgillaServerError, http_get, owner_credentials
+from skillmix.argilla_local import sqlquery, sqlsearch
+from skillmix.argilla_local.server import ArgillaServer, ArgillaServerError, http_get, owner_credentials
 
 pytest_plugins = ["argilla_fixtures"]
 pytestmark = [  # warnings of the SDK itself
@@ -45,11 +45,11 @@ ROWS = [  # id, answer, k, outcome, judge_total, judge says on skill_1
 
 
 def test_the_modules_run_by_argilla_server_import_without_it():
-    modules = "skillmix.review.sqlsearch, skillmix.review.argilla_process, skillmix.review.service"
+    modules = ", ".join(f"skillmix.argilla_local.{m}" for m in ("sqlsearch", "argilla_process", "service"))
     code = f"import sys, {modules}; print('argilla_server' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
-    assert importlib.import_module("skillmix.review.sqlsearch").ENGINE_NAME == "skillmix-sql"
+    assert importlib.import_module("skillmix.argilla_local.sqlsearch").ENGINE_NAME == "skillmix-sql"
 
 
 def test_sql_helpers():
@@ -75,7 +75,7 @@ def test_a_missing_redis_is_one_line(monkeypatch, tmp_path):
 
 def test_the_service_commands_without_a_server(tmp_path):
     def service(*args):
-        argv = [sys.executable, "-m", "skillmix.review.service", *args, "--data", str(tmp_path)]
+        argv = [sys.executable, "-m", "skillmix.argilla_local.service", *args, "--data", str(tmp_path)]
         return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
     status, stop = service("status"), service("stop")
@@ -242,34 +242,29 @@ def test_a_new_distribution_is_applied_by_the_worker(review):
     assert search(review, ("status", "==", "completed")) == {"row-0", "row-1", "row-2"}
 
 
-SIGNED_IN = "!!localStorage.getItem('auth._token.local')"  # where the UI (nuxt auth) keeps its token
+TEXT = "document.body ? document.body.innerText : ''"  # what the page shows
 
 
-def test_the_annotation_page_renders_in_chromium(review, argilla_server, chromium, tmp_path):
+def test_the_annotation_page_renders_in_chromium(review, argilla_server, signed_in_page, tmp_path):
     """The owner signs in (the UI's ``?auth=`` login) and opens the dataset's annotation page, which shows the
     first record of the owner's queue (row-3, -4 or -5: shuffled per user) with its fields and questions."""
-    from skillmix.review.browser import BrowserError, Chromium
+    from playwright.sync_api import Error as PlaywrightError
 
-    owner = argilla_server.owner
-    auth = base64.b64encode(f"{owner['username']}:{owner['password']}".encode()).decode()
+    page, shot = signed_in_page, tmp_path / "annotation.png"
     answers = [row[1] for row in ROWS]
     shown = " || ".join(f"document.body.innerText.includes({text!r})" for text in answers)
     titles = " && ".join(f"document.body.innerText.includes({title!r})" for title in QUESTIONS.values())
-    with Chromium(chromium) as browser:
-        page = browser.open(f"{argilla_server.api_url}/sign-in?auth={auth}")
-        try:
-            # signed in once the page has left /sign-in: leaving earlier aborts the login, which signs out
-            browser.wait_for(page, f"{SIGNED_IN} && location.pathname != '/sign-in'")
-            browser.navigate(page, f"{argilla_server.api_url}/dataset/{review['dataset'].id}/annotation-mode")
-            browser.wait_for(page, f"document.body && ({shown}) && {titles}", timeout=90)
-        except BrowserError as exc:
-            browser.screenshot(page, tmp_path / "annotation.png")
-            where = browser.evaluate(page, "location.href")
-            pytest.fail(f"{exc}; at {where}: {browser.text(page)[:500]!r} ({tmp_path / 'annotation.png'})")
-        text = browser.text(page)
-        png = browser.screenshot(page, tmp_path / "annotation.png")
+    try:
+        annotation = f"{argilla_server.api_url}/dataset/{review['dataset'].id}/annotation-mode"
+        page.goto(annotation, wait_until="commit")
+        page.wait_for_function(f"document.body && ({shown}) && {titles}", timeout=90_000, polling=250)
+    except PlaywrightError as exc:
+        page.screenshot(path=shot)
+        pytest.fail(f"{exc.message}; at {page.url}: {page.evaluate(TEXT)[:500]!r} ({shot})")
+    text = page.evaluate(TEXT)
+    png = page.screenshot(path=shot)
     assert sum(row_text in text for row_text in answers) == 1 and "Sewing" in text
     assert all(title in text for title in QUESTIONS.values()) and "Submit" in text
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     if folder := os.environ.get("SKILLMIX_SCREENSHOTS"):
-        (tmp_path / "annotation.png").replace(os.path.join(folder, "annotation.png"))
+        shot.replace(os.path.join(folder, "annotation.png"))

@@ -48,6 +48,37 @@ def test_count_sentences(text, n):
     assert count_sentences(text) == n
 
 
+@pytest.mark.parametrize(
+    ("text", "n"),
+    [
+        # an opening straight quote after the space still starts a sentence, as in the original code
+        ('The hive hummed. "Stay calm," she said.', 2),
+        ("The hive hummed. 'Stay calm,' she said.", 2),
+        ('It buzzed! "Why?" "Because." Then quiet.', 4),
+        ("The drone left. '\"Queen\" is a title,' he said.", 2),  # several opening quotes
+        # a closing quote before the space, as before
+        ('"Stay calm." She said it twice.', 2),
+        ("'Stay calm.' She said it twice.", 2),
+        # quotes on both sides of the space
+        ('"Stay calm." "Why?" she asked.', 2),
+        # a quote not followed by a capital letter: no break
+        ('The hive hummed. "stay calm," she said.', 1),
+        ("The hive hummed. 'tis calm now.", 1),
+        ('The hive hummed. " Stay calm," she said.', 1),  # a space between the quote and the capital
+        ('The hive hummed."Stay calm," she said.', 1),  # no white space after the sentence end
+        # deviations from the original, kept on purpose: curly opening quotes, any white space
+        ("The hive hummed. \u201cStay calm,\u201d she said.", 2),
+        ("The hive hummed. \u2018Stay calm,\u2019 she said.", 2),
+        ('The hive hummed.\n\n"Stay calm," she said.', 2),
+        ('The hive hummed.\t  "Stay calm," she said.', 2),
+        # the titles stay protected before a quote too
+        ('Dr. "Honey" Smith kept bees.', 1),
+    ],
+)
+def test_count_sentences_opening_quotes(text, n):
+    assert count_sentences(text) == n
+
+
 def test_limits_in_words():
     assert [max_sentences(k) for k in (1, 2, 3, 4, 5)] == [1, 1, 2, 3, 4]
     assert [number_word(n) for n in (1, 2, 10, 11)] == ["one", "two", "ten", "11"]

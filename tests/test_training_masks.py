@@ -17,7 +17,13 @@ import yaml
 
 from skillmix.config import ConfigError
 from skillmix.training.config import TrainingConfig, accumulation_steps, build_config
-from skillmix.training.masking import IGNORE, MaskError, end_markers, tokenize_conversation, tokenize_rows
+from skillmix.training.masking import (
+    IGNORE_INDEX,
+    MaskError,
+    end_markers,
+    tokenize_conversation,
+    tokenize_rows,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -130,10 +136,10 @@ def expected_spans(fmt: str, rendered: str, messages: list[dict[str, str]]) -> l
 
 def runs(labels: list[int]) -> list[tuple[int, int]]:
     out, start = [], None
-    for i, label in enumerate([*labels, IGNORE]):
-        if label != IGNORE and start is None:
+    for i, label in enumerate([*labels, IGNORE_INDEX]):
+        if label != IGNORE_INDEX and start is None:
             start = i
-        elif label == IGNORE and start is not None:
+        elif label == IGNORE_INDEX and start is not None:
             out.append((start, i))
             start = None
     return out
@@ -153,7 +159,7 @@ def test_labels_are_the_answers_token_by_token(fmt_tokenizer):
         ):
             inside = end > start and any(start < s_end and end > s_start for s_start, s_end in spans)
             piece = rendered[start:end]
-            assert item.labels[index] == (token if inside else IGNORE), (fmt, index, piece)
+            assert item.labels[index] == (token if inside else IGNORE_INDEX), (fmt, index, piece)
         # and read back: two runs of labels, each exactly an answer and its end-of-turn token
         answers = [m["content"] for m in messages if m["role"] == "assistant"]
         assert len(runs(item.labels)) == 2
@@ -167,11 +173,11 @@ def test_nothing_of_the_prompts_or_headers_is_trained(fmt_tokenizer):
     fmt, tokenizer = fmt_tokenizer
     item = tokenize_conversation(tokenizer, CONVERSATIONS[1], max_length=4096)
     trained = tokenizer.decode(
-        [t for t, label in zip(item.input_ids, item.labels, strict=True) if label != IGNORE]
+        [t for t, label in zip(item.input_ids, item.labels, strict=True) if label != IGNORE_INDEX]
     )
     for never in ("[INST]", "[/INST]", "<|im_start|>", "<start_of_turn>", "model\n", "Compose", "Improve"):
         assert never not in trained, (fmt, never)
-    assert item.labels[0] == IGNORE
+    assert item.labels[0] == IGNORE_INDEX
 
 
 def test_end_markers_close_a_turn_and_never_open_one(fmt_tokenizer):
@@ -264,7 +270,7 @@ def test_packed_samples_do_not_see_each_other(tmp_path):
             alone = model(input_ids=ids[a:b][None], labels=labels[a:b][None])
             assert torch.allclose(packed.logits[0, a:b], alone.logits[0], atol=1e-5)
             gap = max(gap, float((unreset[a:b] - alone.logits[0]).abs().max()))
-            n = int((labels[a + 1 : b] != IGNORE).sum())
+            n = int((labels[a + 1 : b] != IGNORE_INDEX).sum())
             total, count = total + alone.loss.item() * n, count + n
     assert gap > 1e-2  # the check above can tell: without the resets the samples do see each other
     assert packed.loss.item() == pytest.approx(total / count, rel=1e-5)

@@ -18,7 +18,6 @@ import yaml
 
 from skillmix.training.config import TrainConfig
 
-LOSS_FIGURE = "loss.png"
 CARD_TEMPLATE = "model.md.jinja2"
 
 
@@ -101,8 +100,13 @@ def results_of(metadata: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def render_model_card(config: TrainConfig, record: RunRecord, title: str,
-                      existing: dict[str, Any] | None = None, figure: str | None = None) -> str:  # fmt: skip
+def render_model_card(
+    config: TrainConfig,
+    record: RunRecord,
+    title: str,
+    existing: dict[str, Any] | None = None,
+    figure: str | None = None,
+) -> str:
     """The card's Markdown, YAML header first."""
     from skillmix.cards.render import render_card
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from skillmix.config import ConfigError, Flags, add_flags, build, merge, read_yaml
+from skillmix.hub_ids import split_revision
 from skillmix.skills import content_hash
 
 Setting = Literal["train", "held-out", "all"]
@@ -162,8 +163,14 @@ class TrainConfig(BaseModel):
     def fingerprint(self) -> str:
         """What makes two runs into the same folder the same run: the Hub settings, the step count (a run
         can be resumed for more steps) and logging/saving settings are left out."""
-        volatile = {"max_steps", "logging_steps", "save_steps", "save_total_limit", "dataloader_num_workers",
-                    "report_to"}  # fmt: skip
+        volatile = {
+            "max_steps",
+            "logging_steps",
+            "save_steps",
+            "save_total_limit",
+            "dataloader_num_workers",
+            "report_to",
+        }
         return content_hash(
             self.model_dump(exclude={"hub": True, "output_dir": True, "recipe": True, "training": volatile})
         )
@@ -186,8 +193,12 @@ def add_train_flags(parser: argparse.ArgumentParser) -> Flags:
     return add_flags(parser, TrainConfig, flatten=("training", "hub"), skip=skip)
 
 
-def build_config(recipe: str | Path, overrides: dict[str, Any] | None = None, flags: Flags | None = None,
-                 data_location: str | None = None) -> TrainConfig:  # fmt: skip
+def build_config(
+    recipe: str | Path,
+    overrides: dict[str, Any] | None = None,
+    flags: Flags | None = None,
+    data_location: str | None = None,
+) -> TrainConfig:
     """Defaults, then the recipe, then ``overrides`` (nested like the model; ``None`` values are ignored).
 
     The recipe is validated on its own first, so that an error in it names the file; an error in the
@@ -215,12 +226,13 @@ def resolve_recipe(recipe: str | Path) -> Path:
 
 
 def _relocate(data: dict[str, Any], location: str) -> dict[str, Any]:
-    """The recipe with its one dataset moved to ``location`` (``PATH`` or ``org/name@revision``)."""
+    """The recipe with its one dataset moved to ``location`` (``PATH`` or ``org/name@revision``, read by
+    :func:`skillmix.hub_ids.split_revision`: an existing folder is whole, '@' and all)."""
     sources = list(data["data"]["datasets"])
     if len(sources) != 1:
         raise ConfigError(f"--data: the recipe names {len(sources)} datasets; edit the recipe instead")
-    path, _, revision = location.partition("@")
-    moved = {**sources[0], "path": path, "revision": revision or None}
+    path, revision = split_revision(location)
+    moved = {**sources[0], "path": path, "revision": revision}
     return {**data, "data": {**data["data"], "datasets": [moved]}}
 
 

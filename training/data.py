@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from skillmix.config import ConfigError
+from skillmix.dataset_folder.layout import DatasetFolder, read_dataset_folder
 from skillmix.training.config import DataConfig, DatasetSource, PlainText
 
 ROLES = ["user", "assistant", "user", "assistant"]
@@ -71,8 +72,9 @@ def load_sources(config: DataConfig) -> list[LoadedSource]:
 
 def _load_source(index: int, source: DatasetSource, seed: int) -> LoadedSource:
     where = f"data.datasets[{index}] ({source.path})"
-    if Path(source.path).exists():
-        manifest, available = _local_manifest(source, where)
+    local = _local_folder(source, index) if Path(source.path).exists() else None
+    if local is not None:
+        manifest, available = local.manifest, set(local.names)
     else:
         manifest, available = _hub_manifest(source, where)
     item = LoadedSource(source, manifest)
@@ -83,17 +85,29 @@ def _load_source(index: int, source: DatasetSource, seed: int) -> LoadedSource:
         if name not in available:
             have = ", ".join(sorted(c for c in available if c.startswith("k"))) or "none"
             raise ConfigError(f"{where}: no config {name!r} (it has {have})")
-        rows = _subsample(_load_rows(source, name, where), source, name, seed, where)
+        rows = _local_rows(local, name, index) if local is not None else _hub_rows(source, name, where)
+        rows = _subsample(rows, source, name, seed, where)
         item.rows[name] = [_checked(row, where) for row in rows]
     return item
 
 
-def _local_manifest(source: DatasetSource, where: str) -> tuple[dict[str, Any], set[str]]:
-    manifest_path = Path(source.path) / "manifest.json"
-    if not manifest_path.is_file():
-        raise ConfigError(f"{where}: not a skillmix dataset folder (no manifest.json); run `make dataset`")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    return manifest, set(manifest.get("configs", {}))
+@contextlib.contextmanager
+def _recipe_key(index: int) -> Iterator[None]:
+    """A dataset folder's error, prefixed with the recipe key that named the folder."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise ConfigError(f"data.datasets[{index}]: {exc}") from None
+
+
+def _local_folder(source: DatasetSource, index: int) -> DatasetFolder:
+    with _recipe_key(index):
+        return read_dataset_folder(source.path)
+
+
+def _local_rows(folder: DatasetFolder, name: str, index: int) -> list[dict[str, Any]]:
+    with _recipe_key(index):
+        return folder.rows(name)
 
 
 def _hub_manifest(source: DatasetSource, where: str) -> tuple[dict[str, Any], set[str]]:
@@ -136,7 +150,7 @@ def hub_file(
         raise ConfigError(f"{where}: cannot reach {repo_id} on the Hub: {str(exc).splitlines()[0]}") from None
 
 
-def _load_rows(source: DatasetSource, name: str, where: str) -> list[dict[str, Any]]:
+def _hub_rows(source: DatasetSource, name: str, where: str) -> list[dict[str, Any]]:
     from datasets import load_dataset
 
     try:

@@ -17,7 +17,7 @@ from skillmix.config import ConfigError
 from skillmix.training.card import read_front_matter
 
 # Optimizer and scheduler states, RNG states and pickled arguments stay local: the Hub gets the model.
-IGNORE = ["checkpoint-*", "checkpoint-*/**", "*.pt", "*.pth", "training_args.bin"]
+UPLOAD_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "*.pt", "*.pth", "training_args.bin"]
 
 
 def hub_token() -> str:
@@ -62,7 +62,10 @@ def push_final(folder: Path, repo_id: str, token: str, private: bool, message: s
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     commit = api.upload_folder(
-        folder_path=str(folder), repo_id=repo_id, commit_message=message, ignore_patterns=IGNORE
+        folder_path=str(folder),
+        repo_id=repo_id,
+        commit_message=message,
+        ignore_patterns=UPLOAD_IGNORE_PATTERNS,
     )
     return commit.oid
 

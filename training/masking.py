@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-IGNORE = -100
+IGNORE_INDEX = -100
 
 
 class MaskError(ValueError):
@@ -82,18 +82,19 @@ def end_markers(tokenizer: Any) -> list[str]:
     return sorted(markers | ({eos} if eos else set()))
 
 
-def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]], max_length: int,
-                          markers: list[str] | None = None) -> Tokenized:  # fmt: skip
+def tokenize_conversation(
+    tokenizer: Any, messages: list[dict[str, str]], max_length: int, markers: list[str] | None = None
+) -> Tokenized:
     """``input_ids`` and ``labels`` (-100 on every token outside the answers) of one conversation."""
     rendered = tokenizer.apply_chat_template(messages, tokenize=False)
     spans = answer_spans(rendered, messages, end_markers(tokenizer) if markers is None else markers)
     encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
-    labels = [IGNORE] * len(ids)
+    labels = [IGNORE_INDEX] * len(ids)
     for index, (start, end) in enumerate(offsets):
         if end > start and any(start < s_end and end > s_start for s_start, s_end in spans):
             labels[index] = ids[index]
-    answer_at = [i for i, label in enumerate(labels) if label != IGNORE]
+    answer_at = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
     if not answer_at:
         raise MaskError("no token of the answers survives tokenization")
     return Tokenized(ids[:max_length], labels[:max_length], answer_at[0], len(ids) > max_length)
@@ -110,8 +111,9 @@ def tokenize_text(tokenizer: Any, text: str, max_length: int) -> Tokenized:
     return Tokenized(ids, list(ids), 0, False)
 
 
-def tokenize_rows(tokenizer: Any, conversations: list[tuple[str, list[dict[str, str]]]], max_length: int,
-                  log: Any = print) -> list[dict[str, list[int]]]:  # fmt: skip
+def tokenize_rows(
+    tokenizer: Any, conversations: list[tuple[str, list[dict[str, str]]]], max_length: int, log: Any = print
+) -> list[dict[str, list[int]]]:
     """Every conversation tokenized with answer-only labels; a prompt longer than ``max_length`` stops the
     run naming the row (it would train on nothing), longer conversations are truncated and counted."""
     markers = end_markers(tokenizer)

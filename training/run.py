@@ -26,7 +26,7 @@ from skillmix.training.masking import tokenize_rows, tokenize_text
 from skillmix.training.models import load_model, load_tokenizer, parameter_count
 from skillmix.training.tiny import tokenizer_corpus
 
-RUN_FILE = "skillmix_train.json"
+TRAIN_RECORD_FILE = "skillmix_train.json"
 Log = Callable[[str], None]
 
 
@@ -63,8 +63,19 @@ def prepare(config: TrainConfig, log: Log = print) -> Prepared:
     log(f"{len(conversations)} conversations and {len(plain)} plain texts tokenized; loading the model")
     args = sft_config(config, accumulation)
     model = load_model(config.model, tokenizer, config.training.max_length)
-    return Prepared(config, rows, len(conversations), tokenizer, model, sources, leakage, accumulation,
-                    args, token, resume)  # fmt: skip
+    return Prepared(
+        config,
+        rows,
+        len(conversations),
+        tokenizer,
+        model,
+        sources,
+        leakage,
+        accumulation,
+        args,
+        token,
+        resume,
+    )
 
 
 def _hub_access(config: TrainConfig) -> str | None:
@@ -80,10 +91,10 @@ def _output_state(config: TrainConfig) -> bool:
     out = config.output_path()
     if not out.exists() or not any(out.iterdir()):
         return False
-    run_file = out / RUN_FILE
-    if not run_file.is_file():
+    record_file = out / TRAIN_RECORD_FILE
+    if not record_file.is_file():
         raise ConfigError(f"output folder {out} is not empty and holds no skillmix run; choose another one")
-    recorded = json.loads(run_file.read_text(encoding="utf-8")).get("fingerprint")
+    recorded = json.loads(record_file.read_text(encoding="utf-8")).get("fingerprint")
     if recorded != config.fingerprint():
         raise ConfigError(f"output folder {out} holds a run with other settings; choose another one")
     return True
@@ -103,19 +114,35 @@ def sft_config(config: TrainConfig, accumulation: int) -> Any:
 
     t = config.training
     return SFTConfig(
-        output_dir=str(config.output_path()), max_steps=t.max_steps,
-        per_device_train_batch_size=t.per_device_train_batch_size, gradient_accumulation_steps=accumulation,
-        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_steps,
-        optim=t.optim, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, max_length=t.max_length,
-        packing=t.packing, packing_strategy="bfd", bf16=t.bf16, fp16=False,
+        output_dir=str(config.output_path()),
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_steps,
+        optim=t.optim,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        max_length=t.max_length,
+        packing=t.packing,
+        packing_strategy="bfd",
+        bf16=t.bf16,
+        fp16=False,
         activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name of gradient checkpointing
         activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
-        logging_steps=t.logging_steps, logging_first_step=True,
-        save_strategy="steps" if t.save_steps else "no", save_steps=t.save_steps or 500,
-        save_total_limit=t.save_total_limit, seed=t.seed, data_seed=config.data.seed,
-        dataloader_num_workers=t.dataloader_num_workers, dataloader_pin_memory=torch.cuda.is_available(),
-        report_to=t.report_to, push_to_hub=False,
-    )  # fmt: skip
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps" if t.save_steps else "no",
+        save_steps=t.save_steps or 500,
+        save_total_limit=t.save_total_limit,
+        seed=t.seed,
+        data_seed=config.data.seed,
+        dataloader_num_workers=t.dataloader_num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        report_to=t.report_to,
+        push_to_hub=False,
+    )
 
 
 def train(prepared: Prepared, log: Log = print) -> Path:
@@ -128,8 +155,11 @@ def train(prepared: Prepared, log: Log = print) -> Path:
     _write_run_file(out, config)
     callbacks = []
     if config.hub.push_to_hub and config.hub.checkpoints_branch and prepared.token:
-        callbacks.append(checkpoint_pusher(config.hub.push_to_hub, config.hub.checkpoints_branch,
-                                           prepared.token, config.hub.private, log))  # fmt: skip
+        callbacks.append(
+            checkpoint_pusher(
+                config.hub.push_to_hub, config.hub.checkpoints_branch, prepared.token, config.hub.private, log
+            )
+        )
     trainer = SFTTrainer(
         model=prepared.model,
         args=prepared.args,
@@ -158,7 +188,7 @@ def train(prepared: Prepared, log: Log = print) -> Path:
 
 def _write_run_file(out: Path, config: TrainConfig) -> None:
     payload = {"fingerprint": config.fingerprint(), "config": config.model_dump(exclude={"hub"})}
-    (out / RUN_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
+    (out / TRAIN_RECORD_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
 
 
 def _last_checkpoint(out: Path) -> str | None:

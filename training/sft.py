@@ -16,7 +16,8 @@ Values come from the recipe's defaults, then the recipe, then the flags (``--hel
 ``--max-steps``, ``--learning-rate``, ``--packing``, ``--output-dir``, ``--push-to-hub org/model``, ...).
 Bad input (an unknown key, a missing dataset config or revision, a model that cannot be loaded, a
 ``max_length`` shorter than a prompt, a leaking row) is one ``skillmix: error: ...`` line and exit code 2,
-before any training step and before the output folder is touched.
+before any training step and before the output folder is touched. Any other error (CUDA out of memory, an
+NCCL error, a bug) is raised with its traceback (exit code 1).
 """
 
 from __future__ import annotations
@@ -72,11 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except KeyboardInterrupt:
-        print("skillmix: interrupted; run the same command again to resume from the last checkpoint",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "skillmix: interrupted; run the same command again to resume from the last checkpoint",
+            file=sys.stderr,
+        )
         return 130
-    except ValueError as exc:  # ConfigError, MaskError, LeakageError: bad input, before any training step
-        text = str(exc).strip()
+    except Exception as exc:
+        from skillmix.errors import is_bad_input
+
+        if not is_bad_input(exc):  # CUDA out of memory, an NCCL error, a bug: the traceback says what
+            raise
+        text = str(exc).strip()  # ConfigError, MaskError, LeakageError...: before any training step
         print(f"skillmix: error: {text.splitlines()[0] if text else type(exc).__name__}", file=sys.stderr)
         return 2
     return 0

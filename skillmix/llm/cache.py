@@ -3,8 +3,10 @@
 Every completed request is stored under a key derived from the *full* request (endpoint identity, model,
 messages, sampling parameters and seed), committed as soon as its answer arrives. A run that is killed
 (Ctrl-C, SIGKILL, a crash) and started again therefore pays for no request that had already completed,
-whatever state distilabel's own cache was in. The ledger records what each paid request cost so that a
-spending limit holds across processes (distilabel runs each step in its own process) and across restarts.
+whatever state distilabel's own cache was in. The ledger records every billed answer (a request answered
+twice, once before a crash and once after, is billed twice) so that a spending limit holds across processes
+(distilabel runs each step in its own process) and across restarts, and so that a folder's record says what
+it cost over every run that built it (``runs``: each run's time, spend and requests).
 
 A hard spending cap needs more than the ledger: before a request is sent, its worst-case cost is
 *reserved* (a row of ``reservations``), and the spend so far plus every open reservation must stay within
@@ -25,6 +27,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,13 @@ CREATE TABLE IF NOT EXISTS reservations (
     usd REAL NOT NULL,
     pid INTEGER NOT NULL,
     created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    started REAL NOT NULL,
+    wall_seconds REAL NOT NULL,
+    usd REAL NOT NULL,
+    requests INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rate_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -101,10 +111,11 @@ class RequestCache:
             )
 
     def record_spend(self, key: str, model: str, input_tokens: int, output_tokens: int, usd: float) -> None:
+        """One billed answer: a request answered twice (sent again after a crash) is billed twice."""
         with self._lock:
             self._db().execute(
-                "INSERT OR REPLACE INTO spend VALUES (?, ?, ?, ?, ?, ?)",
-                (key, model, input_tokens, output_tokens, usd, time.time()),
+                "INSERT INTO spend VALUES (?, ?, ?, ?, ?, ?)",
+                (_billing_id(key), model, input_tokens, output_tokens, usd, time.time()),
             )
 
     def spent_usd(self) -> float:
@@ -150,7 +161,10 @@ class RequestCache:
         (``spend``: key, model, input tokens, output tokens, usd; None when nothing was billed)."""
         with self.transaction() as db:
             if spend is not None:
-                db.execute("INSERT OR REPLACE INTO spend VALUES (?, ?, ?, ?, ?, ?)", (*spend, time.time()))
+                key, *billed = spend
+                db.execute(
+                    "INSERT INTO spend VALUES (?, ?, ?, ?, ?, ?)", (_billing_id(key), *billed, time.time())
+                )
             db.execute("UPDATE reservations SET usd = usd - ? WHERE id = ?", (worst, rid))
             db.execute("DELETE FROM reservations WHERE id = ? AND usd <= ?", (rid, _EPSILON))
 
@@ -158,6 +172,24 @@ class RequestCache:
         """Give back what is left of ``rid``'s reservation (its row is done or will send nothing more)."""
         with self.transaction() as db:
             db.execute("DELETE FROM reservations WHERE id = ?", (rid,))
+
+    def record_run(self, started: float, wall_seconds: float, usd: float, requests: int) -> None:
+        """One run into the folder that used this cache: when, how long, what it paid, how many requests."""
+        with self._lock:
+            self._db().execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?)",
+                (uuid.uuid4().hex, started, wall_seconds, usd, requests),
+            )
+
+    def runs(self) -> dict[str, float]:
+        """The runs recorded so far: how many, their wall time and what they paid, together."""
+        with self._lock:
+            n, wall, usd = (
+                self._db()
+                .execute("SELECT COUNT(*), COALESCE(SUM(wall_seconds), 0), COALESCE(SUM(usd), 0) FROM runs")
+                .fetchone()
+            )
+        return {"runs": int(n), "wall_seconds": float(wall), "usd": float(usd)}
 
     def spend_by_model(self) -> dict[str, dict[str, float]]:
         with self._lock:
@@ -187,6 +219,11 @@ class RequestCache:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"])
+
+
+def _billing_id(key: str) -> str:
+    """The ledger's row id of one billing of request ``key`` (the ledger counts every billed answer)."""
+    return f"{key}:{uuid.uuid4().hex}"
 
 
 def _committed(db: sqlite3.Connection) -> float:

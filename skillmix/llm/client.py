@@ -6,8 +6,9 @@ server (vLLM, TGI, llama.cpp, inference providers), with the reliability distila
   ``Retry-After``; other 4xx fail at once;
 * bounded concurrency and requests/tokens per minute;
 * a result per request, never an exception: :class:`Completion` has a ``status`` of ``ok``, ``refused``,
-  ``api_error`` (with the message), ``budget`` (its worst case did not fit under the spending cap) or
-  ``interrupted`` (the run was asked to stop before it was sent);
+  ``invalid_request`` (an HTTP 400/413/422: cached, never sent again), ``api_error`` (with the message),
+  ``budget`` (its worst case did not fit under the spending cap) or ``interrupted`` (the run was asked to
+  stop before it was sent); whose each is: :mod:`skillmix.statuses`;
 * tokens and cost per request, a spending limit shared by every process that uses the same cache file.
 
 The API key is read from the environment variable named by the endpoint (``OPENAI_API_KEY`` by default)
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from skillmix.llm.cache import RequestCache, request_key
 from skillmix.llm.limits import SharedRateLimiter
 from skillmix.llm.prices import PriceTable, token_bound
+from skillmix.statuses import FINAL, INVALID_REQUEST_HTTP
 
 PLAIN_STOP = "\n###"  # a base model's reply ends where its plain-text prompt would start the next turn
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
@@ -85,11 +87,12 @@ class Reservation:
 @dataclass
 class Completion:
     text: str | None
-    status: str  # ok | refused | api_error | budget
+    status: str  # ok | refused | invalid_request | api_error | budget | interrupted (skillmix.statuses)
     error: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float = 0.0  # what this call cost: 0 when answered from the cache
+    paid_usd: float = 0.0  # what the request cost when it was paid (the same, or the cached answer's)
     cached: bool = False
     attempts: int = 0
     finish_reason: str | None = None
@@ -186,7 +189,8 @@ class LLMClient:
         hit = self.cache.get(key)
         if hit is not None:
             self.stats["cached"] += 1
-            return Completion(**{**hit, "cached": True, "cost_usd": 0.0})
+            paid = hit.get("paid_usd") or hit.get("cost_usd") or 0.0  # older caches: cost_usd
+            return Completion(**{**hit, "cached": True, "cost_usd": 0.0, "paid_usd": paid})
         if self.stop():
             return Completion(None, "interrupted", "the run was interrupted before this request was sent")
         cap = self.config.max_usd
@@ -200,16 +204,21 @@ class LLMClient:
         completion.model = self.endpoint.model
         billed = None
         if completion.input_tokens or completion.output_tokens:
-            completion.cost_usd = self.prices.cost(
+            completion.cost_usd = completion.paid_usd = self.prices.cost(
                 self.endpoint.model, completion.input_tokens, completion.output_tokens
             )
-            billed = (key, self.endpoint.model, completion.input_tokens, completion.output_tokens,
-                      completion.cost_usd)  # fmt: skip
+            billed = (
+                key,
+                self.endpoint.model,
+                completion.input_tokens,
+                completion.output_tokens,
+                completion.cost_usd,
+            )
         if cap is not None:
             self.cache.settle(reservation.id, reservation.request_usd, billed)
         elif billed is not None:
             self.cache.record_spend(*billed)
-        if completion.status in ("ok", "refused"):
+        if completion.status in FINAL:
             self.cache.put(key, body, {k: v for k, v in completion.to_dict().items() if k != "cached"})
         return completion
 
@@ -225,8 +234,9 @@ class LLMClient:
                 if self.stop():
                     return Completion(None, "interrupted", "the run was interrupted", attempts=attempt)
                 try:
-                    completion = await (self._send(client, body) if prefix is None
-                                        else self._send_plain(client, body, prefix))  # fmt: skip
+                    completion = await (
+                        self._send(client, body) if prefix is None else self._send_plain(client, body, prefix)
+                    )
                 except _Transient as exc:
                     self._limiter.correct(event)
                     if attempt > self.config.max_retries:
@@ -240,7 +250,7 @@ class LLMClient:
                 except _Fatal as exc:
                     self._limiter.correct(event)
                     self.stats["errors"] += 1
-                    return Completion(None, "api_error", str(exc), attempts=attempt)
+                    return Completion(None, exc.status, str(exc), attempts=attempt)
                 self._limiter.correct(event, completion.input_tokens + completion.output_tokens)
                 self.stats["requests"] += 1
                 completion.attempts = attempt
@@ -262,7 +272,7 @@ class LLMClient:
             message = _error_message(exc)
             if exc.status_code in RETRYABLE_STATUS:
                 raise _Transient(f"HTTP {exc.status_code}: {message}", _retry_after(exc.response)) from None
-            raise _Fatal(f"HTTP {exc.status_code}: {message}") from None
+            raise _Fatal(f"HTTP {exc.status_code}: {message}", exc.status_code) from None
         except openai.APITimeoutError:
             raise _Transient(f"timed out after {self.config.timeout:g}s") from None
         except openai.APIConnectionError as exc:
@@ -283,9 +293,13 @@ class LLMClient:
         refusal = getattr(message, "refusal", None)
         if refusal or choice.finish_reason == "content_filter":
             return Completion(
-                None, "refused", refusal or "content filter", tokens_in, tokens_out,
+                None,
+                "refused",
+                refusal or "content filter",
+                tokens_in,
+                tokens_out,
                 finish_reason=choice.finish_reason,
-            )  # fmt: skip
+            )
         if not message.content or not message.content.strip():
             raise _Transient("empty completion")
         return Completion(
@@ -300,12 +314,26 @@ class LLMClient:
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
         # a base model that stops at once wrote nothing: that is its answer (a retry would say it again)
-        return Completion(prefix + (choice.text or ""), "ok", None, tokens_in, tokens_out,
-                          finish_reason=choice.finish_reason)  # fmt: skip
+        return Completion(
+            prefix + (choice.text or ""),
+            "ok",
+            None,
+            tokens_in,
+            tokens_out,
+            finish_reason=choice.finish_reason,
+        )
 
 
 class _Fatal(Exception):
-    pass
+    def __init__(self, message: str, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+    @property
+    def status(self) -> str:
+        """``invalid_request`` when the request itself is wrong, else ``api_error`` (a bad key, an unknown
+        model: the infrastructure's, fixed outside the run)."""
+        return "invalid_request" if self.http_status in INVALID_REQUEST_HTTP else "api_error"
 
 
 def _error_message(exc: Any) -> str:

@@ -29,11 +29,10 @@ import importlib.util
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from skillmix.processes import ChildServer, free_port, own_group_dying_with_parent, wait_until_serving
+from skillmix.processes import ChildServer, free_port
 
 MODEL_NAME = "gemma-3-270m-q4_k_m"
 CHAT_FORMAT = "snoozy"
@@ -89,6 +88,9 @@ class EmbeddedServer(ChildServer):
     ``command`` replaces the interpreter prefix ``[sys.executable, "-m", "llama_cpp.server"]``; the server
     options (``--model ... --port ...``) are appended to it either way.
     """
+
+    error = EmbeddedServerError
+    log_prefix = "skillmix-embedded-"
 
     def __init__(
         self,
@@ -156,32 +158,6 @@ class EmbeddedServer(ChildServer):
         if not self.model_path.is_file():
             raise EmbeddedServerError(f"model file not found: {self.model_path}")
         self.port = self.port or free_port(self.host)
-        if self.log_path is None:
-            fd, name = tempfile.mkstemp(prefix="skillmix-embedded-", suffix=".log")
-            os.close(fd)
-            self.log_path = Path(name)
-            self._temporary_log = True
-        with open(self.log_path, "ab") as log:
-            try:
-                self.process = subprocess.Popen(
-                    self.argv(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=own_group_dying_with_parent,
-                )
-            except OSError as exc:
-                raise EmbeddedServerError(f"cannot start the embedded server: {exc}") from None
-        self._stop_at_exit()
-        try:
-            self._wait_ready(self.process)
-        except BaseException:
-            self.stop()
-            raise
-        self._ready = True
+        self._spawn(self.argv(), "the embedded server")
+        self._wait_serving(self.base_url, MODEL_NAME, self.startup_timeout, "the embedded server")
         return self
-
-    def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
-        what = "the embedded server"
-        wait_until_serving(process, self.base_url, MODEL_NAME, self.startup_timeout, self.log_path, what,
-                           EmbeddedServerError)  # fmt: skip

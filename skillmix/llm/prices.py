@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from skillmix.config import ConfigError
+
 # Chat formatting costs a few tokens per message and a few to prime the reply (OpenAI: 3 and 3).
 MESSAGE_OVERHEAD_TOKENS = 4
 REPLY_OVERHEAD_TOKENS = 3
@@ -42,12 +44,12 @@ class PriceTable:
             text = Path(path).read_text(encoding="utf-8")
             data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
             if not isinstance(data, dict):
-                raise ValueError(f"{path}: expected a mapping of model -> {{input, output}}")
+                raise ConfigError(f"{path}: expected a mapping of model -> {{input, output}}")
             for model, entry in data.items():
                 try:
                     table.prices[str(model)] = (float(entry["input"]), float(entry["output"]))
                 except (TypeError, KeyError, ValueError):
-                    raise ValueError(f"{path}: model {model!r} needs numeric 'input' and 'output'") from None
+                    raise ConfigError(f"{path}: model {model!r} needs numeric 'input' and 'output'") from None
         return table
 
     def lookup(self, model: str) -> tuple[float, float] | None:

@@ -53,8 +53,11 @@ def changelog(
     rows = {}
     names = sorted(set(previous_ids) | {n for n in configs if not n.startswith("eval-")})
     for name in names:
-        now = {r["id"] for r in configs.get(name, [])} if name != "all" else {
-            r["id"] for n, rs in configs.items() if n.startswith("k") for r in rs}  # fmt: skip
+        now = (
+            {r["id"] for r in configs.get(name, [])}
+            if name != "all"
+            else {r["id"] for n, rs in configs.items() if n.startswith("k") for r in rs}
+        )
         old = previous_ids.get(name, set())
         rows[name] = {"added": len(now - old), "removed": len(old - now), "total": len(now)}
     shifts = {}

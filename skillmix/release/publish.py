@@ -18,7 +18,6 @@ every file is checked not to contain it before the push.
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,17 +27,17 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from skillmix.catalog import Catalog, load_catalog
+from skillmix.catalog import Catalog
+from skillmix.dataset_folder.layout import DatasetFolder, k_configs, read_dataset_folder
+from skillmix.dataset_folder.schema import write_configs
 from skillmix.release.audit import AuditReport, audit
 from skillmix.release.card import changelog, render_release_card
 from skillmix.release.evalsets import build_eval_sets
 from skillmix.release.figures import make_figures
-from skillmix.release.schema import SCHEMA
 from skillmix.release.stats import dataset_stats
 from skillmix.release.versions import parse_version, previous_release
 
-DATA_FILE = "train-00000-of-00001.parquet"
-EVAL_FILE = "test-00000-of-00001.parquet"
+EVAL_SETS_TEST_FILE = "test-00000-of-00001.parquet"  # the one file of each eval-<setting> config (split test)
 
 
 class PublishError(ValueError):
@@ -55,23 +54,12 @@ class PublishResult:
     url: str
 
 
-def read_folder(data: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    """The manifest and the rows of every config of a ``skillmix dataset`` folder."""
-    manifest_path = data / "manifest.json"
-    if not manifest_path.is_file():
-        raise PublishError(f"{data} is not a skillmix dataset folder (no manifest.json); run `make dataset`")
-    manifest = json.loads(manifest_path.read_text())
-    configs = {}
-    for name, info in manifest.get("configs", {}).items():
-        path = data / info["path"]
-        if not path.is_file():
-            raise PublishError(
-                f"{data}: config {name} is listed in manifest.json but {info['path']} is missing"
-            )
-        configs[name] = pq.read_table(path).to_pylist()
-    if not any(name.startswith("k") for name in configs):
+def _publishable(data: Path) -> DatasetFolder:
+    """The ``skillmix dataset`` folder ``data``, with kept rows to publish."""
+    folder = read_dataset_folder(data)
+    if not k_configs(folder.names):
         raise PublishError(f"{data} has no kept rows: nothing to publish")
-    return manifest, configs
+    return folder
 
 
 def resolve_token(token: str | None) -> str:
@@ -97,10 +85,11 @@ def publish(
     from huggingface_hub import HfApi
 
     parse_version(version)
-    manifest, configs = read_folder(Path(data))
+    folder = _publishable(Path(data))
+    manifest, configs = folder.manifest, folder.configs
     token = resolve_token(token)
     api = HfApi(token=token)
-    catalog, eval_sets, report = _audit(manifest, configs, eval_n)
+    catalog, eval_sets, report = _audit(folder, eval_n)
     tags = _existing_tags(api, repo_id)
     if version in tags and not force:
         raise PublishError(f"{repo_id} already has a release {version}; use --force to replace it")
@@ -112,11 +101,16 @@ def publish(
         written = _write_configs(staging, configs, eval_sets)
         stats = dataset_stats(configs, [s.name for s in catalog.skills], list(catalog.topics))
         release = {
-            "repo_id": repo_id, "version": version, "previous_version": previous, "configs": written,
-            "eval_n_per_k": eval_n, "audit": report.to_dict(), "stats": stats,
+            "repo_id": repo_id,
+            "version": version,
+            "previous_version": previous,
+            "configs": written,
+            "eval_n_per_k": eval_n,
+            "audit": report.to_dict(),
+            "stats": stats,
             "figures": make_figures(stats, staging),
             "changelog": changelog(previous_manifest, previous_ids, manifest, stats, configs),
-        }  # fmt: skip
+        }
         _write_card(staging, {**manifest, "release": release}, token)
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         log(f"Pushing {len(written)} configs to {repo_id} ...")
@@ -134,16 +128,15 @@ def publish(
 
 
 def _audit(
-    manifest: dict[str, Any], configs: dict[str, list[dict[str, Any]]], eval_n: int
+    folder: DatasetFolder, eval_n: int
 ) -> tuple[Catalog, dict[str, list[dict[str, Any]]], AuditReport]:
     """The catalog, the evaluation sets and the leakage audit; a failed check stops the release here."""
-    build = manifest["config"]
-    catalog = load_catalog(build["catalog"], topics=build.get("topics"))
-    split = catalog.split(build["split_seed"])
+    manifest, catalog = folder.manifest, folder.catalog()
+    split = catalog.split(manifest["config"]["split_seed"])
     if split.hash != manifest["split"]["hash"]:
         raise PublishError("the catalog no longer gives the split this dataset was built with (hash differs)")
     eval_sets = build_eval_sets(catalog, split, n=eval_n, seed=manifest["seeds"]["sampling"])
-    training = [row for name, rows in configs.items() if name.startswith("k") for row in rows]
+    training = [row for name in k_configs(folder.names) for row in folder.rows(name)]
     report = audit(training, [r for rows in eval_sets.values() for r in rows], split)
     if not report.passed:
         raise PublishError(f"leakage audit failed, nothing was pushed: {report.failures()}")
@@ -192,26 +185,22 @@ def _previous(repo_id: str, version: str, token: str) -> tuple[dict[str, Any], d
 def _write_configs(
     staging: Path, configs: dict[str, list[dict[str, Any]]], eval_sets: dict[str, list[dict[str, Any]]]
 ) -> dict[str, dict[str, Any]]:
-    written: dict[str, dict[str, Any]] = {}
-
-    def put(
-        name: str, rows: list[dict[str, Any]], schema: pa.Schema | None, split: str, filename: str
-    ) -> None:
-        if not rows:
-            return
-        path = staging / name / filename
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
-        written[name] = {"path": f"{name}/{filename}", "split": split, "rows": len(rows)}
-
-    ks = sorted((name for name in configs if re.fullmatch(r"k\d+", name)), key=lambda n: int(n[1:]))
-    for name in ks:
-        put(name, configs[name], SCHEMA, "train", DATA_FILE)
-    put("all", [row for name in ks for row in configs[name]], SCHEMA, "train", DATA_FILE)
-    for name in ("rejected", "failed", "surplus"):
-        put(name, configs.get(name, []), SCHEMA, "train", DATA_FILE)
+    """The release's configs: each k, ``all`` (every k), the other data configs (split ``train``, as the
+    folder writes them), then the evaluation sets (split ``test``); empty ones are left out."""
+    ks = k_configs(configs)
+    data = {name: configs[name] for name in ks}
+    data["all"] = [row for name in ks for row in configs[name]]
+    data.update((name, configs.get(name, [])) for name in ("rejected", "failed", "surplus"))
+    written = {
+        name: {"path": info["path"], "split": "train", "rows": info["rows"]}
+        for name, info in write_configs(staging, data).items()
+    }
     for name, rows in eval_sets.items():
-        put(name, rows, None, "test", EVAL_FILE)
+        if rows:
+            path = f"{name}/{EVAL_SETS_TEST_FILE}"
+            (staging / name).mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.Table.from_pylist(rows), staging / path)
+            written[name] = {"path": path, "split": "test", "rows": len(rows)}
     return written
 
 

@@ -30,14 +30,13 @@ that could not be parsed does not vote; a tie earns 0); ``skills`` is the mean o
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from skillmix.dataset_folder.layout import K_CONFIG, failures_by_reason
 from skillmix.text import count_sentences
 
-_K_CONFIG = re.compile(r"k(\d+)")
 _ITEMS = ("topic", "sense", "length")  # the three rubric items after the k skill items
 
 
@@ -52,7 +51,7 @@ def dataset_stats(
     failed: list[tuple[int, Mapping[str, Any]]] = []
     ks: set[int] = set()
     for name, rows in configs.items():
-        match = _K_CONFIG.fullmatch(name)
+        match = K_CONFIG.fullmatch(name)
         if match:
             ks.add(int(match.group(1)))
             kept.extend((_k_of(row, int(match.group(1))), row) for row in rows)
@@ -256,13 +255,3 @@ def _score_histogram(graded: list[Mapping[str, Any]], k: int) -> dict[str, int]:
         if points is not None:
             counts[sum(p == 1 for p in points)] += 1
     return {str(n): c for n, c in counts.items()}
-
-
-def failures_by_reason(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Failed rows by ``"status: stage"``: the status and the part of ``failure_reason`` before ":"."""
-    counts: Counter[str] = Counter()
-    for row in rows:
-        status = row.get("status") or "unknown"
-        stage = str(row.get("failure_reason") or "").split(":")[0].strip()
-        counts[f"{status}: {stage}" if stage else status] += 1
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))

@@ -27,10 +27,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def add_review_parsers(sub: Any) -> None:
     rv = sub.add_parser(
-        "review", help="human review in Argilla: review push, review pull",
+        "review",
+        help="human review in Argilla: review push, review pull",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     rv.add_argument("action", choices=ACTIONS, help="push a sample, or pull the answers")
     rv.set_defaults(func=cmd_review)
 
@@ -39,8 +40,13 @@ def add_review_parsers(sub: Any) -> None:
     )
     _common(push)
     push.add_argument("--n", type=int, default=100, help="rows to sample, stratified (default 100)")
-    push.add_argument("--two-annotators", type=float, default=0.2, metavar="SHARE",
-                      help="share of the records reviewed by two annotators (default 0.2)")  # fmt: skip
+    push.add_argument(
+        "--two-annotators",
+        type=float,
+        default=0.2,
+        metavar="SHARE",
+        help="share of the records reviewed by two annotators (default 0.2)",
+    )
     push.set_defaults(func=cmd_push)
 
     pull = sub.add_parser("review-pull", help="(skillmix review pull) agreement, and a reviewed folder")
@@ -58,11 +64,20 @@ def cmd_review(args: argparse.Namespace) -> None:
 def cmd_push(args: argparse.Namespace) -> None:
     from skillmix.review.push import push
 
-    result = push(args.data, args.dataset, workspace=args.workspace, n=args.n, seed=args.seed,
-                  two_annotators=args.two_annotators, log=lambda m: print(m, file=sys.stderr))  # fmt: skip
-    print(f"{result.dataset} (workspace {result.workspace}): {result.sampled} rows sampled, "
-          f"{result.added} added, {result.already} already there; {result.two_annotators} for two annotators "
-          f"(min_submitted {result.min_submitted})")  # fmt: skip
+    result = push(
+        args.data,
+        args.dataset,
+        workspace=args.workspace,
+        n=args.n,
+        seed=args.seed,
+        two_annotators=args.two_annotators,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    print(
+        f"{result.dataset} (workspace {result.workspace}): {result.sampled} rows sampled, "
+        f"{result.added} added, {result.already} already there; {result.two_annotators} for two annotators "
+        f"(min_submitted {result.min_submitted})"
+    )
     for stratum, rows in result.strata.items():
         print(f"  {stratum:<28} {rows:>5}")
     print(f"annotate at {result.url}")
@@ -74,8 +89,10 @@ def cmd_pull(args: argparse.Namespace) -> None:
     result = pull(args.data, args.dataset, args.out, workspace=args.workspace, seed=args.seed)
     review = result.review
     c = review["counts"]
-    print(f"{c['reviewed']} rows reviewed ({c['two_annotators']} by two annotators), {c['to_kept']} moved to "
-          f"kept, {c['to_rejected']} to rejected; written to {result.out}")  # fmt: skip
+    print(
+        f"{c['reviewed']} rows reviewed ({c['two_annotators']} by two annotators), {c['to_kept']} moved to "
+        f"kept, {c['to_rejected']} to rejected; written to {result.out}"
+    )
     figures = review["agreement"]
     for item in ("full_marks", "skills", "on_topic", "makes_sense", "within_length"):
         judge, human = figures["judge_human"][item], figures["human_human"][item]

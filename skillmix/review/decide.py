@@ -73,10 +73,13 @@ def checked(points: np.ndarray, row: Mapping[str, Any], config: Mapping[str, Any
     if np.isnan(points).any():
         return None
     return apply_text_checks(
-        points, int(row["k"]), row.get("answer"), list(row["skills"]),
+        points,
+        int(row["k"]),
+        row.get("answer"),
+        list(row["skills"]),
         length_override=bool(config.get("length_override", True)),
         name_penalty=bool(config.get("name_penalty", True)),
-    )  # fmt: skip
+    )
 
 
 def decide(row: Mapping[str, Any], annotations: Sequence[Annotation], config: Mapping[str, Any]) -> Decision:

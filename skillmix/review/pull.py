@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from skillmix.dataset_folder.layout import read_dataset_folder
 from skillmix.review.connect import ReviewError, argilla_errors, connect
-from skillmix.review.data import read_dataset_folder
 from skillmix.review.decide import RULE, Annotation, Decision, decide, figures
 from skillmix.review.push import DEFAULT_WORKSPACE, JUDGE_USER
 from skillmix.review.reviewed import apply_decisions, write_folder
@@ -107,9 +107,15 @@ def pull(
 
 
 def review_section(
-    dataset: str, workspace: str, records: int, decisions: list[Decision], moved: list[dict[str, Any]],
-    config: Mapping[str, Any], seed: int, n_boot: int,
-) -> dict[str, Any]:  # fmt: skip
+    dataset: str,
+    workspace: str,
+    records: int,
+    decisions: list[Decision],
+    moved: list[dict[str, Any]],
+    config: Mapping[str, Any],
+    seed: int,
+    n_boot: int,
+) -> dict[str, Any]:
     """The manifest's ``review``: where, how many, the rows moved, the rule and the agreement figures."""
     decided = [d for d in decisions if d.decided is not None]
     to_kept = sum(m["to"] != "rejected" for m in moved)

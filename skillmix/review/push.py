@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skillmix.dataset_folder.layout import read_dataset_folder
 from skillmix.review.connect import ReviewError, argilla_errors, connect, dataset_url, sdk
-from skillmix.review.data import read_dataset_folder
 from skillmix.review.records import build_record, build_settings, render_guidelines, signature
 from skillmix.review.sample import strata_counts, stratified_sample, two_annotator_ids
 
@@ -97,9 +97,16 @@ def push(
                 target.records.log(records)
     already = sum(str(row["id"]) in existing for row in sample)
     return PushResult(
-        dataset, workspace, dataset_url(client, target), len(sample), len(records), already,
-        len(overlap), min_submitted, strata_counts(sample),
-    )  # fmt: skip
+        dataset,
+        workspace,
+        dataset_url(client, target),
+        len(sample),
+        len(records),
+        already,
+        len(overlap),
+        min_submitted,
+        strata_counts(sample),
+    )
 
 
 def _record(rg: Any, row: dict[str, Any], catalog: Any, agent: str, double: bool, judge_user: Any) -> Any:
@@ -139,9 +146,12 @@ def _judge_user(rg: Any, client: Any, space: Any) -> Any:
     user = client.users(JUDGE_USER)
     if user is None:
         user = rg.User(
-            username=JUDGE_USER, password=secrets.token_urlsafe(24), role="annotator",
-            first_name="Skill-Mix judge", client=client,
-        ).create()  # fmt: skip
+            username=JUDGE_USER,
+            password=secrets.token_urlsafe(24),
+            role="annotator",
+            first_name="Skill-Mix judge",
+            client=client,
+        ).create()
     if JUDGE_USER not in {member.username for member in space.users}:
         space.add_user(user)
     return user

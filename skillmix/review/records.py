@@ -110,10 +110,13 @@ def render_guidelines(ks: Sequence[int], judge: str, config: Mapping[str, Any]) 
     template = (resources.files("skillmix.cards") / GUIDELINES).read_text("utf-8")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, keep_trailing_newline=True)
     return env.from_string(template).render(
-        ks=", ".join(str(k) for k in sorted(set(ks))), max_k=max(ks), min_k=min(ks), judge=judge,
+        ks=", ".join(str(k) for k in sorted(set(ks))),
+        max_k=max(ks),
+        min_k=min(ks),
+        judge=judge,
         name_penalty=bool(config.get("name_penalty", True)),
         length_override=bool(config.get("length_override", True)),
-    )  # fmt: skip
+    )
 
 
 def build_settings(rg: Any, ks: Sequence[int], min_submitted: int, guidelines: str) -> Any:
@@ -132,8 +135,11 @@ def build_settings(rg: Any, ks: Sequence[int], min_submitted: int, guidelines: s
         )
 
     skill_questions = [skill_question(j) for j in range(1, max_k + 1)]
-    titles = {"on_topic": "Pertains to the topic?", "makes_sense": "Text makes sense?",
-              "within_length": "Within the sentence limit?"}  # fmt: skip
+    titles = {
+        "on_topic": "Pertains to the topic?",
+        "makes_sense": "Text makes sense?",
+        "within_length": "Within the sentence limit?",
+    }
     hidden = {"visible_for_annotators": False}
     return rg.Settings(
         guidelines=guidelines,

@@ -8,7 +8,7 @@ annotators' combined answers, before the text checks), ``judge_points`` (the jud
 without, to ``rejected``. Other rows are copied as they are (``review`` null).
 
 The folder is written as ``skillmix dataset`` writes one: one Parquet file per non-empty config with the
-dataset schema (:func:`skillmix.release.schema.write_parquet`), ``manifest.json`` and the card
+dataset schema (:func:`skillmix.dataset_folder.schema.write_configs`), ``manifest.json`` and the card
 (:func:`skillmix.pipelines.card.render_folder_card`); everything is written to a staging folder beside the
 target, which is renamed into place at the end, so a failure leaves no half-written folder.
 """
@@ -21,9 +21,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from skillmix.dataset_folder.layout import CONFIG_NAMES, DatasetFolder, k_configs
 from skillmix.grading import rubric_items
 from skillmix.metrics import metric_values
-from skillmix.review.data import K_CONFIG, DatasetFolder
 from skillmix.review.decide import Decision
 
 
@@ -79,15 +79,21 @@ def apply_decisions(
             target = name if (name != "rejected") == kept else (f"k{new['k']}" if kept else "rejected")
             configs.setdefault(target, []).append(new)
             if target != name:
-                moved.append({"id": str(row["id"]), "k": int(row["k"]), "from": name, "to": target,
-                              "reason": new["review"]["reason"]})  # fmt: skip
+                moved.append(
+                    {
+                        "id": str(row["id"]),
+                        "k": int(row["k"]),
+                        "from": name,
+                        "to": target,
+                        "reason": new["review"]["reason"],
+                    }
+                )
     return configs, moved
 
 
 def ordered(configs: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Config names as ``skillmix dataset`` writes them: k1, k2, ..., surplus, rejected, failed."""
-    ks = sorted((n for n in configs if K_CONFIG.fullmatch(n)), key=lambda n: int(n[1:]))
-    return [*ks, *(n for n in ("surplus", "rejected", "failed") if n in configs)]
+    return [*k_configs(configs), *(n for n in CONFIG_NAMES if n in configs)]
 
 
 def counts(manifest: dict[str, Any], configs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -112,7 +118,8 @@ def write_folder(
 ) -> dict[str, Any]:
     """Write ``configs`` (empty ones left out), the manifest and the card into the new folder ``out``;
     returns the manifest written."""
-    from skillmix.pipelines.folder import write_configs, write_manifest_and_card
+    from skillmix.dataset_folder.schema import write_configs
+    from skillmix.dataset_folder.writer import write_manifest_and_card
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.skillmix-staging-{os.getpid()}"

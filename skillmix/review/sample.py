@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from skillmix.config import ConfigError
+
 OTHER_ITEMS = ("topic", "sense", "length")  # the three rubric items after the k skill items
 Stratum = tuple[int, str, str]
 
@@ -72,7 +74,7 @@ def stratified_sample(rows: Iterable[Mapping[str, Any]], n: int, seed: int = 0) 
 def two_annotator_ids(ids: Iterable[str], share: float, seed: int = 0) -> set[str]:
     """The ids of ``round(share * len(ids))`` rows (halves rounded up), drawn with ``seed``."""
     if not 0.0 <= share <= 1.0:
-        raise ValueError(f"--two-annotators must be a share between 0 and 1, got {share}")
+        raise ConfigError(f"--two-annotators must be a share between 0 and 1, got {share}")
     ordered = sorted(set(ids))
     count = math.floor(share * len(ordered) + 0.5)
     chosen = np.random.default_rng([seed, 2]).permutation(len(ordered))[:count]

@@ -59,5 +59,9 @@ def text_completion(chat: dict[str, Any], body: dict[str, Any]) -> dict[str, Any
         choices.append(
             {"index": choice["index"], "text": text or "", "logprobs": None, "finish_reason": finish}
         )
-    return {**{k: v for k, v in chat.items() if k != "choices"}, "object": "text_completion",
-            "id": chat["id"].replace("chatcmpl-", "cmpl-"), "choices": choices}  # fmt: skip
+    return {
+        **{k: v for k, v in chat.items() if k != "choices"},
+        "object": "text_completion",
+        "id": chat["id"].replace("chatcmpl-", "cmpl-"),
+        "choices": choices,
+    }

@@ -318,9 +318,14 @@ class FakeOpenAIServer:
         return {"id": self.model, "object": "model", "created": 1700000000, "owned_by": "skillmix-fake"}
 
     def _send(
-        self, handler: _Handler, reply: Reply, body: dict[str, Any] | None, key: str, attempt: int,
+        self,
+        handler: _Handler,
+        reply: Reply,
+        body: dict[str, Any] | None,
+        key: str,
+        attempt: int,
         text: dict[str, Any] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         headers = {"x-request-id": f"req_{key[:24]}_{attempt}"}
         if reply.retry_after is not None:
             headers["Retry-After"] = format(reply.retry_after, "g")

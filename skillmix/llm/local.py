@@ -1,21 +1,26 @@
-"""A local Hugging Face model as the student, behind an OpenAI-compatible server on loopback, so that the
-evaluation reaches every student through the project's one client (cache, retries, costs)::
+"""A Hugging Face checkpoint on this machine behind an OpenAI-compatible server on loopback (the local student
+of ``skillmix eval``), so that it is reached through the project's one client (cache, retries, costs)::
 
-    from skillmix.evaluation.students import LocalStudent
+    from skillmix.llm.local import LocalStudent
     from skillmix.llm.client import LLMClient
 
     with LocalStudent("out/student", chat_template=None, log_path=run / "student.log") as student:
         client = LLMClient(student.endpoint(), cache=cache)  # model_name, base_url and identity
         await client.complete(messages, temperature=0, max_tokens=512, seed=1)
 
-``model`` is a local folder (with a ``config.json``) or a Hub model id with an optional ``@revision``.
-Everything that can fail is checked before anything starts, each as a one-line :class:`ValueError`: a folder
-that does not exist or has no ``config.json``, a Hub id that does not resolve (online, or in the local
-cache when offline), a tokenizer that does not load, a model without a chat template and no
-``chat_template`` file. The server is ``vllm serve`` when vLLM is installed and torch sees a CUDA GPU
-(:func:`choose_engine`), else :mod:`skillmix.evaluation.hf_server`; it runs in a process group of its own
-and is stopped with it. A server that dies or does not answer in time is a :class:`StudentServerError`
-ending with its log.
+``model`` is a local folder (with a ``config.json``) or a Hub model id with an optional ``@revision``
+(:func:`skillmix.hub_ids.split_revision`). Everything that can fail is checked before anything starts,
+each as a one-line :class:`ValueError`: a folder that does not exist or has no ``config.json``, a Hub id
+that does not resolve (online, or in the local cache when offline), a tokenizer that does not load, a
+model without a chat template and no ``chat_template`` file. The server is ``vllm serve`` when vLLM is
+installed and torch sees a CUDA GPU (:func:`choose_engine`), else :mod:`skillmix.llm.hf_server`; it runs
+in a process group of its own and is stopped with it (:class:`skillmix.processes.ChildServer`). A server
+that dies or does not answer in time is a :class:`StudentServerError` ending with its log.
+
+The real ``OPENAI_API_KEY`` never reaches the server: its process does not inherit it
+(:func:`server_environment`), and its requests carry the key named by :data:`API_KEY_ENV` (usually unset:
+a placeholder), as do those of every server a run starts here
+(:attr:`skillmix.llm.roles.ResolvedModel.api_key_env`).
 
 The :attr:`LocalStudent.identity` (what the request cache keys on instead of the random port) names the
 model and its revision and fingerprints its files: a Hub model by its commit, a folder by the contents of
@@ -29,16 +34,15 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skillmix.processes import ChildServer, free_port, own_group_dying_with_parent, wait_until_serving
+from skillmix.hub_ids import is_hub_id, split_revision
+from skillmix.processes import ChildServer, free_port
 
 ENGINES = ("transformers", "vllm")
 IDENTITY_PREFIX = "hf-student"
@@ -47,7 +51,6 @@ _CONTENT_FILES = {"config.json", "generation_config.json", "special_tokens_map.j
                   "vocab.json", "vocab.txt", "merges.txt", "spiece.model"}  # fmt: skip
 _CONTENT_PREFIXES = ("tokenizer", "chat_template")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt")
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 _find_spec = importlib.util.find_spec  # a seam for tests
 
 
@@ -74,22 +77,24 @@ def resolve_model(model: str) -> ModelSource:
     text = model.strip()
     if not text:
         raise ValueError("the student model is empty: give a folder or a Hub model id")
-    path = Path(text).expanduser()
-    base, _, revision = text.partition("@")
-    if not path.exists() and _looks_local(base):
-        if revision and Path(base).expanduser().is_dir():
-            raise ValueError(f"model {text}: a local folder has no revision; drop '@{revision}'")
-        path = Path(base).expanduser()
-    if path.exists() or _looks_local(text):
-        if not path.is_dir():
-            raise ValueError(f"model {text}: no such folder")
-        if not (path / "config.json").is_file():
-            raise ValueError(f"model {text}: the folder has no config.json (not a saved model)")
-        path = path.resolve()
-        return ModelSource(str(path), path, None)
-    if not _HUB_ID.fullmatch(base):
+    base, revision = split_revision(text)
+    if _looks_local(base) or _looks_local(text):
+        return _folder(text, Path(base).expanduser(), revision)
+    if not is_hub_id(base):
         raise ValueError(f"model {text}: neither a folder nor a Hub model id (org/name[@revision])")
-    return ModelSource(base, None, _hub_commit(base, revision or None))
+    return ModelSource(base, None, _hub_commit(base, revision))
+
+
+def _folder(text: str, path: Path, revision: str | None) -> ModelSource:
+    """A saved model's folder: it exists, has a ``config.json`` and no revision."""
+    if revision and path.is_dir():
+        raise ValueError(f"model {text}: a local folder has no revision; drop '@{revision}'")
+    if not path.is_dir():
+        raise ValueError(f"model {text}: no such folder")
+    if not (path / "config.json").is_file():
+        raise ValueError(f"model {text}: the folder has no config.json (not a saved model)")
+    path = path.resolve()
+    return ModelSource(str(path), path, None)
 
 
 def _looks_local(text: str) -> bool:
@@ -174,6 +179,12 @@ def model_identity(source: ModelSource, chat_template: str | os.PathLike[str] | 
     return f"{IDENTITY_PREFIX}|{source.model}@{revision}|{fingerprint(source, chat_template)}"
 
 
+def server_environment() -> dict[str, str]:
+    """This process's environment without the real key: a local server has no use for it, and a child
+    can leak what it inherits (its log, a crash dump, a library that reads ``OPENAI_API_KEY`` itself)."""
+    return {name: value for name, value in os.environ.items() if name != "OPENAI_API_KEY"}
+
+
 def _cuda_available() -> bool:
     import torch
 
@@ -199,6 +210,8 @@ class LocalStudent(ChildServer):
     """
 
     stop_timeout = 30.0
+    error = StudentServerError
+    log_prefix = "skillmix-student-"
 
     def __init__(
         self,
@@ -282,7 +295,7 @@ class LocalStudent(ChildServer):
                     "--host", self.host, "--port", port,
                     "--served-model-name", self.model_name, "--dtype", self.dtype]  # fmt: skip
         else:
-            argv = [sys.executable, "-m", "skillmix.evaluation.hf_server", "--model", source.model,
+            argv = [sys.executable, "-m", "skillmix.llm.hf_server", "--model", source.model,
                     "--served-model-name", self.model_name, "--host", self.host, "--port", port,
                     "--max-batch", str(self.max_batch), "--dtype", self.dtype]  # fmt: skip
             argv += ["--threads", str(self.threads)] if self.threads else []
@@ -305,22 +318,10 @@ class LocalStudent(ChildServer):
             return self
         self.check()
         self.port = free_port(self.host)
-        if self.log_path is None:
-            fd, name = tempfile.mkstemp(prefix="skillmix-student-", suffix=".log")
-            os.close(fd)
-            self.log_path, self._temporary_log = Path(name), True
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+        env = {**server_environment(), "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
         if self.threads:
             env["OMP_NUM_THREADS"] = str(self.threads)
-        with open(self.log_path, "ab") as log:
-            try:
-                self.process = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log,
-                                                stderr=subprocess.STDOUT, env=env,
-                                                preexec_fn=own_group_dying_with_parent)  # fmt: skip
-            except OSError as exc:
-                raise StudentServerError(f"cannot start the student's {self.engine} server: {exc}") from None
-        self._stop_at_exit()
+        self._spawn(self.argv(), self._what(), env)
         return self
 
     def wait_ready(self) -> None:
@@ -328,14 +329,7 @@ class LocalStudent(ChildServer):
         dies first or is not ready within ``startup_timeout``."""
         if self.process is None:
             raise StudentServerError("the student's server has not been launched")
-        try:
-            self._wait_ready(self.process)
-        except BaseException:
-            self.stop()
-            raise
-        self._ready = True
+        self._wait_serving(self.base_url, self.model_name, self.startup_timeout, self._what())
 
-    def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
-        what = f"the student's {self.engine} server for {self.model}"
-        wait_until_serving(process, self.base_url, self.model_name, self.startup_timeout, self.log_path, what,
-                           StudentServerError)  # fmt: skip
+    def _what(self) -> str:
+        return f"the student's {self.engine} server for {self.model}"

@@ -4,7 +4,7 @@ argilla-server 2.8.0 pins versions of FastAPI, SQLAlchemy, pydantic and friends 
 does not share (and it needs ``click<8.2``), so it lives in a virtual environment of its own, by default
 ``./.venv-argilla`` (``SKILLMIX_ARGILLA_VENV`` moves it)::
 
-    from skillmix.review.venv import ensure_venv
+    from skillmix.argilla_local.venv import ensure_venv
 
     python = ensure_venv()  # the first call installs (a minute or two); later calls only check a stamp file
 

@@ -1,15 +1,16 @@
 """The processes of a local Argilla, run by argilla-server's own interpreter (not skillmix's)::
 
-    python -m skillmix.review.argilla_process server --owner owner.json --host 127.0.0.1 --port 6900
-    python -m skillmix.review.argilla_process worker     # rq jobs (record status updates, webhooks, Hub)
+    python -m skillmix.argilla_local.argilla_process server --owner owner.json --host 127.0.0.1 --port 6900
+    python -m skillmix.argilla_local.argilla_process worker   # rq jobs (record status updates, webhooks, Hub)
 
-:class:`skillmix.review.server.ArgillaServer` starts them with ``PYTHONPATH`` pointing at a folder that holds
-only the ``skillmix`` package and with argilla-server's settings in the environment (``ARGILLA_HOME_PATH``,
-``ARGILLA_DATABASE_URL``, ``ARGILLA_REDIS_URL``, ``ARGILLA_SEARCH_ENGINE=skillmix-sql``). ``server`` and
-``worker`` register the SQL search engine of :mod:`skillmix.review.sqlsearch` before argilla-server reads
-its settings. Before serving, ``server`` migrates the database to the latest schema and reads the owner's
-username, password and API key from a JSON file (mode 0600) to create that user, or reset its password and
-key to the file's; it never prints them. (One process does both: importing argilla-server takes seconds.)
+:class:`skillmix.argilla_local.server.ArgillaServer` starts them with ``PYTHONPATH`` pointing at a folder that
+holds only the ``skillmix`` package and with argilla-server's settings in the environment
+(``ARGILLA_HOME_PATH``, ``ARGILLA_DATABASE_URL``, ``ARGILLA_REDIS_URL``,
+``ARGILLA_SEARCH_ENGINE=skillmix-sql``). ``server`` and ``worker`` register the SQL search engine of
+:mod:`skillmix.argilla_local.sqlsearch` before argilla-server reads its settings. Before serving, ``server``
+migrates the database to the latest schema and reads the owner's username, password and API key from a JSON
+file (mode 0600) to create that user, or reset its password and key to the file's; it never prints them. (One
+process does both: importing argilla-server takes seconds.)
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def init(owner_file: Path) -> None:
 
 def serve(host: str, port: int, owner_file: Path) -> None:
     """argilla-server's app under uvicorn, with the SQL search engine registered, after :func:`init`."""
-    from skillmix.review.sqlsearch import register
+    from skillmix.argilla_local.sqlsearch import register
 
     register()
     init(owner_file)
@@ -82,7 +83,7 @@ def serve(host: str, port: int, owner_file: Path) -> None:
 
 def work(burst: bool = False) -> None:
     """One rq worker on argilla-server's queues (``high`` first), with the SQL search engine registered."""
-    from skillmix.review.sqlsearch import register
+    from skillmix.argilla_local.sqlsearch import register
 
     register()
     from argilla_server.jobs.queues import DEFAULT_QUEUE, HIGH_QUEUE, REDIS_CONNECTION
@@ -92,7 +93,8 @@ def work(burst: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m skillmix.review.argilla_process", description=__doc__)
+    prog = "python -m skillmix.argilla_local.argilla_process"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     server_parser = commands.add_parser("server", help="migrate, make the owner user, serve the API and UI")
     server_parser.add_argument("--owner", type=Path, required=True, help="JSON: username, password, api_key")

@@ -4,12 +4,12 @@ argilla-server keeps every record, response and suggestion in its database and m
 index (Elasticsearch or OpenSearch) that serves the listing, filtering, sorting and counting of records. Here
 the database itself is the index: the methods that keep an index up to date do nothing, and searches,
 progress counts and metadata metrics are SQL queries on argilla's tables (expressions in
-:mod:`skillmix.review.sqlquery`). It needs argilla-server's SQLite database (``ARGILLA_DATABASE_URL``).
+:mod:`skillmix.argilla_local.sqlquery`). It needs argilla-server's SQLite database (``ARGILLA_DATABASE_URL``).
 
 The engine is registered through argilla-server's ``SearchEngine.register`` hook by :func:`register`, which
-the processes of :mod:`skillmix.review.argilla_process` call before the app starts; the server selects it
-with ``ARGILLA_SEARCH_ENGINE=skillmix-sql``. Records found without a sort order come in insertion order, or,
-for a user's own queue, in an order shuffled by the user id (different per annotator, stable per user), as
+the processes of :mod:`skillmix.argilla_local.argilla_process` call before the app starts; the server selects
+it with ``ARGILLA_SEARCH_ENGINE=skillmix-sql``. Records found without a sort order come in insertion order,
+or, for a user's own queue, in an order shuffled by the user id (different per annotator, stable per user), as
 argilla-server's Elasticsearch engine does. Similarity search compares the stored vectors with cosine
 similarity in Python.
 """
@@ -20,7 +20,7 @@ import hashlib
 import math
 from typing import Any
 
-from skillmix.review import sqlquery
+from skillmix.argilla_local import sqlquery
 
 ENGINE_NAME = "skillmix-sql"
 

@@ -1,4 +1,4 @@
-"""The row schema of every data config of a Skill-Mix dataset (kept, rejected, failed), and Parquet I/O.
+"""The row schema of every data config of a Skill-Mix dataset (kept, rejected, failed), and Parquet writing.
 
 One explicit Arrow schema for all configs so that a column never changes type with the rows that happen to
 be in a file (a column of only nulls would otherwise be typed ``null``), and every type has a ``datasets``
@@ -7,6 +7,11 @@ equivalent (no Arrow maps).
 ``review`` (null unless a human review decided the row, see :mod:`skillmix.review.reviewed`) is the last
 column: a folder written before it existed has no such column and still loads; publishing or writing it
 again with this schema fills the column with nulls.
+
+Every writer of data configs (the build, the reviewed folder, the release) goes through
+:func:`write_configs`, so a config's file is always where the layout puts it
+(:func:`~skillmix.dataset_folder.layout.config_path`) with this schema, and an empty config is always left
+out (``datasets`` cannot load a zero-row Parquet file).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from skillmix.prompts import TEMPLATES
+from skillmix.dataset_folder.layout import config_path
+from skillmix.prompts import HASHED
 
 _USAGE = pa.struct([("input_tokens", pa.int64()), ("output_tokens", pa.int64()), ("usd", pa.float64())])
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -57,7 +63,7 @@ SCHEMA = pa.schema(
         ("failure_reason", pa.string()),
         ("teacher", pa.string()),
         ("judge", pa.string()),
-        ("prompt_hashes", pa.struct([(name, pa.string()) for name in TEMPLATES])),
+        ("prompt_hashes", pa.struct([(name, pa.string()) for name in HASHED])),
         ("usage", pa.struct([("teacher", _USAGE), ("judge", _USAGE)])),
         ("review", _REVIEW),
     ]
@@ -65,8 +71,20 @@ SCHEMA = pa.schema(
 
 
 def write_parquet(records: list[dict[str, Any]], path: Path) -> None:
+    """``records`` as one Parquet file of :data:`SCHEMA` (a missing column is null, an extra one dropped)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(
         [{name: r.get(name) for name in SCHEMA.names} for r in records], schema=SCHEMA
     )
     pq.write_table(table, path)
+
+
+def write_configs(folder: Path, configs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """One Parquet file per config with rows, in the order given (empty ones are left out); returns the
+    manifest's ``configs`` entry ``{name: {path, rows}}``."""
+    written = {}
+    for name, rows in configs.items():
+        if rows:
+            write_parquet(rows, folder / config_path(name))
+            written[name] = {"path": config_path(name), "rows": len(rows)}
+    return written

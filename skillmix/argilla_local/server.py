@@ -2,19 +2,20 @@
 
 ::
 
-    from skillmix.review.server import ArgillaServer
+    from skillmix.argilla_local.server import ArgillaServer
 
     with ArgillaServer() as server:  # a temporary data folder, free loopback ports
         client = argilla.Argilla(api_url=server.api_url, api_key=server.api_key)
 
 Starting runs, each in a process group of its own that gets SIGTERM when this process dies: ``redis-server``
 on a free port (no persistence), one rq worker for argilla-server's background jobs, and the argilla-server
-app, which first migrates the database and makes the owner user (:mod:`skillmix.review.argilla_process`).
+app, which first migrates the database and makes the owner user
+(:mod:`skillmix.argilla_local.argilla_process`).
 :meth:`ArgillaServer.start` returns once ``/api/v1/status`` answers and the owner's key is accepted;
 :meth:`ArgillaServer.stop` (also at exit) ends them all. With ``data_dir`` the data persists between runs:
 ``home/argilla.db``, ``owner.json`` (username, password and API key of the owner, mode 0600, made on first
 start) and ``logs/``; without, a temporary folder is removed at the end. argilla-server's environment is
-installed by :func:`skillmix.review.venv.ensure_venv` on first use. Every failure raises
+installed by :func:`skillmix.argilla_local.venv.ensure_venv` on first use. Every failure raises
 :class:`ArgillaServerError` with a one-line message (plus the end of the log of the process that failed).
 """
 
@@ -35,9 +36,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from skillmix.argilla_local import venv as argilla_venv
+from skillmix.argilla_local.sqlsearch import ENGINE_NAME
 from skillmix.processes import free_port, log_tail, own_group_dying_with_parent, stop_group
-from skillmix.review import venv as argilla_venv
-from skillmix.review.sqlsearch import ENGINE_NAME
 
 OWNER = "owner"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -136,7 +137,7 @@ class ArgillaServer:
         self._spawn("redis", ["redis-server", *self._redis_options(redis_port)], env=dict(os.environ))
         self._wait_redis(redis_port)
         env = self._argilla_env(redis_port)
-        module = [str(python), "-m", "skillmix.review.argilla_process"]
+        module = [str(python), "-m", "skillmix.argilla_local.argilla_process"]
         self._spawn("worker", [*module, "worker"], env=env)
         owner_file = str(self.data_dir / "owner.json")
         options = ["--owner", owner_file, "--host", self.host, "--port", str(self.port)]
@@ -144,8 +145,20 @@ class ArgillaServer:
         self._wait_ready()
 
     def _redis_options(self, port: int) -> list[str]:
-        return ["--port", str(port), "--bind", self.host, "--save", "", "--appendonly", "no",
-                "--dir", str(self.data_dir / "redis"), "--daemonize", "no"]  # fmt: skip
+        return [
+            "--port",
+            str(port),
+            "--bind",
+            self.host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.data_dir / "redis"),
+            "--daemonize",
+            "no",
+        ]
 
     def _argilla_env(self, redis_port: int) -> dict[str, str]:
         """The environment of argilla-server's processes: its settings, and only ``skillmix`` importable."""
@@ -175,9 +188,14 @@ class ArgillaServer:
         with open(log_path, "ab") as log:
             try:
                 process = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                    cwd=self.data_dir, preexec_fn=own_group_dying_with_parent,
-                )  # fmt: skip
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=self.data_dir,
+                    preexec_fn=own_group_dying_with_parent,
+                )
             except OSError as exc:
                 raise ArgillaServerError(f"cannot start {name}: {exc}") from None
         self.processes[name] = process

@@ -1,13 +1,15 @@
-"""An OpenAI-compatible server over a local ``transformers`` causal LM: the student of ``skillmix eval``
-when vLLM (or a GPU) is not there, so that every student is reached through the project's one HTTP client::
+"""An OpenAI-compatible server over a local ``transformers`` causal LM, for when vLLM (or a GPU) is not
+there: :class:`skillmix.llm.local.LocalStudent` runs it as a child process, so that a checkpoint on this
+machine (the student of ``skillmix eval``) is reached through the project's one HTTP client::
 
-    python -m skillmix.evaluation.hf_server --model PATH_OR_ID [--revision REV] [--chat-template FILE]
+    python -m skillmix.llm.hf_server --model PATH_OR_ID [--revision REV] [--chat-template FILE]
         [--served-model-name NAME] [--host 127.0.0.1] [--port 8000] [--max-batch 16] [--dtype auto]
         [--threads N]
 
 Routes: ``GET /v1/models`` (once the model is loaded), ``POST /v1/chat/completions`` (``messages``,
 ``max_tokens``, ``temperature``, ``seed``; ``n`` must be 1, no streaming), ``GET /stats`` (the batches so
-far and their sizes), ``GET /health``. A bad request gets a 400 with an OpenAI-shaped error body.
+far and their sizes), ``GET /health``. A bad request gets a 400 with an OpenAI-shaped error body (the
+formats: :mod:`skillmix.llm.hf_wire`).
 
 The prompt is the model's chat template (or ``--chat-template``) with ``add_generation_prompt=True``,
 tokenized without adding special tokens (the template writes them), as vLLM does. One worker thread owns
@@ -37,26 +39,13 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MAX_TOKENS = 256
+from skillmix.llm.hf_wire import MAX_BODY_BYTES, ApiError, completion_body, model_list, parse_request
+
 BATCH_WAIT_S = 0.005  # how long a batch waits for more requests once its first one is there
-MAX_BODY_BYTES = 32 << 20
-
-
-class ApiError(Exception):
-    """A request the server answers with an error body (``status`` 4xx or 5xx)."""
-
-    def __init__(self, message: str, status: int = 400, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message, self.status, self.param = message, status, param
-
-    def body(self) -> dict[str, Any]:
-        kind = {404: "not_found_error", 500: "server_error"}.get(self.status, "invalid_request_error")
-        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": None}}
 
 
 @dataclass
@@ -70,54 +59,6 @@ class Pending:
     done: threading.Event = field(default_factory=threading.Event)
     result: tuple[str, str, int] | None = None  # text, finish reason, completion tokens
     error: str | None = None
-
-
-def parse_request(raw: bytes) -> dict[str, Any]:
-    """The fields of a chat completion request, checked: ``messages``, ``max_tokens``, ``temperature``..."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise ApiError("the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError("the request body must be a JSON object")
-    if body.get("n") not in (None, 1) or isinstance(body.get("n"), bool):
-        raise ApiError("only n=1 is supported", param="n")
-    if body.get("stream"):
-        raise ApiError("streaming is not supported", param="stream")
-    max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
-    max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
-    if not _number(max_tokens, int) or max_tokens < 1:
-        raise ApiError("max_tokens must be an integer >= 1", param="max_tokens")
-    temperature = 1.0 if body.get("temperature") is None else body["temperature"]
-    if not _number(temperature, (int, float)) or not 0 <= temperature <= 2:
-        raise ApiError("temperature must be a number from 0 to 2", param="temperature")
-    seed = body.get("seed")
-    if seed is not None and not _number(seed, int):
-        raise ApiError("seed must be an integer", param="seed")
-    return {"messages": _messages(body.get("messages")), "max_tokens": max_tokens,
-            "temperature": float(temperature), "seed": seed, "model": body.get("model")}  # fmt: skip
-
-
-def _number(value: Any, kind: type | tuple[type, ...]) -> bool:
-    return isinstance(value, kind) and not isinstance(value, bool)
-
-
-def _messages(value: Any) -> list[dict[str, str]]:
-    if not isinstance(value, list) or not value:
-        raise ApiError("messages must be a non-empty list", param="messages")
-    out = []
-    for i, message in enumerate(value):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise ApiError(f"messages[{i}] must be an object with a string role", param="messages")
-        content = message.get("content")
-        if isinstance(content, list):  # content parts: text only
-            if not all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in content):
-                raise ApiError(f"messages[{i}].content: only text parts are supported", param="messages")
-            content = "".join(p["text"] for p in content)
-        if not isinstance(content, str):
-            raise ApiError(f"messages[{i}].content must be a string", param="messages")
-        out.append({"role": message["role"], "content": content})
-    return out
 
 
 def batch_seed(seeds: list[int | None]) -> int | None:
@@ -254,8 +195,7 @@ class App:
         self.created = int(time.time())
 
     def models(self) -> dict[str, Any]:
-        card = {"id": self.student.name, "object": "model", "created": self.created, "owned_by": "skillmix"}
-        return {"object": "list", "data": [card]}
+        return model_list(self.student.name, self.created)
 
     def complete(self, raw: bytes) -> dict[str, Any]:
         request = parse_request(raw)
@@ -268,14 +208,7 @@ class App:
         if pending.result is None:
             raise ApiError(pending.error or "generation failed", status=500)
         text, finish, completion_tokens = pending.result
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": self.student.name, "system_fingerprint": None,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": finish, "logprobs": None}],
-            "usage": {"prompt_tokens": len(ids), "completion_tokens": completion_tokens,
-                      "total_tokens": len(ids) + completion_tokens},
-        }  # fmt: skip
+        return completion_body(self.student.name, text, finish, len(ids), completion_tokens)
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -362,7 +295,7 @@ def load(args: argparse.Namespace) -> Student:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m skillmix.evaluation.hf_server", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m skillmix.llm.hf_server", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--model", required=True, help="a local folder or a Hub model id")
     parser.add_argument("--revision", help="the Hub revision (tag, branch or commit)")

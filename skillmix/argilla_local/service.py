@@ -2,18 +2,18 @@
 
 ::
 
-    python -m skillmix.review.service start [--data .argilla] [--port 6900]   # prints the two export lines
-    python -m skillmix.review.service stop
-    python -m skillmix.review.service status
+    python -m skillmix.argilla_local.service start [--data .argilla] [--port 6900]  # prints 2 export lines
+    python -m skillmix.argilla_local.service stop
+    python -m skillmix.argilla_local.service status
 
 ``start`` installs argilla-server's environment if needed (in the foreground, so its progress shows), then
 launches ``service run`` detached from the terminal: that process holds an
-:class:`~skillmix.review.server.ArgillaServer` on the data folder until it gets SIGTERM, and records its pid
-and URL in ``DATA/service.json``. Once the server answers, ``start`` prints ``ARGILLA_API_URL=...`` and
-``ARGILLA_API_KEY=...`` on stdout (``export $(make -s argilla)``) and the rest on stderr. The owner's
-credentials stay in ``DATA/owner.json`` (mode 0600; the UI login is the username and password there).
-The port is ``--port`` when it is free, else any free one. Bad input or a failed start prints one line
-``skillmix: error: ...`` and exits with code 2.
+:class:`~skillmix.argilla_local.server.ArgillaServer` on the data folder until it gets SIGTERM, and records
+its pid and URL in ``DATA/service.json``. Once the server answers, ``start`` prints ``ARGILLA_API_URL=...``
+and ``ARGILLA_API_KEY=...`` on stdout (``export $(make -s argilla)``) and the rest on stderr. The owner's
+credentials stay in ``DATA/owner.json`` (mode 0600; the UI login is the username and password there). The port
+is ``--port`` when it is free, else any free one. Bad input or a failed start prints one line ``skillmix:
+error: ...`` and exits with code 2.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ import sys
 import time
 from pathlib import Path
 
+from skillmix.argilla_local import venv as argilla_venv
+from skillmix.argilla_local.server import ArgillaServer, ArgillaServerError, http_get, missing_programs
 from skillmix.processes import free_port
-from skillmix.review import venv as argilla_venv
-from skillmix.review.server import ArgillaServer, ArgillaServerError, http_get, missing_programs
 
+MODULE = "skillmix.argilla_local.service"  # how `service run` is started, and recognised by its command line
 DEFAULT_DATA = ".argilla"
 DEFAULT_PORT = 6900
 
@@ -42,7 +43,7 @@ class ServiceError(RuntimeError):
 
 
 def _alive(pid: int) -> bool:
-    """Whether ``pid`` is a live ``skillmix.review.service`` process (not a pid reused by another one)."""
+    """Whether ``pid`` is a live ``skillmix.argilla_local.service`` process (not a pid reused by another)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -51,7 +52,7 @@ def _alive(pid: int) -> bool:
         return True
     with contextlib.suppress(OSError):  # Linux: check what the pid runs now
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        return b"skillmix.review.service" in cmdline and not cmdline.startswith(b"\0")
+        return MODULE.encode() in cmdline and not cmdline.startswith(b"\0")
     return True
 
 
@@ -90,15 +91,18 @@ def start(data: Path, venv: Path | None, port: int, timeout: float) -> str:
     (data / "logs").mkdir(parents=True, exist_ok=True)
     for name in ("service.json", "service.error"):
         (data / name).unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "skillmix.review.service", "run", "--data", str(data), "--port", str(port)]
+    argv = [sys.executable, "-m", MODULE, "run", "--data", str(data), "--port", str(port)]
     argv += ["--venv", str(venv)] if venv else []
     with open(data / "logs" / "service.log", "ab") as log:
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     state = _wait_ready(data, process, timeout)
-    print(f"Argilla is running at {state['api_url']} (UI login in {data / 'owner.json'}); "
-          "stop it with `make argilla-stop`.", file=sys.stderr)  # fmt: skip
+    print(
+        f"Argilla is running at {state['api_url']} (UI login in {data / 'owner.json'}); "
+        "stop it with `make argilla-stop`.",
+        file=sys.stderr,
+    )
     return _exports(data, state)
 
 
@@ -164,8 +168,9 @@ def status(data: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m skillmix.review.service", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {MODULE}", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["start", "stop", "status", "run"])
     parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help=f"data folder ({DEFAULT_DATA})")
     parser.add_argument("--venv", type=Path, default=None, help="argilla-server's venv (.venv-argilla)")
