@@ -28,7 +28,6 @@ from skillmix.hub_ids import split_revision
 from skillmix.skills import content_hash
 
 Setting = Literal["train", "held-out", "all"]
-CHAT_FORMATS = ("chatml", "llama-2", "mistral", "gemma")
 _STRICT = ConfigDict(extra="forbid", strict=True)
 
 

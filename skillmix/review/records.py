@@ -25,7 +25,6 @@ from skillmix.text import max_sentences, number_word
 
 LABELS = ("yes", "no")
 OTHER_QUESTIONS = ("on_topic", "makes_sense", "within_length")
-FIELDS = ("topic", "skills", "answer", "sentences")
 GUIDELINES = "review_guidelines.md.jinja2"
 
 
