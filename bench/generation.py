@@ -27,6 +27,7 @@ from skillmix.catalog import load_catalog
 from skillmix.llm.roles import ResolvedModel
 from skillmix.pipelines.config import build_config
 from skillmix.pipelines.dataset import build_pipeline, stage_concurrency
+from skillmix.pipelines.driver import pipeline_row
 from skillmix.sampling import sample_combinations
 from skillmix.testing.fake_openai import CHAT_PATH
 
@@ -164,14 +165,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         ours = measure(
             "skillmix SkillMixLLM",
-            lambda: build_pipeline(config, [c.to_dict() for c in combos[: args.samples]], models, workdir),
+            lambda: build_pipeline(
+                config, [pipeline_row(c) for c in combos[: args.samples]], models, workdir
+            ),
             server,
             args.samples,
             ideal,
         )
         results = [ours]
         if not args.skip_stock:
-            rows = [c.to_dict() for c in combos[: args.stock_samples]]
+            rows = [pipeline_row(c) for c in combos[: args.stock_samples]]
             results.append(
                 measure(
                     "distilabel OpenAILLM",

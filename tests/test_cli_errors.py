@@ -95,3 +95,25 @@ def test_a_chat_template_without_a_student_model_is_one_line(tmp_path):
         "skillmix: error: --chat-template needs --student-model (a local checkpoint or Hub id)"
     ]
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        # plain ValueErrors once, read as bad input by the broad catch: now ConfigErrors where they are checked
+        (["dataset", "--dry-run", "--prices", "{prices}"], "{prices}: expected a mapping of model -> "),
+        (["eval", "rescore", "{folder}"], "{folder}/results.json does not load"),
+    ],
+)
+def test_a_bad_prices_file_or_evaluation_folder_is_still_one_line(tmp_path, capsys, argv, says):
+    prices, folder = tmp_path / "prices.yaml", tmp_path / "not-an-eval"
+    prices.write_text("- not a mapping\n")
+    folder.mkdir()
+    names = {"prices": str(prices), "folder": str(folder)}
+    code = cli.main(
+        [arg.format(**names) for arg in argv] + ["--out", str(tmp_path / "out")][: 2 * (argv[0] == "dataset")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("skillmix: error: " + says.format(**names)), err
+    assert not (tmp_path / "out").exists()
