@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from skillmix.config import ConfigError
 from skillmix.evaluation.files import read_results, read_samples, write_text_atomic
 from skillmix.evaluation.pairing import (
     ALPHA,
@@ -199,7 +200,7 @@ def compare(
     ``allow`` does not name it; ValueError when there is no run.
     """
     if not runs:
-        raise ValueError("nothing to compare: no runs given")
+        raise ConfigError("nothing to compare: no runs given")
     differing = check_protocols(runs, allow)
     labels = run_labels(runs)
     found = [None] * len(runs)
@@ -373,7 +374,7 @@ def write_comparison(dirs: list[Path], out: Path, allow: Iterable[str] = ()) -> 
 def _existing(dirs: list[Path]) -> list[Path]:
     missing = [str(d) for d in dirs if not (Path(d) / "results.json").is_file()]
     if missing:
-        raise ValueError(f"no results.json in {', '.join(missing)} (run `skillmix eval` there first)")
+        raise ConfigError(f"no results.json in {', '.join(missing)} (run `skillmix eval` there first)")
     return [Path(d) for d in dirs]
 
 

@@ -100,20 +100,17 @@ def test_a_chat_template_without_a_student_model_is_one_line(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        # plain ValueErrors once, read as bad input by the broad catch: now ConfigErrors where they are checked
-        (["dataset", "--dry-run", "--prices", "{prices}"], "{prices}: expected a mapping of model -> "),
+        # plain ValueErrors once, bad input only through the broad catch: now ConfigErrors where checked
+        (["dataset", "--dry-run", "--prices", "{prices}", "--out", "{out}"], "{prices}: expected a mapping"),
         (["eval", "rescore", "{folder}"], "{folder}/results.json does not load"),
     ],
 )
 def test_a_bad_prices_file_or_evaluation_folder_is_still_one_line(tmp_path, capsys, argv, says):
-    prices, folder = tmp_path / "prices.yaml", tmp_path / "not-an-eval"
-    prices.write_text("- not a mapping\n")
-    folder.mkdir()
-    names = {"prices": str(prices), "folder": str(folder)}
-    code = cli.main(
-        [arg.format(**names) for arg in argv] + ["--out", str(tmp_path / "out")][: 2 * (argv[0] == "dataset")]
-    )
+    names = {"prices": tmp_path / "prices.yaml", "folder": tmp_path / "not-an-eval", "out": tmp_path / "out"}
+    names["prices"].write_text("- not a mapping\n")
+    names["folder"].mkdir()
+    code = cli.main([arg.format(**names) for arg in argv])
     err = capsys.readouterr().err
     assert code == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("skillmix: error: " + says.format(**names)), err
-    assert not (tmp_path / "out").exists()
+    assert not names["out"].exists()

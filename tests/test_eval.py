@@ -309,7 +309,7 @@ def test_infrastructure_errors_are_left_out_listed_and_retried(tmp_path):
     assert r["full_marks"]["mean"] == pytest.approx(1.0)  # a and c: full marks; b left out, not zero
     assert sorted(results["errored"]) == [f"held-out:{combos()[1].id}:g0", f"held-out:{combos()[1].id}:g1"]
     assert again.returncode == 0, again.stderr[-3000:]
-    assert len(resent) == 2 * 2 + 2 * 3 and all(b in json.dumps(r.body) for r in resent)
+    assert len(resent) == 2 * 2 + 2 * 3 and all(b in json.dumps(r.body, ensure_ascii=False) for r in resent)
     [r] = json.loads((out / "results.json").read_text())["results"]
     assert r["errored_generations"] == 0 and r["n"] == 3
     assert r["full_marks"]["mean"] == pytest.approx(2 / 3) and r["skill_fraction"]["mean"] == pytest.approx(

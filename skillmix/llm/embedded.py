@@ -32,6 +32,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from skillmix.llm.local import server_environment
 from skillmix.processes import ChildServer, free_port
 
 MODEL_NAME = "gemma-3-270m-q4_k_m"
@@ -158,6 +159,6 @@ class EmbeddedServer(ChildServer):
         if not self.model_path.is_file():
             raise EmbeddedServerError(f"model file not found: {self.model_path}")
         self.port = self.port or free_port(self.host)
-        self._spawn(self.argv(), "the embedded server")
+        self._spawn(self.argv(), "the embedded server", env=server_environment())
         self._wait_serving(self.base_url, MODEL_NAME, self.startup_timeout, "the embedded server")
         return self

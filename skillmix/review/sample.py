@@ -8,6 +8,11 @@ when ``n`` is smaller than their number), then the rest in proportion to what ea
 (largest remainders); ``n`` at or above the number of rows takes them all. Inside a stratum the rows are
 taken in an order shuffled with ``seed`` from their ids, so the same folder, ``n`` and ``seed`` always
 give the same sample. Failed rows are never sampled (they have no grade to review).
+
+Two draws over the sample, each seeded on its own stream: the records **shown** the judge's answers
+(``--show-judge``, a fast correction pass whose answers measure nothing) and, among the others, the records
+for **two annotators** (two people on a pre-filled record would measure nothing either). A share of ``n``
+records is ``round(share * n)`` of them, halves rounded up.
 """
 
 from __future__ import annotations
@@ -71,14 +76,31 @@ def stratified_sample(rows: Iterable[Mapping[str, Any]], n: int, seed: int = 0) 
     return sample
 
 
-def two_annotator_ids(ids: Iterable[str], share: float, seed: int = 0) -> set[str]:
-    """The ids of ``round(share * len(ids))`` rows (halves rounded up), drawn with ``seed``."""
+def _draw(
+    ids: Iterable[str], share: float, flag: str, stream: int, seed: int, exclude: Iterable[str] = ()
+) -> set[str]:
+    """``round(share * len(ids))`` of ``ids`` (at most those not in ``exclude``), drawn with ``seed``."""
     if not 0.0 <= share <= 1.0:
-        raise ConfigError(f"--two-annotators must be a share between 0 and 1, got {share}")
-    ordered = sorted(set(ids))
-    count = math.floor(share * len(ordered) + 0.5)
-    chosen = np.random.default_rng([seed, 2]).permutation(len(ordered))[:count]
-    return {ordered[i] for i in chosen}
+        raise ConfigError(f"{flag} must be a share between 0 and 1, got {share}")
+    every = sorted(set(ids))
+    count = math.floor(share * len(every) + 0.5)
+    skip = set(exclude)
+    eligible = [i for i in every if i not in skip]
+    chosen = np.random.default_rng([seed, stream]).permutation(len(eligible))[:count]
+    return {eligible[i] for i in chosen}
+
+
+def two_annotator_ids(
+    ids: Iterable[str], share: float, seed: int = 0, exclude: Iterable[str] = ()
+) -> set[str]:
+    """The ids of ``round(share * len(ids))`` rows for two annotators, drawn with ``seed`` from those not in
+    ``exclude`` (the shown records; fewer when too few are left)."""
+    return _draw(ids, share, "--two-annotators", 2, seed, exclude)
+
+
+def shown_ids(ids: Iterable[str], share: float, seed: int = 0) -> set[str]:
+    """The ids of ``round(share * len(ids))`` rows shown the judge's answers (``--show-judge``)."""
+    return _draw(ids, share, "--show-judge", 3, seed)
 
 
 def strata_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
