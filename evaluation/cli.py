@@ -122,7 +122,10 @@ def summary(results: dict[str, Any], out: str | Path) -> str:
             f"  {r['setting']:<9} k={r['k']}  n={r['n']:<4} {cells}"
             + (f"  ({', '.join(notes)})" if notes else "")
         )
-    lines.append(f"  cost ${results.get('cost_usd', 0):.4f}; results.md, results.json, samples.jsonl, plots/")
+    lines.append(
+        f"  cost ${results.get('cost_usd', 0):.4f} (every request of these samples, at what it cost when "
+        "paid, by this run or an earlier one); results.md, results.json, samples.jsonl, plots/"
+    )
     return "\n".join(lines)
 
 

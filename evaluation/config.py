@@ -149,7 +149,7 @@ FROM_DATASET = {
 }
 
 
-def with_dataset(data: dict[str, Any], flags: Flags | None = None) -> dict[str, Any]:
+def with_dataset(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` with the draw of the dataset folder ``data["data"]`` (:data:`FROM_DATASET`), so that the
     evaluation asks exactly the release's ``eval-<setting>`` combinations, the ones the leakage audit knows.
 
@@ -157,12 +157,11 @@ def with_dataset(data: dict[str, Any], flags: Flags | None = None) -> dict[str, 
     release's); a different sampling seed is allowed when given, and ``skillmix eval`` says so. Without
     ``n``, the size is the release's ``eval_n_per_k`` when the folder is a downloaded release.
     """
-    from skillmix.dataset_folder.layout import read_dataset_folder
-
     if data.get("eval_set"):
         raise ConfigError("--data and --eval-set both say which combinations to ask: give one")
+    manifest = _manifest(data["data"])
     out = dict(data)
-    for key, recorded in dataset_draw(data["data"]).items():
+    for key, recorded in _draw(manifest).items():
         if key not in data:
             out[key] = recorded
         elif key != "seed" and data[key] != recorded:
@@ -171,7 +170,7 @@ def with_dataset(data: dict[str, Any], flags: Flags | None = None) -> dict[str, 
                 f"{flag} {data[key]!r} differs from the dataset's {recorded!r} ({data['data']}): the "
                 "evaluation would not ask its release's combinations; leave it out"
             )
-    release_n = (read_dataset_folder(data["data"]).manifest.get("release") or {}).get("eval_n_per_k")
+    release_n = (manifest.get("release") or {}).get("eval_n_per_k")
     if "n" not in data and release_n:
         out["n"] = release_n
     return out
@@ -179,9 +178,16 @@ def with_dataset(data: dict[str, Any], flags: Flags | None = None) -> dict[str, 
 
 def dataset_draw(path: str) -> dict[str, Any]:
     """The settings of :data:`FROM_DATASET` as the dataset folder ``path`` recorded them."""
+    return _draw(_manifest(path))
+
+
+def _manifest(path: str) -> dict[str, Any]:
     from skillmix.dataset_folder.layout import read_dataset_folder
 
-    manifest = read_dataset_folder(path).manifest
+    return read_dataset_folder(path).manifest
+
+
+def _draw(manifest: dict[str, Any]) -> dict[str, Any]:
     found = {key: (manifest.get(section) or {}).get(field) for key, (section, field) in FROM_DATASET.items()}
     return {key: value for key, value in found.items() if value is not None or key == "topics"}
 
@@ -192,7 +198,7 @@ def build_eval_config(
     """Defaults, then ``config_file``, then ``overrides`` (nested like the model; ``None`` values ignored)."""
     data = merge(shared_settings(config_file) if config_file else {}, overrides or {})
     if data.get("data"):
-        data = with_dataset(data, flags)
+        data = with_dataset(data)
     config = build(EvalConfig, data, "flags", flags)
     if not config.judge.model:
         raise ConfigError(

@@ -14,7 +14,6 @@ Three kinds of student, told apart by ``--student-model`` and ``--student-base-u
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,8 +94,7 @@ def prepare_student(settings: StudentSettings, work_hint: Path | None = None) ->
         assert settings.model is not None
         hint = " (give --student-base-url, or a local folder / org/model id to run it here)"
         who = f"student {settings.model!r}"
-        resolved = remote(who, settings.model, settings.base_url, settings.mode, hint)
-        resolved = dataclasses.replace(resolved, role="student")
+        resolved = remote("student", settings.model, settings.base_url, settings.mode, hint, who)
         return Student(kind, settings, settings.model, resolved=resolved)
     if kind == "embedded":
         from skillmix.llm.embedded import MODEL_NAME

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from skillmix.config import ConfigError
 from skillmix.dataset_folder.layout import CACHE_FILE
 from skillmix.dataset_folder.writer import OutputFolder
 from skillmix.llm.cache import RequestCache
@@ -66,8 +67,6 @@ def check_models(
 
 
 def load_prices(config: ProtocolConfig) -> PriceTable:
-    from skillmix.config import ConfigError
-
     try:
         return PriceTable.load(config.prices)
     except FileNotFoundError:

@@ -69,11 +69,14 @@ def local_mode(mode: str) -> str:
     return "chat" if mode == "chat" else "completion"
 
 
-def remote(role: str, model: str, base_url: str | None, mode: str = "auto", hint: str = "") -> ResolvedModel:
-    """A model reached over HTTP: its URL resolved, and a missing key for api.openai.com refused by name."""
+def remote(
+    role: str, model: str, base_url: str | None, mode: str = "auto", hint: str = "", who: str | None = None
+) -> ResolvedModel:
+    """A model reached over HTTP: its URL resolved, and a missing key for api.openai.com refused by name
+    (``who``: how the refusal names it, the role by default)."""
     url = base_url_for(base_url)
     if url is None and not os.environ.get("OPENAI_API_KEY"):
-        raise ConfigError(f"the {role} uses api.openai.com but OPENAI_API_KEY is not set{hint}")
+        raise ConfigError(f"the {who or role} uses api.openai.com but OPENAI_API_KEY is not set{hint}")
     return ResolvedModel(role, model, url, mode=remote_mode(mode))
 
 
