@@ -120,12 +120,13 @@ DATASET ?=
 WORKSPACE ?=
 SEED ?=
 TWO_ANNOTATORS ?=
+SHOW_JUDGE ?=
 REVIEW_FLAGS = $(strip $(if $(WORKSPACE),--workspace $(WORKSPACE)) $(if $(SEED),--seed $(SEED)))
 
 .PHONY: review-push review-pull
-review-push: $(STAMP)  ## send a stratified sample of DATA's graded rows to the Argilla dataset DATASET
-	@test -n "$(DATASET)" -a -n "$(filter command line environment,$(origin DATA))" || { echo "usage: make review-push DATA=out DATASET=name [N=100] [WORKSPACE=skillmix] [SEED=0] [TWO_ANNOTATORS=0.2]"; exit 2; }
-	$(BIN)/skillmix review push --data $(DATA) --dataset $(DATASET) $(if $(N),--n $(N)) $(if $(TWO_ANNOTATORS),--two-annotators $(TWO_ANNOTATORS)) $(REVIEW_FLAGS)
+review-push: $(STAMP)  ## send a blind stratified sample of DATA's graded rows to the Argilla dataset DATASET
+	@test -n "$(DATASET)" -a -n "$(filter command line environment,$(origin DATA))" || { echo "usage: make review-push DATA=out DATASET=name [N=100] [WORKSPACE=skillmix] [SEED=0] [TWO_ANNOTATORS=0.2] [SHOW_JUDGE=0]"; exit 2; }
+	$(BIN)/skillmix review push --data $(DATA) --dataset $(DATASET) $(if $(N),--n $(N)) $(if $(TWO_ANNOTATORS),--two-annotators $(TWO_ANNOTATORS)) $(if $(SHOW_JUDGE),--show-judge $(SHOW_JUDGE)) $(REVIEW_FLAGS)
 
 review-pull: $(STAMP)  ## agreement figures, and a new folder OUT where the human decisions override the judge
 	@test -n "$(DATASET)" -a -n "$(filter command line environment,$(origin DATA))" -a -n "$(filter command line environment,$(origin OUT))" || { echo "usage: make review-pull DATA=out DATASET=name OUT=new-folder [WORKSPACE=skillmix] [SEED=0]"; exit 2; }

@@ -44,8 +44,17 @@ def hub_metadata(configs: dict[str, dict[str, Any]], tags: list[str], **extra: A
 
 def render_card(template_name: str, metadata: dict[str, Any], **context: Any) -> str:
     """A card from the template ``template_name`` of this package: the YAML header, then the body."""
-    template = (resources.files("skillmix.cards") / template_name).read_text("utf-8")
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True)
+    template = _template(template_name)
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(_template),  # for {% include %} of the sections cards share
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+    )
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
     header = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
     return env.from_string(template).render(yaml_header=header, **context)
+
+
+def _template(name: str) -> str:
+    return (resources.files("skillmix.cards") / name).read_text("utf-8")

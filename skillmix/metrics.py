@@ -94,6 +94,11 @@ def metric_values(decided: Any, k: int) -> np.ndarray:
     return out
 
 
+def length_point(text: str | None, k: int) -> float:
+    """The sentence counter's length point: 1.0 when the text has 1 .. max(1, k-1) sentences."""
+    return float(text is not None and 0 < count_sentences(text) <= max_sentences(k))
+
+
 def apply_text_checks(
     decided: np.ndarray,
     k: int,
@@ -107,7 +112,7 @@ def apply_text_checks(
     if np.isnan(out).any():
         return out
     if length_override:
-        out[k + 2] = float(text is not None and 0 < count_sentences(text) <= max_sentences(k))
+        out[k + 2] = length_point(text, k)
     if name_penalty:
         if skills is None or len(skills) != k:
             raise ValueError(f"name_penalty needs the {k} skills of the text, in rubric order")

@@ -3,10 +3,12 @@ annotate it through the Argilla SDK as two annotators, pull, check every figure 
 the reviewed folder; bad input is one line, exit code 2, nothing written.
 
 The folder is built by ``skillmix dataset`` against the fake OpenAI server (k = 2, 3; 6 rows each; about
-half of them kept); the Argilla server is the session's (tests/argilla_fixtures.py). Scripted answers:
-``alice`` answers every record as the judge did, except that she fails "makes sense" on one kept record
-(R1) and gives full marks to one rejected record (R2), both single-annotator records; ``bob`` answers the
-two-annotator records as the judge did, except that he fails "on topic" on one kept record (R3).
+half of them kept); the Argilla server is the session's (tests/argilla_fixtures.py). The push is blind: the
+annotators' script reads the judge's answers from the dataset folder (its own majority vote over the
+grader runs, recomputed here), never from Argilla. Scripted answers: ``alice`` answers every record as the
+judge voted, except that she fails "makes sense" on one kept record (R1) and gives full marks to one
+rejected record (R2), both single-annotator records; ``bob`` answers the two-annotator records as the judge
+voted, except that he fails "on topic" on one kept record (R3).
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from cli_runs import cli_env, dataset_cmd, run_cli
 
 from skillmix.cli import main
 from skillmix.review.agreement import bootstrap_intervals
-from skillmix.review.sample import allocate, failed_kinds, strata_counts, stratified_sample, two_annotator_ids
+from skillmix.review.sample import (
+    allocate,
+    failed_kinds,
+    shown_ids,
+    strata_counts,
+    stratified_sample,
+    two_annotator_ids,
+)
 from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
 
 pytest_plugins = ["argilla_fixtures"]
@@ -64,6 +73,14 @@ def test_strata_and_the_two_annotator_share():
     assert len(two_annotator_ids(["a", "b", "c"], 0.5)) == 2 and two_annotator_ids(["a"], 0.0) == set()
     with pytest.raises(ValueError, match="between 0 and 1"):
         two_annotator_ids(["a"], 1.5)
+    ids = [f"r{i}" for i in range(8)]
+    shown = shown_ids(ids, 0.25, seed=4)
+    assert len(shown) == 2 and shown == shown_ids(ids, 0.25, seed=4) and shown <= set(ids)
+    double = two_annotator_ids(ids, 0.5, seed=4, exclude=shown)
+    assert len(double) == 4 and not double & shown  # nobody reviews a pre-filled record twice
+    assert len(two_annotator_ids(ids, 1.0, exclude=shown)) == 6  # fewer when too few are left
+    with pytest.raises(ValueError, match="--show-judge must be a share between 0 and 1"):
+        shown_ids(ids, -0.1)
 
 
 def test_human_decisions_vote_and_apply_the_text_checks():
@@ -149,9 +166,27 @@ def records_of(pushed) -> dict:
     return {record.id: record for record in pushed["dataset"].records(with_responses=True)}
 
 
-def test_push_sends_a_stratified_sample_with_suggestions_and_metadata(pushed, folder):
+def judge_vote(row: dict) -> list[float]:
+    """The judge's own answers, by hand from the folder: the strict majority of the parsed grader runs per
+    item (a tie earns 0); zeros when no run parsed."""
+    width = row["k"] + 3
+    runs = [p for p, s in zip(row["grader_points"], row["grader_status"], strict=True) if s == "ok"]
+    return (
+        [float(2 * sum(run[i] for run in runs) > len(runs)) for i in range(width)] if runs else [0.0] * width
+    )
+
+
+def question_names(k: int) -> list[str]:
+    return [f"skill_{j + 1}" for j in range(k)] + ["on_topic", "makes_sense", "within_length"]
+
+
+BLIND_METADATA = {"k", "combination", "setting", "annotators", "judge_shown"}
+
+
+def test_a_blind_push_sends_a_stratified_sample_and_nothing_of_the_judge(pushed, folder):
     rows, records = rows_of(folder), records_of(pushed)
     assert len(records) == N and "8 rows sampled, 8 added, 0 already there" in pushed["stdout"]
+    assert "blind: no record shows the judge's answers" in pushed["stdout"]
     graded = [row for row in rows.values() if row["outcome"] in ("kept", "rejected")]
     every = strata_counts(graded)
     sampled = strata_counts([rows[i] for i in records])
@@ -163,30 +198,39 @@ def test_push_sends_a_stratified_sample_with_suggestions_and_metadata(pushed, fo
     assert [q.name for q in settings.questions] == names
     assert [q.required for q in settings.questions][:3] == [True, True, False]
     assert "n/a" in settings.questions[2].title and settings.distribution.min_submitted == 2
-    assert "name rule" in settings.guidelines.lower() and "fake-teacher" in settings.guidelines
-    judge = json.loads((folder / "manifest.json").read_text())["models"]["judge"]["model"]
+    assert "name rule is applied afterwards" in settings.guidelines and "fake-teacher" in settings.guidelines
+    assert "This dataset is blind" in settings.guidelines and "pre-filled" not in settings.guidelines
     for record_id, record in records.items():
         row = rows[record_id]
         assert record.fields["topic"] == row["topic"] and record.fields["answer"] == row["answer"]
         assert all(skill in record.fields["skills"] for skill in row["skills"])
-        assert record.fields["sentences"].startswith(f"{row['sentences']} sentence")
+        limit = {2: "one sentence", 3: "two sentences"}[row["k"]]
+        assert record.fields["sentences"] == f"At most {limit} (the limit for {row['k']} skills)"
+        assert list(record.suggestions) == []  # nothing pre-filled
         meta = record.metadata
+        assert set(meta) == BLIND_METADATA and meta["judge_shown"] == "no"  # nothing of the judge's verdict
         assert (meta["k"], meta["combination"], meta["setting"]) == (row["k"], row["id"], row["setting"])
-        assert (meta["outcome"], meta["judge_total"]) == (row["outcome"], sum(row["points"]))
-        assert meta["failed"] == failed_kinds(row["points"], row["k"])
-        runs = [p for p, s in zip(row["grader_points"], row["grader_status"], strict=True) if s == "ok"]
-        names = [f"skill_{j + 1}" for j in range(row["k"])] + ["on_topic", "makes_sense", "within_length"]
-        suggested = {s.question_name: s for s in record.suggestions}
-        assert set(suggested) == set(names)
-        for i, name in enumerate(names):
-            assert suggested[name].value == ("yes" if row["points"][i] == 1 else "no")
-            assert suggested[name].agent == judge
-            share = sum(run[i] == row["points"][i] for run in runs) / len(runs)
-            assert suggested[name].score == pytest.approx(share)
     doubles = [i for i, r in records.items() if r.metadata["annotators"] == 2]
     assert len(doubles) == 4  # half of 8
     judged = {i for i, r in records.items() if any(True for _ in r.responses)}
-    assert judged == set(records) - set(doubles)  # skillmix-judge answered the single-annotator records
+    assert judged == set(records) - set(doubles)  # the skillmix-judge placeholder completes the others
+
+
+def test_an_annotator_sees_no_answer_but_their_own(pushed, argilla_server):
+    """Through the annotator's own queue (what the UI asks): no suggestion, no hidden metadata, and not the
+    skillmix-judge placeholder that completes a single-annotator record."""
+    rg, owner = pushed["rg"], pushed["owner"]
+    key = annotator(rg, owner, "carol")
+    http = rg.Argilla(api_url=argilla_server.api_url, api_key=key).api.http_client
+    url = f"/api/v1/me/datasets/{pushed['dataset'].id}/records/search"
+    found = http.post(url, params=[("include", "responses"), ("include", "suggestions")], json={}).json()
+    assert found["total"] == N
+    for item in found["items"]:
+        record = item["record"]
+        assert record["suggestions"] == [] and record["responses"] == []
+        assert set(record["metadata"]) <= BLIND_METADATA - {"judge_shown"}  # the hidden property is hidden
+    placeholder = [r for r in records_of(pushed).values() if any(True for _ in r.responses)]
+    assert placeholder  # the owner sees the placeholder's responses; carol did not
 
 
 def test_pushing_again_adds_nothing(pushed, folder, argilla_server):
@@ -199,31 +243,41 @@ def test_pushing_again_adds_nothing(pushed, folder, argilla_server):
 TEXT = "document.body ? document.body.innerText : ''"  # what the page shows
 
 
-def test_the_pushed_dataset_renders_in_chromium(
+def test_the_blind_annotation_page_has_nothing_pre_selected(
     folder, argilla_server, argilla_sdk, signed_in_page, tmp_path
 ):
-    """A freshly pushed dataset's annotation page shows a record's fields and the questions."""
+    """In headless Chromium a blind record's form has no answer selected; the same check on a record pushed
+    with the judge's answers shown finds them selected (so the check can fail)."""
     from playwright.sync_api import Error as PlaywrightError
 
     from skillmix.review.push import push
 
     env = argilla_env(argilla_server)
-    result = push(
-        folder, "review-ui", workspace=WORKSPACE, n=3, two_annotators=0.0, env=env, log=lambda m: None
-    )
     answers = [row["answer"] for row in rows_of(folder).values()]
     shown = " || ".join(f"document.body.innerText.includes({text!r})" for text in answers)
     titles = ["Skill 1 correctly illustrated?", "Pertains to the topic?", "Within the sentence limit?"]
     wanted = " && ".join(f"document.body.innerText.includes({t!r})" for t in [*titles, "Topic", "Skills"])
+    selected = "document.querySelectorAll('input:checked').length"
     page = signed_in_page
-    try:
-        page.goto(result.url, wait_until="commit")
-        page.wait_for_function(f"document.body && ({shown}) && {wanted}", timeout=90_000, polling=250)
-    except PlaywrightError as exc:
-        page.screenshot(path=tmp_path / "review.png")
-        pytest.fail(f"{exc.message}: {page.evaluate(TEXT)[:500]!r} ({tmp_path / 'review.png'})")
-    text = page.evaluate(TEXT)
-    assert sum(answer in text for answer in set(answers)) >= 1 and "Submit" in text
+    counts = {}
+    for name, share in (("review-ui-shown", 1.0), ("review-ui", 0.0)):
+        result = push(folder, name, workspace=WORKSPACE, n=3, two_annotators=0.0, show_judge=share, env=env,
+                      log=lambda m: None)  # fmt: skip
+        try:
+            page.goto(result.url, wait_until="commit")
+            page.wait_for_function(f"document.body && ({shown}) && {wanted}", timeout=90_000, polling=250)
+            if share:  # the judge's answers appear as selected options
+                page.wait_for_function(f"{selected} > 0", timeout=30_000, polling=250)
+            else:
+                page.wait_for_timeout(3_000)  # longer than the shown page took to pre-select
+        except PlaywrightError as exc:
+            page.screenshot(path=tmp_path / f"{name}.png")
+            pytest.fail(f"{exc.message}: {page.evaluate(TEXT)[:500]!r} ({tmp_path / name}.png)")
+        counts[name] = page.evaluate(selected)
+        text = page.evaluate(TEXT)
+        assert sum(answer in text for answer in set(answers)) >= 1 and "Submit" in text
+        assert "Sentence limit" in text and "(the limit for" in text
+    assert counts["review-ui-shown"] >= 5 and counts["review-ui"] == 0, counts
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +294,11 @@ def answered(pushed, folder, argilla_server):
     r3 = next(i for i in double if rows[i]["outcome"] == "kept")
     keys = {name: annotator(rg, owner, name) for name in ("alice", "bob")}
     for record_id, record in records.items():
-        judge = {s.question_name: s.value for s in record.suggestions}
+        row = rows[record_id]
+        judge = {
+            q: "yes" if v == 1 else "no"
+            for q, v in zip(question_names(row["k"]), judge_vote(row), strict=True)
+        }
         alice = {**judge, **({"makes_sense": "no"} if record_id == r1 else {})}
         alice = {q: "yes" for q in judge} if record_id == r2 else alice
         submit(rg, argilla_server.api_url, keys["alice"], record, {**alice, "comment": "ok"})
@@ -274,63 +332,103 @@ def pulled(answered, folder, argilla_server, tmp_path_factory):
     return {"out": out, "stdout": result.stdout, "manifest": json.loads((out / "manifest.json").read_text())}
 
 
-def kappa(a: list[float], b: list[float]) -> float | None:
-    """Cohen's kappa, written out: (p_o - p_e) / (1 - p_e)."""
-    n = len(a)
-    p_o = sum(x == y for x, y in zip(a, b, strict=True)) / n
-    p_a, p_b = sum(a) / n, sum(b) / n
+def kappa(a: list[float], b: list[float], w: list[float] | None = None) -> float | None:
+    """Cohen's kappa, written out: (p_o - p_e) / (1 - p_e), with weights ``w`` (1 each by default)."""
+    w = [1.0] * len(a) if w is None else w
+    total = sum(w)
+    p_o = sum(wi for x, y, wi in zip(a, b, w, strict=True) if x == y) / total
+    p_a = sum(wi * x for x, wi in zip(a, w, strict=True)) / total
+    p_b = sum(wi * y for y, wi in zip(b, w, strict=True)) / total
     p_e = p_a * p_b + (1 - p_a) * (1 - p_b)
-    return None if p_e == 1 else (p_o - p_e) / (1 - p_e)
+    return None if abs(p_e - 1) < 1e-12 else (p_o - p_e) / (1 - p_e)
 
 
-def check(figure: dict, judge: list[float], human: list[float]) -> None:
-    n = len(judge)
-    assert figure["n"] == n
-    assert figure["raw"] == pytest.approx(sum(x == y for x, y in zip(judge, human, strict=True)) / n)
-    expected = kappa(judge, human)
-    assert figure["kappa"] == (None if expected is None else pytest.approx(expected))
-    assert figure["raw_ci"][0] <= figure["raw"] <= figure["raw_ci"][1]
-    if expected is not None:
-        assert (
-            figure["kappa_ci"][0] <= figure["kappa"] + 1e-9
-            and figure["kappa"] <= figure["kappa_ci"][1] + 1e-9
-        )
+def raw(a: list[float], b: list[float], w: list[float] | None = None) -> float:
+    w = [1.0] * len(a) if w is None else w
+    return sum(wi for x, y, wi in zip(a, b, w, strict=True) if x == y) / sum(w)
+
+
+def weights_by_hand(rows: dict, ids: list[str]) -> dict[str, float]:
+    """N_s / n_s: the folder's graded rows of a record's stratum over the records of it among ``ids``."""
+    label = lambda row: "/".join(map(str, (row["k"], row["outcome"], failed_kinds(row["points"], row["k"]))))  # noqa: E731
+    population = strata_counts([row for row in rows.values() if row["outcome"] in ("kept", "rejected")])
+    sample = strata_counts([rows[i] for i in set(ids)])
+    return {i: population[label(rows[i])] / sample[label(rows[i])] for i in set(ids)}
+
+
+def check(figure: dict, judge: list[float], human: list[float], ids: list[str], rows: dict) -> None:
+    """Both sides of a figure by hand: unweighted, and weighted by the strata of the records ``ids``."""
+    w = weights_by_hand(rows, ids)
+    pair_w = [w[i] for i in ids]
+    assert (figure["n"], figure["records"]) == (len(judge), len(set(ids)))
+    for side, weights in (("unweighted", None), ("weighted", pair_w)):
+        f = figure[side]
+        assert f["raw"] == pytest.approx(raw(judge, human, weights)), side
+        expected = kappa(judge, human, weights)
+        assert f["kappa"] == (None if expected is None else pytest.approx(expected)), side
+        assert f["raw_ci"][0] - 1e-9 <= f["raw"] <= f["raw_ci"][1] + 1e-9
+        if expected is not None and f["kappa_ci"] is not None:
+            assert f["kappa_ci"][0] - 1e-9 <= f["kappa"] <= f["kappa_ci"][1] + 1e-9
 
 
 def item(rows: dict, ids: list[str], index, changed: str | None = None, to: float = 0.0) -> list[float]:
-    """The judge's decided point ``index(row)`` of each row; ``changed``'s replaced by ``to``."""
-    return [to if i == changed else float(rows[i]["points"][index(rows[i])]) for i in ids]
+    """The judge's own vote on item ``index(row)`` of each row; ``changed``'s replaced by ``to``."""
+    return [to if i == changed else judge_vote(rows[i])[index(rows[i])] for i in ids]
 
 
 def test_pull_agreement_figures_by_hand(pulled, answered, folder):
     rows, review = rows_of(folder), pulled["manifest"]["review"]
     r1, r2, r3, sample, double = (answered[key] for key in ("r1", "r2", "r3", "sample", "double"))
     figures = review["agreement"]
+    assert review["mode"] == "blind" and figures["records"] == N
+    # full marks: the row's (after the text checks) against the humans' (after them too)
     judge_fm = [rows[i]["full_marks"] for i in sample]
     human_fm = [0.0 if i in (r1, r3) else 1.0 if i == r2 else rows[i]["full_marks"] for i in sample]
-    check(figures["judge_human"]["full_marks"], judge_fm, human_fm)
-    assert figures["judge_human"]["full_marks"]["raw"] == pytest.approx((N - 3) / N)
-    ci = bootstrap_intervals(judge_fm, human_fm, seed=0)  # rows in id order, as pull pairs them
-    assert figures["judge_human"]["full_marks"]["raw_ci"] == pytest.approx(ci["raw"])
+    check(figures["judge_human"]["full_marks"], judge_fm, human_fm, sample, rows)
+    assert figures["judge_human"]["full_marks"]["unweighted"]["raw"] == pytest.approx((N - 3) / N)
+    ci = bootstrap_intervals(judge_fm, human_fm, seed=0)  # one item per record, in id order
+    assert figures["judge_human"]["full_marks"]["unweighted"]["raw_ci"] == pytest.approx(ci["raw"])
+    # the other items: the judge's own vote against the humans' answers, both before the text checks
     sense, topic = (lambda r: r["k"] + 1), (lambda r: r["k"])
-    check(figures["judge_human"]["makes_sense"], item(rows, sample, sense), item(rows, sample, sense, r1))
+    check(figures["judge_human"]["makes_sense"], item(rows, sample, sense), item(rows, sample, sense, r1),
+          sample, rows)  # fmt: skip
     # on R3 alice says yes and bob no: a tie, which earns 0
-    check(figures["judge_human"]["on_topic"], item(rows, sample, topic), item(rows, sample, topic, r3))
-    skills_judge = [float(p) for i in sample for p in rows[i]["points"][: rows[i]["k"]]]
-    skills_human = [1.0 if i == r2 else float(p) for i in sample for p in rows[i]["points"][: rows[i]["k"]]]
-    check(figures["judge_human"]["skills"], skills_judge, skills_human)
-    length = figures["judge_human"]["within_length"]  # alice copied the judge; all within the limit
-    assert (length["raw"], length["kappa"], length["kappa_ci"]) == (1.0, None, None)
+    check(figures["judge_human"]["on_topic"], item(rows, sample, topic), item(rows, sample, topic, r3),
+          sample, rows)  # fmt: skip
+    skills_ids = [i for i in sample for _ in range(rows[i]["k"])]
+    skills_judge = [p for i in sample for p in judge_vote(rows[i])[: rows[i]["k"]]]
+    skills_human = [1.0 if i == r2 else p for i in sample for p in judge_vote(rows[i])[: rows[i]["k"]]]
+    check(figures["judge_human"]["skills"], skills_judge, skills_human, skills_ids, rows)
+    length = figures["judge_human"]["within_length"]["unweighted"]  # alice copied the judge's vote
+    assert length["raw"] == 1.0
+    # the sentence counter against the humans' "within length" (= the judge's vote here)
+    limit = {2: 1, 3: 2}
+    counter = [float(0 < rows[i]["sentences"] <= limit[rows[i]["k"]]) for i in sample]
+    length_vote = item(rows, sample, lambda r: r["k"] + 2)
+    check(figures["counter_human"]["within_length"], counter, length_vote, sample, rows)
     # human vs human, on the two-annotator rows: alice = the judge, bob fails on_topic on R3
     alice_fm = [rows[i]["full_marks"] for i in double]
     bob_fm = [0.0 if i == r3 else rows[i]["full_marks"] for i in double]
-    check(figures["human_human"]["full_marks"], alice_fm, bob_fm)
-    check(figures["human_human"]["on_topic"], item(rows, double, topic), item(rows, double, topic, r3))
+    check(figures["human_human"]["full_marks"], alice_fm, bob_fm, double, rows)
+    check(figures["human_human"]["on_topic"], item(rows, double, topic), item(rows, double, topic, r3),
+          double, rows)  # fmt: skip
     kept = [i for i in sample if rows[i]["outcome"] == "kept"]
     precision = figures["judge_precision_kept"]
-    assert (precision["n"], precision["share"]) == (len(kept), pytest.approx((len(kept) - 2) / len(kept)))
-    assert review["counts"] == {"records": N, "reviewed": N, "two_annotators": len(double), "incomplete": 0,
+    values = [0.0 if i in (r1, r3) else 1.0 for i in kept]
+    w = weights_by_hand(rows, kept)
+    assert (precision["n"], precision["unweighted"]["share"]) == (
+        len(kept),
+        pytest.approx(sum(values) / len(kept)),
+    )
+    weighted = sum(w[i] * v for i, v in zip(kept, values, strict=True)) / sum(w[i] for i in kept)
+    assert precision["weighted"]["share"] == pytest.approx(weighted)
+    assert precision["weighted"]["coverage"] == 1.0  # every kept stratum has a reviewed record
+    assert review["counts"] == {"records": N, "reviewed": N, "blind": N, "shown": 0,
+                                "two_annotators": len(double), "incomplete": 0,
                                 "to_kept": 1, "to_rejected": 2, "unchanged": N - 3}  # fmt: skip
+    graded = [row for row in rows.values() if row["outcome"] in ("kept", "rejected")]
+    assert review["weighting"]["strata"] == strata_counts(graded)
+    assert "weighted to the dataset by stratum" in pulled["stdout"] and "counter~human" in pulled["stdout"]
 
 
 def test_the_reviewed_folder(pulled, answered, folder, tmp_path):
@@ -365,6 +463,15 @@ def test_the_reviewed_folder(pulled, answered, folder, tmp_path):
     card = (pulled["out"] / "README.md").read_text()
     assert "## Human review" in card and f"Argilla dataset `{DATASET}`" in card
     assert all(f"`{i}`" in card for i in (r1, r2, r3)) and "| full_marks |" in card
+    figure = manifest["review"]["agreement"]["judge_human"]["full_marks"]
+    low, high = figure["weighted"]["raw_ci"]
+    cell = f"{figure['weighted']['raw']:.2f} [{low:.2f}, {high:.2f}] ({figure['unweighted']['raw']:.2f})"
+    assert f"| full_marks | {N} | {cell} |" in card  # n, the weighted figure, its interval, the unweighted
+    assert (
+        f"Agreement on the {N} blind records" in card and "weighted back to the dataset's composition" in card
+    )
+    assert "95% interval" in card and "resamples of the records" in card and "| sentence counter vs human" in card
+    assert "calibration of the judge" in card and "because the\nrecords were blind" in card
     assert not (folder / "review").exists() and rows_of(folder) == before  # the input is untouched
 
 
@@ -389,10 +496,73 @@ def test_publishing_the_reviewed_folder_names_the_moved_rows(pulled, answered, f
     assert {m["id"] for m in log["review"]["moved"]} == {answered[r] for r in ("r1", "r2", "r3")}
     card = files["README.md"].decode()
     assert "Human review (Argilla dataset" in card
+    section = card[card.index("## Human review") : card.index("## Leakage audit")]
+    assert f"Agreement on the {N} blind records" in section and "| full_marks | 8 |" in section
+    assert "| row | k | from | to |" not in section  # the moved rows are the changelog's
     for key, direction in (("r1", "` -> `rejected`"), ("r3", "` -> `rejected`"), ("r2", "`rejected` -> `k")):
         line = next(line for line in card.splitlines() if f"`{answered[key]}`" in line)
         assert direction in line
     assert log["rows"]["rejected"]["added"] == 2 and log["rows"]["rejected"]["removed"] == 1
+
+
+def test_a_push_with_the_judge_shown_on_a_share_is_reported_apart(folder, argilla_server, pushed, tmp_path):
+    rg, owner, rows = pushed["rg"], pushed["owner"], rows_of(folder)
+    result = skillmix(*push_args(folder, "review-shown", "--n", str(N), "--two-annotators", "0.5",
+                                 "--show-judge", "0.25"), env=argilla_env(argilla_server))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 records show the judge's answers (not measured), the others are blind" in result.stdout
+    dataset = owner.datasets("review-shown", workspace=WORKSPACE)
+    records = {r.id: r for r in dataset.records(with_responses=True, with_suggestions=True)}
+    shown = {i for i, r in records.items() if r.metadata["judge_shown"] == "yes"}
+    assert len(records) == N and len(shown) == 2  # exactly round(0.25 * 8)
+    assert "Some records show the judge's answers pre-filled" in dataset.settings.guidelines
+    for record_id, record in records.items():
+        row = rows[record_id]
+        if record_id not in shown:
+            assert list(record.suggestions) == [] and set(record.metadata) == BLIND_METADATA
+            continue
+        assert record.metadata["annotators"] == 1  # a pre-filled record is never the two-annotator kind
+        assert (record.metadata["outcome"], record.metadata["judge_total"]) == (
+            row["outcome"],
+            sum(row["points"]),
+        )
+        runs = [p for p, s in zip(row["grader_points"], row["grader_status"], strict=True) if s == "ok"]
+        vote = judge_vote(row)
+        suggested = {s.question_name: s for s in record.suggestions}
+        assert set(suggested) == set(question_names(row["k"]))
+        for index, name in enumerate(question_names(row["k"])):
+            assert suggested[name].value == ("yes" if vote[index] == 1 else "no")
+            assert suggested[name].score == pytest.approx(
+                sum(r[index] == vote[index] for r in runs) / len(runs)
+            )
+    # dave answers everything as the judge voted, except "makes sense" on one shown record
+    changed = sorted(shown)[0]
+    key = annotator(rg, owner, "dave")
+    for record_id, record in records.items():
+        row = rows[record_id]
+        answers = {
+            q: "yes" if v == 1 else "no"
+            for q, v in zip(question_names(row["k"]), judge_vote(row), strict=True)
+        }
+        if record_id == changed:
+            answers["makes_sense"] = "no" if answers["makes_sense"] == "yes" else "yes"
+        submit(rg, argilla_server.api_url, key, record, answers)
+    out = tmp_path / "reviewed"
+    pulled = skillmix("review", "pull", "--data", str(folder), "--dataset", "review-shown", "--workspace",
+                      WORKSPACE, "--out", str(out), env=argilla_env(argilla_server))  # fmt: skip
+    assert pulled.returncode == 0, pulled.stderr[-3000:]
+    review = json.loads((out / "manifest.json").read_text())["review"]
+    assert review["mode"] == "mixed" and (review["counts"]["blind"], review["counts"]["shown"]) == (N - 2, 2)
+    assert review["shown"] == {"reviewed": 2, "changed": 1}
+    figures = review["agreement"]
+    assert figures["records"] == N - 2 and figures["judge_human"]["full_marks"]["records"] == N - 2
+    assert figures["judge_human"]["makes_sense"]["unweighted"]["raw"] == 1.0  # the change was on a shown one
+    assert "2 records showed the judge's answers: decided, not measured (1 changed)" in pulled.stdout
+    after = rows_of(out)
+    assert after[changed]["review"]["judge_shown"] is True  # still a human decision of the row
+    assert all(after[i]["review"]["judge_shown"] is False for i in records if i not in shown)
+    card = (out / "README.md").read_text()
+    assert f"{N - 2} blind" in card and "2 with the judge's answers\npre-filled" in card
 
 
 # ---- bad input ------------------------------------------------------------------------------------------
@@ -421,6 +591,10 @@ def test_bad_push_input(folder, argilla_server, pushed, capsys, monkeypatch, tmp
     assert "refused the API key" in one_line_error(capsys, args, wrong, monkeypatch)
     other = one_line_error(capsys, push_args(folder, DATASET, "--n", "1"), good, monkeypatch)
     assert f"Argilla dataset {DATASET} (workspace {WORKSPACE}) exists with other settings (questions" in other
+    mixed = push_args(folder, DATASET, "--n", str(N), "--two-annotators", SHARE, "--show-judge", "0.5")
+    assert "(mode: blind, this push needs shown)" in one_line_error(capsys, mixed, good, monkeypatch)
+    share = one_line_error(capsys, push_args(folder, "review-bad", "--show-judge", "2"), good, monkeypatch)
+    assert "--show-judge must be a share between 0 and 1, got 2.0" in share
     assert len(records_of(pushed)) == N  # nothing was added
     (tmp_path / "not-a-dataset").mkdir()
     not_data = one_line_error(capsys, push_args(tmp_path / "not-a-dataset"), good, monkeypatch)
@@ -457,3 +631,97 @@ def test_bad_pull_input(folder, argilla_server, pushed, capsys, monkeypatch, tmp
     assert "is inside the input folder" in one_line_error(capsys, inside, good, monkeypatch)
     assert not (folder / "reviewed").exists()
     assert not any(p.name.startswith(".") for p in folder.parent.iterdir())
+
+
+# ---- Argilla behind a proxy, or on a private Space ------------------------------------------------------
+
+
+def test_extra_headers_for_a_private_space():
+    from skillmix.review.connect import ReviewError, extra_headers
+
+    token = "hf_private0123456789"
+    space = "https://owner-review.hf.space"
+    assert extra_headers(space, {"HF_TOKEN": token}) == {"Authorization": f"Bearer {token}"}
+    assert extra_headers("https://OWNER-review.HF.SPACE/", {"HF_TOKEN": token}) == {
+        "Authorization": f"Bearer {token}"
+    }
+    assert extra_headers("http://127.0.0.1:6900", {"HF_TOKEN": token}) == {}  # the token goes only to a Space
+    assert extra_headers("https://hf.space.example.com", {"HF_TOKEN": token}) == {}
+    assert extra_headers(space, {}) == {}
+    mine = {"HF_TOKEN": token, "ARGILLA_EXTRA_HEADERS": '{"authorization": "Bearer other", "X-Proxy": "1"}'}
+    assert extra_headers(space, mine) == {"authorization": "Bearer other", "X-Proxy": "1"}  # the user's wins
+    for bad in ('{"Authorization": ', '["Authorization"]', '{"X-Number": 3}', '{"": "x"}'):
+        with pytest.raises(ReviewError, match="ARGILLA_EXTRA_HEADERS") as info:
+            extra_headers(space, {"ARGILLA_EXTRA_HEADERS": bad})
+        assert "Bearer" not in str(info.value) or "e.g." in str(info.value)
+    with pytest.raises(ReviewError) as info:
+        extra_headers(space, {"ARGILLA_EXTRA_HEADERS": '{"Authorization": "Bearer secret-value"'})
+    assert "secret-value" not in str(info.value)  # a header's value is never printed
+
+
+class RecordingProxy:
+    """A loopback HTTP proxy in front of the Argilla server that records every request's headers."""
+
+    def __init__(self, target: str) -> None:
+        import http.server
+        import threading
+
+        import httpx
+
+        self.seen: list[dict[str, str]] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.seen.append({k.lower(): v for k, v in self.headers.items()})
+                drop = {"host", "content-length", "connection", "accept-encoding"}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in drop}
+                answer = httpx.request(
+                    self.command, target + self.path, headers=headers, content=body, timeout=60
+                )
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in {
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "content-encoding",
+                    }:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> RecordingProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_extra_headers_reach_the_server(folder, argilla_server, pushed):
+    bearer = "Bearer hf_proxyToken0123456789"
+    with RecordingProxy(argilla_server.api_url) as proxy:
+        env = argilla_env(argilla_server, ARGILLA_API_URL=proxy.url,
+                          ARGILLA_EXTRA_HEADERS=json.dumps({"Authorization": bearer}))  # fmt: skip
+        result = skillmix(*push_args(folder, "review-proxy", "--n", "2", "--two-annotators", "0"), env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (
+        "2 rows sampled, 2 added" in result.stdout and bearer.split()[1] not in result.stdout + result.stderr
+    )
+    assert len(proxy.seen) >= 3  # connect, workspace, dataset, records ...
+    assert all(h.get("authorization") == bearer for h in proxy.seen)
+    assert all(h.get("x-argilla-api-key") == argilla_server.api_key for h in proxy.seen)
+    assert len(list(pushed["owner"].datasets("review-proxy", workspace=WORKSPACE).records)) == 2

@@ -33,6 +33,7 @@ _REVIEW = pa.struct(
         ("annotators", pa.int64()),
         ("human_points", pa.list_(pa.int64())),
         ("judge_points", pa.list_(pa.int64())),
+        ("judge_shown", pa.bool_()),
         ("reason", pa.string()),
     ]
 )

@@ -1,7 +1,7 @@
 """``skillmix review push`` and ``skillmix review pull``: human review of a dataset folder in Argilla.
 
     skillmix review push --data FOLDER --dataset NAME [--workspace skillmix] [--n 100] [--seed 0]
-                         [--two-annotators 0.2]
+                         [--two-annotators 0.2] [--show-judge 0]
     skillmix review pull --data FOLDER --dataset NAME --out NEW_FOLDER [--workspace skillmix] [--seed 0]
 
 The server and the key come from ``ARGILLA_API_URL`` and ``ARGILLA_API_KEY`` (``export $(make -s
@@ -47,6 +47,14 @@ def add_review_parsers(sub: Any) -> None:
         metavar="SHARE",
         help="share of the records reviewed by two annotators (default 0.2)",
     )
+    push.add_argument(
+        "--show-judge",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of the records that show the judge's answers pre-filled, for a fast correction pass; "
+        "they are reported apart and never measure agreement (default 0: blind)",
+    )
     push.set_defaults(func=cmd_push)
 
     pull = sub.add_parser("review-pull", help="(skillmix review pull) agreement, and a reviewed folder")
@@ -71,12 +79,18 @@ def cmd_push(args: argparse.Namespace) -> None:
         n=args.n,
         seed=args.seed,
         two_annotators=args.two_annotators,
+        show_judge=args.show_judge,
         log=lambda m: print(m, file=sys.stderr),
+    )
+    shown = (
+        "blind: no record shows the judge's answers"
+        if not result.shown
+        else f"{result.shown} records show the judge's answers (not measured), the others are blind"
     )
     print(
         f"{result.dataset} (workspace {result.workspace}): {result.sampled} rows sampled, "
         f"{result.added} added, {result.already} already there; {result.two_annotators} for two annotators "
-        f"(min_submitted {result.min_submitted})"
+        f"(min_submitted {result.min_submitted}); {shown}"
     )
     for stratum, rows in result.strata.items():
         print(f"  {stratum:<28} {rows:>5}")
@@ -93,17 +107,40 @@ def cmd_pull(args: argparse.Namespace) -> None:
         f"{c['reviewed']} rows reviewed ({c['two_annotators']} by two annotators), {c['to_kept']} moved to "
         f"kept, {c['to_rejected']} to rejected; written to {result.out}"
     )
+    if c["shown"]:
+        changed = review["shown"]["changed"]
+        print(f"  {c['shown']} records showed the judge's answers: decided, not measured ({changed} changed)")
     figures = review["agreement"]
+    print(
+        f"Agreement on the {c['blind']} blind records, weighted to the dataset by stratum "
+        "(unweighted in brackets), 95% intervals from a bootstrap over records:"
+    )
     for item in ("full_marks", "skills", "on_topic", "makes_sense", "within_length"):
         judge, human = figures["judge_human"][item], figures["human_human"][item]
         print(f"  {item:<14} judge~human {_cell(judge)}   human~human {_cell(human)}")
+    print(f"  {'sentence count':<14} counter~human {_cell(figures['counter_human']['within_length'])}")
     precision = figures["judge_precision_kept"]
-    share = "n/a" if precision["share"] is None else f"{precision['share']:.2f}"
-    print(f"  judge precision on kept rows: {share} (n={precision['n']})")
+    print(
+        f"  judge precision on kept rows: {_share(precision['weighted'])} "
+        f"[{_share(precision['unweighted'])}] (n={precision['n']})"
+    )
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _interval(ci: list[float] | None) -> str:
+    return "" if ci is None else f" ({ci[0]:.2f}-{ci[1]:.2f})"
+
+
+def _share(figure: dict[str, Any]) -> str:
+    return _number(figure["share"]) + _interval(figure["ci"])
 
 
 def _cell(figure: dict[str, Any]) -> str:
-    raw, kappa = figure["raw"], figure["kappa"]
-    raw_text = "n/a" if raw is None else f"{raw:.2f}"
-    kappa_text = "n/a" if kappa is None else f"{kappa:.2f}"
-    return f"agreement {raw_text} kappa {kappa_text} (n={figure['n']})"
+    w, u = figure["weighted"], figure["unweighted"]
+    return (
+        f"kappa {_number(w['kappa'])}{_interval(w['kappa_ci'])} [{_number(u['kappa'])}], "
+        f"agreement {_number(w['raw'])} [{_number(u['raw'])}] (n={figure['n']})"
+    )

@@ -1,5 +1,11 @@
 """``skillmix review push``: a stratified sample of a dataset folder's graded rows, as an Argilla dataset.
 
+**Blind by default**: the records carry nothing of the judge's verdict (:mod:`skillmix.review.records`), so
+that the answers measure the judge. ``--show-judge SHARE`` pre-fills the judge's answers on that share of
+the sample (drawn with the seed; a fast correction pass): those records are marked ``judge_shown = yes``,
+get no second annotator, and ``review pull`` decides them like the others but never counts them in the
+agreement figures. The guidelines say which mode the dataset is in.
+
 The sample is :func:`skillmix.review.sample.stratified_sample` (by k, outcome and the kinds of rubric item
 missed; seeded); the records and settings are :mod:`skillmix.review.records`. Records are keyed by the row
 id: a row already in the dataset is left as it is (its responses too), so pushing the same rows again adds
@@ -33,10 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skillmix.config import ConfigError
 from skillmix.dataset_folder.layout import read_dataset_folder
 from skillmix.review.connect import ReviewError, argilla_errors, connect, dataset_url, sdk
 from skillmix.review.records import build_record, build_settings, render_guidelines, signature
-from skillmix.review.sample import strata_counts, stratified_sample, two_annotator_ids
+from skillmix.review.sample import shown_ids, strata_counts, stratified_sample, two_annotator_ids
 
 JUDGE_USER = "skillmix-judge"
 DEFAULT_WORKSPACE = "skillmix"
@@ -52,6 +59,8 @@ class PushResult:
     already: int
     two_annotators: int
     min_submitted: int
+    shown: int = 0
+    mode: str = "blind"
     strata: dict[str, int] = field(default_factory=dict)
 
 
@@ -62,6 +71,7 @@ def push(
     n: int = 100,
     seed: int = 0,
     two_annotators: float = 0.2,
+    show_judge: float = 0.0,
     env: Mapping[str, str] | None = None,
     log: Callable[[str], None] = print,
 ) -> PushResult:
@@ -72,22 +82,29 @@ def push(
     sample = stratified_sample(folder.graded(), n, seed)
     if not sample:
         raise ReviewError(f"{folder.path} has no graded (kept or rejected) rows to review")
+    ids = [str(row["id"]) for row in sample]
     try:
-        overlap = two_annotator_ids([str(row["id"]) for row in sample], two_annotators, seed)
-    except ValueError as exc:
+        shown = shown_ids(ids, show_judge, seed)
+        overlap = two_annotator_ids(ids, two_annotators, seed, exclude=shown)
+    except ConfigError as exc:
         raise ReviewError(str(exc)) from None
     ks = sorted({int(row["k"]) for row in sample})
     min_submitted = 2 if overlap else 1
-    catalog, guidelines = folder.catalog(), render_guidelines(ks, folder.judge, folder.manifest["config"])
+    mode = "shown" if shown else "blind"
+    catalog = folder.catalog()
+    guidelines = render_guidelines(ks, folder.judge, folder.manifest["config"], mode)
     client = connect(env)
     rg = sdk()
     with argilla_errors(client.api_url, f"pushing to dataset {dataset}"):
         space = _workspace(rg, client, workspace)
-        target = _dataset(rg, client, dataset, space, build_settings(rg, ks, min_submitted, guidelines))
+        settings = build_settings(rg, ks, min_submitted, guidelines, mode)
+        target = _dataset(rg, client, dataset, space, settings)
         judge_user = _judge_user(rg, client, space) if 0 < len(overlap) < len(sample) else None
         existing = {record.id for record in target.records(with_suggestions=False, with_responses=False)}
         records = [
-            _record(rg, row, catalog, folder.judge, str(row["id"]) in overlap, judge_user)
+            _record(
+                rg, row, catalog, folder.judge, str(row["id"]) in overlap, str(row["id"]) in shown, judge_user
+            )
             for row in sample
             if str(row["id"]) not in existing
         ]
@@ -105,14 +122,18 @@ def push(
         already,
         len(overlap),
         min_submitted,
+        len(shown),
+        mode,
         strata_counts(sample),
     )
 
 
-def _record(rg: Any, row: dict[str, Any], catalog: Any, agent: str, double: bool, judge_user: Any) -> Any:
-    """A row's record; one meant for a single annotator carries the judge's answers as ``judge_user``'s."""
+def _record(
+    rg: Any, row: dict[str, Any], catalog: Any, agent: str, double: bool, shown: bool, judge_user: Any
+) -> Any:
+    """A row's record; one meant for a single annotator is completed by ``judge_user``'s placeholder."""
     judge = None if double or judge_user is None else judge_user.id
-    return build_record(rg, row, catalog, agent, 2 if double else 1, judge)
+    return build_record(rg, row, catalog, agent, 2 if double else 1, shown, judge)
 
 
 def _workspace(rg: Any, client: Any, name: str) -> Any:

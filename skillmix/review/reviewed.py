@@ -3,9 +3,10 @@
 A reviewed row (one with a human decision, :mod:`skillmix.review.decide`) gets the humans' points as its
 ``points`` (with ``full_marks``, ``all_skills``, ``skill_fraction``, ``failed_points`` and ``outcome``
 recomputed) and a ``review`` struct: ``decided_by`` (``human``), ``annotators``, ``human_points`` (the
-annotators' combined answers, before the text checks), ``judge_points`` (the judge's decided points) and
-``reason``. With full marks it belongs to its k config (a kept row stays, a rejected one moves there);
-without, to ``rejected``. Other rows are copied as they are (``review`` null).
+annotators' combined answers, before the text checks), ``judge_points`` (the judge's decided points),
+``judge_shown`` (whether the annotators saw the judge's answers pre-filled) and ``reason``. With full
+marks it belongs to its k config (a kept row stays, a rejected one moves there); without, to
+``rejected``. Other rows are copied as they are (``review`` null).
 
 The folder is written as ``skillmix dataset`` writes one: one Parquet file per non-empty config with the
 dataset schema (:func:`skillmix.dataset_folder.schema.write_configs`), ``manifest.json`` and the card
@@ -49,6 +50,7 @@ def reviewed_row(row: dict[str, Any], decision: Decision) -> dict[str, Any]:
             "annotators": len(decision.annotations),
             "human_points": [int(p) for p in decision.human],
             "judge_points": [int(p) for p in row["points"]],
+            "judge_shown": decision.shown,
             "reason": reason,
         },
     }
