@@ -44,7 +44,7 @@ EVAL_FLAGS = $(strip $(if $(MODEL),--student-model $(MODEL)) $(if $(MODEL_BASE_U
   $(if $(CONFIG),--config $(CONFIG)) $(if $(MAX_USD),--max-usd $(MAX_USD)) \
   $(if $(EVAL_DATA),--data $(EVAL_DATA)))
 
-.PHONY: test test-slow lint format catalog dataset publish train eval bench clean
+.PHONY: test test-slow lint format catalog dataset publish train eval reproduce bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -84,6 +84,11 @@ train: $(STAMP)  ## fine-tune a student with the recipe RECIPE (TRL SFT); DATA= 
 eval: $(STAMP)  ## evaluate MODEL (API name + MODEL_BASE_URL, a folder, or org/model@rev) on Skill-Mix(K)
 	@test -n "$(filter command line environment,$(origin OUT))" || { echo "usage: make eval MODEL=... JUDGE_MODEL=... [K=2,3,4,5] [SETTING=held-out] [N=100] OUT=dir"; exit 2; }
 	$(BIN)/skillmix eval --out $(OUT) $(if $(filter command line environment,$(origin K)),--k $(K)) $(EVAL_FLAGS)
+
+EXPERIMENT ?= experiments/paper.yaml
+PLAN ?=
+reproduce: $(STAMP)  ## run EXPERIMENT (default the paper's) stage by stage; PLAN=1: print its plan and stop
+	$(BIN)/skillmix experiment run $(EXPERIMENT) $(if $(PLAN),--plan) $(ARGS)
 
 bench: $(STAMP)  ## dataset and evaluation throughput against a loopback server (about 10 minutes)
 	$(BIN)/python bench/generation.py

@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_catalog_parser, _sample_parser, _prompts_parser, _dataset_parser, _publish_parser,
-                _download_parser, _train_parser, _eval_parser, _review_parser, _doctor_parser):  # fmt: skip
+                _download_parser, _train_parser, _eval_parser, _review_parser, _experiment_parser,
+                _doctor_parser):  # fmt: skip
         add(sub)
     return parser
 
@@ -119,6 +120,12 @@ def _review_parser(sub: Any) -> None:
     from skillmix.review.cli import add_review_parsers
 
     add_review_parsers(sub)
+
+
+def _experiment_parser(sub: Any) -> None:
+    from skillmix.experiment.cli import add_experiment_parsers
+
+    add_experiment_parsers(sub)
 
 
 def _doctor_parser(sub: Any) -> None:
@@ -265,7 +272,7 @@ def _hub_error_types() -> tuple[type[BaseException], ...]:
 
 # Commands with actions of their own: `skillmix eval rescore` is parsed as `eval-rescore` (argparse has no
 # optional sub-subcommands: a bare `skillmix eval --student-model ...` must still parse).
-NESTED = {"eval": ("rescore", "compare"), "review": ("push", "pull")}
+NESTED = {"eval": ("rescore", "compare"), "review": ("push", "pull"), "experiment": ("run",)}
 
 
 def route(argv: Sequence[str]) -> list[str]:

@@ -2,7 +2,7 @@
 
 A recipe (``training/recipes/<model>/<variant>.yaml``) sets four sections and the output folder::
 
-    model:    {name_or_path: mistralai/Mistral-7B-Instruct-v0.2, dtype: bfloat16}   # or tiny: {...}
+    model:    {name_or_path: mistralai/Mistral-7B-Instruct-v0.2, dtype: float32}   # or tiny: {...}
     data:     {datasets: [{path: out/paper, configs: [k1, k2, k3]}], evaluation: {settings: [held-out]}}
     training: {max_steps: 4000, per_device_train_batch_size: 4, effective_batch_size: 64, ...}
     hub:      {push_to_hub: org/model, checkpoints_branch: checkpoints}
@@ -104,7 +104,11 @@ class ModelConfig(BaseModel):
 
     name_or_path: str = Field(description="Hub model id or local folder (a name only for a tiny model)")
     revision: str | None = Field(None, description="model revision (tag, branch or commit)")
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "float32",
+        description="the dtype the weights are loaded (and kept) in: float32 master weights, with "
+        "training.bf16 for mixed precision; a lower one only under DeepSpeed ZeRO, which keeps fp32 masters",
+    )
     attn_implementation: str | None = Field(None, description="sdpa, eager, flash_attention_2, ...")
     chat_template: str | None = Field(None, description="a .jinja file replacing the tokenizer's template")
     tiny: TinyModel | None = None

@@ -189,18 +189,36 @@ def conversations(sources: list[LoadedSource]) -> list[tuple[str, list[dict[str,
     return out
 
 
+SHUFFLE_BUFFER = 10_000  # texts held at once while the plain-text stream is shuffled
+
+
 def load_plain_text(spec: PlainText, count: int, seed: int, log: Callable[[str], None]) -> list[str]:
-    """``count`` texts drawn (seeded) from the plain-text dataset; fewer when it has fewer."""
-    data = _load_text_dataset(spec)
-    if spec.text_field not in data.column_names:
-        raise ConfigError(
-            f"data.plain_text: {spec.path} has no column {spec.text_field!r} ({data.column_names})"
-        )
-    texts = [t for t in data[spec.text_field] if isinstance(t, str) and t.strip()]
+    """``count`` texts drawn (seeded) from the plain-text dataset; fewer when it has fewer.
+
+    The corpus is **streamed** (``datasets`` streaming): a pre-training corpus of billions of tokens is
+    never downloaded or held whole; the draw is a seeded shuffle of the stream through a buffer of
+    :data:`SHUFFLE_BUFFER` texts, then the first ``count`` non-empty texts of it, so only what is kept is
+    read past the buffer."""
+    stream = _load_text_dataset(spec).shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER)
+    texts: list[str] = []
+    try:
+        for row in stream:
+            if len(texts) >= count:
+                break
+            if spec.text_field not in row:
+                raise ConfigError(
+                    f"data.plain_text: {spec.path} has no column {spec.text_field!r} ({list(row)})"
+                )
+            text = row[spec.text_field]
+            if isinstance(text, str) and text.strip():
+                texts.append(text)
+    except ConfigError:
+        raise
+    except (ValueError, OSError) as exc:  # a stream fails as it is read
+        raise ConfigError(f"data.plain_text: cannot read {spec.path}: {str(exc).splitlines()[0]}") from None
     if len(texts) < count:
         log(f"plain text: {spec.path} has {len(texts)} texts, fewer than the {count} the ratio asks for")
-        return texts
-    return random.Random(f"{seed}:plain").sample(texts, count)
+    return texts
 
 
 def _load_text_dataset(spec: PlainText) -> Any:
@@ -216,8 +234,8 @@ def _load_text_dataset(spec: PlainText) -> Any:
         if path.is_file():
             if path.suffix not in formats:
                 raise ConfigError(f"data.plain_text: {spec.path}: use one of {', '.join(formats)}")
-            return load_dataset(formats[path.suffix], data_files=str(path), split=spec.split)
-        return load_dataset(spec.path, spec.name, split=spec.split, revision=spec.revision)
+            return load_dataset(formats[path.suffix], data_files=str(path), split=spec.split, streaming=True)
+        return load_dataset(spec.path, spec.name, split=spec.split, revision=spec.revision, streaming=True)
     except ConfigError:
         raise
     except (ValueError, OSError) as exc:

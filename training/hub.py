@@ -9,6 +9,7 @@ missing or wrong token stops the run before hours are spent.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from skillmix.config import ConfigError
 from skillmix.training.card import read_front_matter
 
 # Optimizer and scheduler states, RNG states and pickled arguments stay local: the Hub gets the model.
-UPLOAD_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "*.pt", "*.pth", "training_args.bin"]
+UPLOAD_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "*.pt", "*.pth", "training_args.bin",
+                          ".push-staging/**"]  # fmt: skip
+PUSH_STAGING = ".push-staging"  # hard links of a checkpoint's files while they upload
 
 
 def hub_token() -> str:
@@ -70,8 +73,27 @@ def push_final(folder: Path, repo_id: str, token: str, private: bool, message: s
     return commit.oid
 
 
+# What a checkpoint branch gets: the weights, the config and the tokenizer, so that any checkpoint can be
+# loaded and evaluated; never the optimizer and scheduler states, RNG states, pickled arguments or FSDP /
+# DeepSpeed shards (``optimizer.bin``, ``pytorch_model_fsdp_0/``, ``global_step*/``), which only resume.
+CHECKPOINT_FILES = [
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
+]
+
+
 def push_checkpoint(folder: Path, repo_id: str, branch: str, token: str, private: bool) -> str:
-    """Upload one ``checkpoint-N`` folder (model files only) as the new head of ``branch``."""
+    """Upload one ``checkpoint-N`` folder (:data:`CHECKPOINT_FILES` only) as the new head of ``branch``."""
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
@@ -82,7 +104,7 @@ def push_checkpoint(folder: Path, repo_id: str, branch: str, token: str, private
         repo_id=repo_id,
         revision=branch,
         commit_message=f"{folder.name}",
-        ignore_patterns=["*.pt", "*.pth", "training_args.bin", "rng_state*"],
+        allow_patterns=CHECKPOINT_FILES,
     )
     return commit.oid
 
@@ -90,16 +112,71 @@ def push_checkpoint(folder: Path, repo_id: str, branch: str, token: str, private
 def checkpoint_pusher(
     repo_id: str, branch: str, token: str, private: bool, log: Callable[[str], None]
 ) -> Any:
-    """A ``TrainerCallback`` that pushes each checkpoint to ``branch`` once the trainer has saved it."""
+    """A ``TrainerCallback`` that pushes each checkpoint to ``branch`` once the trainer has saved it.
+
+    Only rank 0 pushes, and in a thread of its own, one checkpoint at a time and in order: an upload
+    inside ``on_save`` would hold rank 0 out of the next step's gradient all-reduce for as long as it
+    takes, and every other rank waiting in it. The files to upload are hard-linked into
+    ``<output>/.push-staging/checkpoint-N`` at once, so that ``save_total_limit`` may delete the checkpoint
+    while it uploads. :meth:`wait` (called before the final push) waits for the uploads still under way; a
+    failed upload is logged and the training goes on.
+    """
+    import queue
+    import threading
+
     from transformers import TrainerCallback
 
     class CheckpointPusher(TrainerCallback):
+        def __init__(self) -> None:
+            self.pending: queue.Queue[Path | None] = queue.Queue()
+            self.thread: threading.Thread | None = None
+            self.pushed: list[str] = []
+
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if not state.is_world_process_zero:
                 return
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if folder.is_dir():
-                oid = push_checkpoint(folder, repo_id, branch, token, private)
+            if not folder.is_dir():
+                return
+            folder = _stage(folder, Path(args.output_dir) / PUSH_STAGING)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._uploads, name="checkpoint-push", daemon=True)
+                self.thread.start()
+            self.pending.put(folder)
+
+        def _uploads(self) -> None:
+            while (folder := self.pending.get()) is not None:
+                try:
+                    oid = push_checkpoint(folder, repo_id, branch, token, private)
+                except Exception as exc:  # a checkpoint upload never stops the training
+                    log(f"could not push {folder.name} to {repo_id}@{branch}: {str(exc).splitlines()[0]}")
+                    continue
+                finally:
+                    shutil.rmtree(folder, ignore_errors=True)
+                self.pushed.append(folder.name)
                 log(f"pushed {folder.name} to {repo_id}@{branch} (commit {oid[:10]})")
 
+        def wait(self) -> None:
+            if self.thread is not None:
+                self.pending.put(None)
+                self.thread.join()
+                self.thread = None
+
     return CheckpointPusher()
+
+
+def _stage(folder: Path, staging: Path) -> Path:
+    """Hard links (copies where linking fails) of ``folder``'s :data:`CHECKPOINT_FILES` in ``staging``."""
+    import fnmatch
+    import os
+
+    target = staging / folder.name
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for path in folder.iterdir():
+        if path.is_file() and any(fnmatch.fnmatch(path.name, pattern) for pattern in CHECKPOINT_FILES):
+            try:
+                os.link(path, target / path.name)
+            except OSError:
+                shutil.copy2(path, target / path.name)
+    return target

@@ -72,5 +72,28 @@ def _cannot_load(spec: ModelConfig, exc: BaseException) -> str:
     return f"model.name_or_path: cannot load {spec.name_or_path}{revision}: {reason}"
 
 
+def check_precision(spec: ModelConfig) -> None:
+    """Refuse weights that would be stepped in low precision: single-device, DDP and FSDP training keep
+    fp32 master weights only when the model is loaded in float32 (``training.bf16`` then computes in bf16
+    under autocast); DeepSpeed ZeRO keeps its own fp32 masters, so it may load in bf16. ``auto`` takes the
+    checkpoint's dtype, bf16 for most models."""
+    if spec.tiny is not None or spec.dtype == "float32" or deepspeed_launch():
+        return
+    raise ConfigError(
+        f"model.dtype: {spec.dtype} would train the weights themselves in low precision (no fp32 master "
+        "copy); use float32 with training.bf16: true for mixed precision (a bf16 load is kept for "
+        "DeepSpeed ZeRO, which keeps fp32 masters)"
+    )
+
+
+def deepspeed_launch() -> bool:
+    """Whether this process was launched by ``accelerate launch`` with a DeepSpeed config."""
+    import os
+
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
+
+
 def parameter_count(model: Any) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """The model's parameters; under ZeRO-3 a parameter is a partition placeholder whose full size is
+    ``ds_numel`` (``numel()`` would count the local shard, often 0)."""
+    return sum(int(getattr(p, "ds_numel", 0) or p.numel()) for p in model.parameters())

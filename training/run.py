@@ -23,7 +23,7 @@ from skillmix.training.config import TrainConfig, accumulation_steps, world_size
 from skillmix.training.hub import check_access, checkpoint_pusher, existing_metadata, hub_token, push_final
 from skillmix.training.leakage import check_leakage
 from skillmix.training.masking import tokenize_rows, tokenize_text
-from skillmix.training.models import load_model, load_tokenizer, parameter_count
+from skillmix.training.models import check_precision, load_model, load_tokenizer, parameter_count
 from skillmix.training.tiny import tokenizer_corpus
 
 TRAIN_RECORD_FILE = "skillmix_train.json"
@@ -50,6 +50,7 @@ class Prepared:
 def prepare(config: TrainConfig, log: Log = print) -> Prepared:
     """Every check of the run, in the order that fails fastest; raises ``ConfigError``/``ValueError``."""
     accumulation = accumulation_steps(config.training)
+    check_precision(config.model)
     token = _hub_access(config)
     resume = _output_state(config)
     sources = data_mod.load_sources(config.data)
@@ -142,6 +143,9 @@ def sft_config(config: TrainConfig, accumulation: int) -> Any:
         dataloader_pin_memory=torch.cuda.is_available(),
         report_to=t.report_to,
         push_to_hub=False,
+        # without CUDA, accelerate runs several processes as one distributed (gloo) job only when asked for
+        # the CPU: otherwise each rank would train alone on every sample
+        use_cpu=not torch.cuda.is_available(),
     )
 
 
@@ -152,14 +156,14 @@ def train(prepared: Prepared, log: Log = print) -> Path:
 
     config, out = prepared.config, prepared.config.output_path()
     out.mkdir(parents=True, exist_ok=True)
-    _write_run_file(out, config)
+    if main_process():
+        _write_run_file(out, config)
     callbacks = []
     if config.hub.push_to_hub and config.hub.checkpoints_branch and prepared.token:
-        callbacks.append(
-            checkpoint_pusher(
-                config.hub.push_to_hub, config.hub.checkpoints_branch, prepared.token, config.hub.private, log
-            )
+        pusher = checkpoint_pusher(
+            config.hub.push_to_hub, config.hub.checkpoints_branch, prepared.token, config.hub.private, log
         )
+        callbacks.append(pusher)
     trainer = SFTTrainer(
         model=prepared.model,
         args=prepared.args,
@@ -178,6 +182,8 @@ def train(prepared: Prepared, log: Log = print) -> Path:
     trainer.train(resume_from_checkpoint=checkpoint)
     wall = time.monotonic() - started
     trainer.save_model(str(out))
+    for callback in callbacks:
+        callback.wait()  # the checkpoint uploads still under way, before the final push
     if trainer.is_world_process_zero():
         record = _record(prepared, trainer, wall)
         _finish(prepared, record, out, log)
@@ -186,9 +192,19 @@ def train(prepared: Prepared, log: Log = print) -> Path:
     return out
 
 
+def main_process() -> bool:
+    """Rank 0 of the launch (or the only process): the one that writes the run's own files."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _write_run_file(out: Path, config: TrainConfig) -> None:
+    """The run's fingerprint, written whole (a rank that reads the folder sees it or nothing)."""
     payload = {"fingerprint": config.fingerprint(), "config": config.model_dump(exclude={"hub"})}
-    (out / TRAIN_RECORD_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
+    staging = out / f".{TRAIN_RECORD_FILE}.tmp"
+    staging.write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
+    staging.replace(out / TRAIN_RECORD_FILE)
 
 
 def _last_checkpoint(out: Path) -> str | None:

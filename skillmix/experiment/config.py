@@ -1,0 +1,194 @@
+"""An experiment file: the paper's loop from data to findings, declared as data (defaults < YAML < flags).
+
+    name: paper
+    dataset:       {preset: paper, settings: {k: [1, 2, 3], n: 5000, teacher: {model: gpt-4o}}}
+    training_sets: {D123: {configs: [k1, k2, k3], label: "D(1,2,3)"}, ...}
+    students:      {mistral-7b: {recipe: training/recipes/mistral-7b-instruct-v0.2/paper.yaml,
+                                 base: mistralai/Mistral-7B-Instruct-v0.2, parameters: 7.24e9}}
+    evaluation:    {settings: {k: [2, 3, 4, 5], setting: [held-out], n: 100, generations: 3}}
+    launcher:      {num_processes: 4, accelerate_config: training/accelerate/fsdp.yaml}
+    hub:           {dataset_repo: null, models: null, results_repo: null}
+    findings:      {student: mistral-7b, full: D123, richer: D123-8k, poorer: D12}
+
+``dataset.settings`` are the settings of ``skillmix dataset`` (its preset's keys; validated by its own
+config), ``evaluation.settings`` those of ``skillmix eval`` but the student and the data, which the runner
+fills. Unknown keys are refused with the file and the key named. The role flags ``--teacher-model``,
+``--teacher-base-url``, ``--judge-model``, ``--judge-base-url`` and ``--out`` override the file, so that
+one experiment runs against any server (the evaluation's judge is the dataset's unless it names one).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from skillmix.config import build, read_yaml
+
+_STRICT = ConfigDict(extra="forbid")
+BASE = "base"  # the training-set name of a student before fine-tuning
+
+
+class DatasetPlan(BaseModel):
+    model_config = _STRICT
+
+    preset: str = Field("smoke", description="a `skillmix dataset` preset: smoke, paper, or a YAML file")
+    settings: dict[str, Any] = Field(default_factory=dict, description="`skillmix dataset` settings")
+
+
+class TrainingSet(BaseModel):
+    """A union of the dataset's configs, optionally subsampled per config (seeded, by the recipe)."""
+
+    model_config = _STRICT
+
+    configs: list[str] = Field(min_length=1)
+    subsample: dict[str, int] = Field(default_factory=dict)
+    label: str | None = Field(None, description="how the report names it, e.g. D(1,2,3)")
+
+
+class Published(BaseModel):
+    """A figure of the paper, printed beside ours (``model``: ``base`` or a training-set name)."""
+
+    model_config = _STRICT
+
+    setting: str
+    k: int
+    model: str
+    value: float = Field(ge=0, le=1)
+    metric: str = "full_marks"
+    source: str = "arXiv 2409.19808"
+
+
+class Student(BaseModel):
+    model_config = _STRICT
+
+    recipe: str = Field(description="a training recipe (training/recipes/<model>/<variant>.yaml)")
+    base: str | None = Field(None, description="the model evaluated as the base (none: no base run)")
+    base_url: str | None = Field(None, description="the OpenAI-compatible server of an API base model")
+    training_sets: list[str] | None = Field(None, description="the sets it trains on (none: all)")
+    parameters: float | None = Field(None, gt=0, description="for the GPU-hours estimate")
+    published: list[Published] = Field(default_factory=list)
+
+
+class Evaluation(BaseModel):
+    model_config = _STRICT
+
+    settings: dict[str, Any] = Field(default_factory=dict, description="`skillmix eval` settings")
+
+
+class Launcher(BaseModel):
+    model_config = _STRICT
+
+    num_processes: int = Field(1, ge=1, description="training processes (GPUs; CPU processes without one)")
+    accelerate_config: str | None = Field(None, description="an accelerate config (training/accelerate/)")
+    mfu: float = Field(0.35, gt=0, le=1, description="assumed model FLOPs utilisation, for the plan")
+    peak_tflops: float = Field(989.0, gt=0, description="bf16 dense peak of one GPU (H100 SXM: 989)")
+
+
+class HubTargets(BaseModel):
+    model_config = _STRICT
+
+    dataset_repo: str | None = Field(None, description="publish the dataset to this repo")
+    dataset_version: str = "v1.0.0"
+    models: str | None = Field(None, description="push each fine-tuned student to <models>/<student>-<set>")
+    results_repo: str | None = Field(None, description="the report, as one tagged commit of this repo")
+    private: bool = False
+
+
+class Findings(BaseModel):
+    model_config = _STRICT
+
+    student: str | None = Field(None, description="whose numbers test the findings (none: the first)")
+    full: str = Field("D123", description="the training set of findings 1 and 2")
+    richer: str | None = Field("D123-8k", description="finding 3: the skill-richer set")
+    poorer: str | None = Field("D12", description="finding 3: the set with more k <= 2 data")
+
+
+class ExperimentConfig(BaseModel):
+    model_config = _STRICT
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    out: str | None = Field(None, description="where the stages write (default runs/<name>)")
+    dataset: DatasetPlan = Field(default_factory=DatasetPlan)
+    training_sets: dict[str, TrainingSet] = Field(min_length=1)
+    students: dict[str, Student] = Field(min_length=1)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    launcher: Launcher = Field(default_factory=Launcher)
+    hub: HubTargets = Field(default_factory=HubTargets)
+    findings: Findings = Field(default_factory=Findings)
+    source: str | None = Field(None, description="the file these values came from")
+
+    @model_validator(mode="after")
+    def _names(self) -> ExperimentConfig:
+        if BASE in self.training_sets:
+            raise ValueError(f"training_sets: {BASE!r} names a student before fine-tuning; rename the set")
+        for name, student in self.students.items():
+            unknown = set(student.training_sets or []) - set(self.training_sets)
+            if unknown:
+                raise ValueError(f"students.{name}.training_sets: no training set {sorted(unknown)[0]!r}")
+        if self.findings.student and self.findings.student not in self.students:
+            raise ValueError(f"findings.student: no student {self.findings.student!r}")
+        return self
+
+    def root(self) -> Path:
+        return Path(self.out or Path("runs") / self.name)
+
+    def runs(self) -> list[tuple[str, str]]:
+        """Every (student, training set) to train, in the file's order."""
+        return [
+            (name, ts)
+            for name, student in self.students.items()
+            for ts in (student.training_sets or list(self.training_sets))
+        ]
+
+    def label(self, training_set: str) -> str:
+        if training_set == BASE:
+            return BASE
+        return self.training_sets[training_set].label or training_set
+
+
+ROLE_FLAGS = {  # flag destination -> (section, role, key)
+    "teacher_model": ("teacher", "model"),
+    "teacher_base_url": ("teacher", "base_url"),
+    "judge_model": ("judge", "model"),
+    "judge_base_url": ("judge", "base_url"),
+}
+
+
+def add_experiment_flags(parser: argparse.ArgumentParser) -> None:
+    for dest, (role, key) in ROLE_FLAGS.items():
+        flag = "--" + dest.replace("_", "-")
+        parser.add_argument(flag, dest=dest, default=None, help=f"the {role}'s {key.replace('_', ' ')}")
+    parser.add_argument("--out", default=None, help="where the stages write (default runs/<name>)")
+
+
+def build_experiment(path: str | Path, args: argparse.Namespace | None = None) -> ExperimentConfig:
+    """The experiment of ``path`` with the role flags and ``--out`` of ``args`` applied (module docstring)."""
+    data = read_yaml(path, "experiment")
+    source = f"experiment {path}"
+    build(ExperimentConfig, data, source)  # an error in the file names the file
+    data = {**data, "source": str(path)}
+    if args is not None:
+        data = _apply_flags(data, args)
+    return build(ExperimentConfig, data, "flags")
+
+
+def _apply_flags(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    dataset = dict(data.get("dataset") or {})
+    settings = dict(dataset.get("settings") or {})
+    evaluation = dict(data.get("evaluation") or {})
+    eval_settings = dict(evaluation.get("settings") or {})
+    for dest, (role, key) in ROLE_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        settings[role] = {**(settings.get(role) or {}), key: value}
+        if role == "judge":
+            eval_settings["judge"] = {**(eval_settings.get("judge") or {}), key: value}
+    dataset["settings"], evaluation["settings"] = settings, eval_settings
+    out = {**data, "dataset": dataset, "evaluation": evaluation}
+    if getattr(args, "out", None):
+        out["out"] = args.out
+    return out

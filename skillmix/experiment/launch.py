@@ -1,0 +1,125 @@
+"""The training stage: a student's recipe pointed at the experiment's dataset, run in a process of its own.
+
+The recipe the run sees is the student's, with its dataset replaced by the experiment's folder and the
+training set's configs (and subsample), its evaluation set by the experiment's (so that the training's
+leakage check refuses any row an evaluation will ask about), its output folder by the stage's, and, with
+``hub.models``, its Hub repo ``<models>/<student>-<set>``; it is written to
+``runs/<experiment>/recipes/<student>--<set>.yaml`` (the record of what was trained) and given to
+``python -m skillmix.training.sft``. With ``launcher.num_processes`` > 1 or an accelerate config, the run
+goes through ``accelerate launch``; where no GPU is visible, several processes go through ``torchrun``
+(torch.distributed over gloo, the path the tests take: ``accelerate launch --cpu`` starts one process on
+one machine, whatever ``--num_processes`` says). The run's output goes to the terminal and to
+``runs/<experiment>/logs/``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from skillmix.config import ConfigError, read_yaml
+from skillmix.experiment.config import ExperimentConfig
+from skillmix.pipelines.output import RunFailed
+
+EVAL_SETTINGS = ("train", "held-out", "all")
+
+
+def recipe_data(config: ExperimentConfig, student: str, training_set: str, dataset: Path) -> dict[str, Any]:
+    """The recipe of ``student`` on ``training_set`` as the run sees it (module docstring)."""
+    from skillmix.training.config import resolve_recipe
+
+    path = resolve_recipe(config.students[student].recipe)
+    if not path.is_file():
+        raise ConfigError(f"students.{student}.recipe: {config.students[student].recipe} not found")
+    data = read_yaml(path, "recipe")
+    tset = config.training_sets[training_set]
+    source: dict[str, Any] = {"path": str(dataset), "configs": list(tset.configs)}
+    if tset.subsample:
+        source["subsample"] = dict(tset.subsample)
+    settings = config.evaluation.settings
+    wanted = settings.get("setting", list(EVAL_SETTINGS))
+    wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+    evaluation: dict[str, Any] = {"settings": sorted({*wanted, "held-out"}, key=EVAL_SETTINGS.index)}
+    if settings.get("n") is not None:
+        evaluation["n"] = settings["n"]
+    data["data"] = {**(data.get("data") or {}), "datasets": [source], "evaluation": evaluation}
+    data["output_dir"] = str(config.root() / "train" / f"{student}--{training_set}")
+    if config.hub.models:
+        hub = dict(data.get("hub") or {})
+        data["hub"] = {
+            **hub,
+            "push_to_hub": f"{config.hub.models}/{student}-{training_set}",
+            "private": config.hub.private,
+        }
+    data.pop("recipe", None)
+    return data
+
+
+def recipe_path(config: ExperimentConfig, student: str, training_set: str) -> Path:
+    return config.root() / "recipes" / f"{student}--{training_set}.yaml"
+
+
+def write_recipe(config: ExperimentConfig, student: str, training_set: str, data: dict[str, Any]) -> Path:
+    path = recipe_path(config, student, training_set)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# {student} on {training_set}, as `skillmix experiment run {config.source}` trains it\n"
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def command(config: ExperimentConfig, recipe: Path, cuda: bool) -> list[str]:
+    """The command line of a training run under the experiment's launcher."""
+    train = ["-m", "skillmix.training.sft", "--config", str(recipe)]
+    launcher = config.launcher
+    if launcher.num_processes == 1 and not launcher.accelerate_config:
+        return [sys.executable, *train]
+    if not cuda:
+        return [*cpu_launcher(launcher.num_processes), *train]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(launcher.num_processes)]
+    if launcher.accelerate_config:
+        cmd += ["--config_file", launcher.accelerate_config]
+    return [*cmd, *train]
+
+
+def cpu_launcher(processes: int) -> list[str]:
+    """``torchrun`` on this machine: ``processes`` CPU ranks of one job (the Trainer sets ``use_cpu``)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def train(experiment: Any, stage: Any, log: Any) -> None:
+    """Run one training stage; a failure is one line naming its log."""
+    config = experiment.config
+    data = experiment.recipes[(stage.student, stage.training_set)]
+    recipe = write_recipe(config, stage.student, stage.training_set, data)
+    logs = config.root() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_file = logs / f"train-{stage.student}--{stage.training_set}.log"
+    cmd = command(config, recipe, cuda_available())
+    log(f"[{stage.name}] {' '.join(cmd[1:])}")
+    with log_file.open("a", encoding="utf-8") as sink:
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert process.stdout is not None
+        last = ""
+        for line in process.stdout:
+            sink.write(line)
+            sys.stderr.write(line)
+            last = line.strip() or last
+        code = process.wait()
+    if code == 2:
+        raise ConfigError(
+            f"training {stage.student} on {stage.training_set}: {last.removeprefix('skillmix: error: ')}"
+        )
+    if code != 0:
+        raise RunFailed(
+            f"training {stage.student} on {stage.training_set} failed (exit {code}); see {log_file}"
+        )

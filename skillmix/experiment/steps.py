@@ -1,0 +1,98 @@
+"""The stages that call the toolkit in this process: the dataset, its release, the evaluations, the
+comparison, and the push of the report. Each is the command a user would run (``skillmix dataset``,
+``publish``, ``eval``, ``eval compare``) through the same functions, with the experiment's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from skillmix.experiment.config import BASE
+
+
+def dataset(experiment: Any, log: Any) -> None:
+    from skillmix.pipelines.run import run_dataset
+    from skillmix.pipelines.summary import summary_text
+
+    result = run_dataset(experiment.dataset, experiment.dataset_folder, log=log)
+    if result is not None and not result.written:
+        log(f"{experiment.dataset_folder} is already complete: nothing was paid")
+    import json
+
+    manifest = json.loads((experiment.dataset_folder / "manifest.json").read_text(encoding="utf-8"))
+    log(summary_text(manifest, experiment.dataset_folder))
+
+
+def publish(experiment: Any, log: Any) -> None:
+    from skillmix.release.publish import publish as publish_release
+
+    hub = experiment.config.hub
+    result = publish_release(
+        experiment.dataset_folder, hub.dataset_repo, hub.dataset_version, private=hub.private, log=log
+    )
+    log(f"published {result.repo_id} {result.version} (commit {result.commit})")
+
+
+def eval_config(experiment: Any, student: str, training_set: str) -> Any:
+    """The ``skillmix eval`` configuration of one model: the experiment's evaluation settings, the
+    dataset's eval set (``--data``) and the model (the base, or the stage's trained folder)."""
+    from skillmix.evaluation.config import build_eval_config
+
+    settings = dict(experiment.eval_settings())
+    spec = experiment.config.students[student]
+    if training_set == BASE:
+        model = {"model": spec.base, "base_url": spec.base_url}
+    else:
+        model = {"model": str(experiment.stage(f"train/{student}/{training_set}").folder)}
+    settings["student"] = {**(settings.get("student") or {}), **model}
+    settings["data"] = str(experiment.dataset_folder)
+    return build_eval_config(None, settings)
+
+
+def evaluate(experiment: Any, stage: Any, log: Any) -> None:
+    from skillmix.evaluation.cli import summary
+    from skillmix.evaluation.hub import push_results
+    from skillmix.evaluation.run import run_eval
+    from skillmix.pipelines.output import RunFailed
+
+    results = run_eval(eval_config(experiment, stage.student, stage.training_set), stage.folder, log=log)
+    log(summary(results, stage.folder))
+    errored = results.get("errored") or []
+    if errored:
+        raise RunFailed(
+            f"{stage.name}: {len(errored)} generations errored (the infrastructure, not the student); run "
+            "the same command again to retry only those"
+        )
+    hub = experiment.config.hub
+    if hub.models and stage.training_set != BASE:
+        repo = f"{hub.models}/{stage.student}-{stage.training_set}"
+        pushed = push_results(stage.folder, repo, hub.results_repo)
+        log(f"{repo}: model-index updated ({pushed['model_index_entries']} entries)")
+
+
+def compare(experiment: Any, stage: Any) -> None:
+    """``skillmix eval compare`` of every evaluation, the first (a base when there is one) the baseline."""
+    from skillmix.evaluation.report import write_comparison
+
+    folders = [folder for _, folder in experiment.eval_folders()]
+    write_comparison(folders, stage.folder, allow=())
+
+
+def push_report(experiment: Any, folder: Path, log: Any) -> None:
+    """The report folder as one commit of the results repo, tagged ``<experiment>-<report fingerprint>``."""
+    from huggingface_hub import HfApi
+
+    hub = experiment.config.hub
+    api = HfApi()
+    api.create_repo(hub.results_repo, repo_type="dataset", private=hub.private, exist_ok=True)
+    name = experiment.config.name
+    commit = api.upload_folder(
+        folder_path=str(folder),
+        repo_id=hub.results_repo,
+        repo_type="dataset",
+        path_in_repo=f"experiments/{name}",
+        commit_message=f"skillmix experiment {name}: report",
+    )
+    tag = f"{name}-{experiment.stage('report').fingerprint}"
+    api.create_tag(hub.results_repo, tag=tag, revision=commit.oid, repo_type="dataset", exist_ok=True)
+    log(f"report pushed to {hub.results_repo} (commit {commit.oid[:10]}, tag {tag})")

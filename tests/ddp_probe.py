@@ -1,0 +1,122 @@
+"""A training run under a distributed launcher, with probes: run as a script (``accelerate launch ...
+tests/ddp_probe.py --config ...``) by tests/test_training_ddp.py. ``SKILLMIX_PROBE_DIR`` names a folder
+where each rank writes ``rank<R>.json``:
+
+* ``batches``: per micro-batch, the samples this rank trained on (a hash of each row's tokens);
+* ``writes``: every file under the output folder this process opened for writing or saved through torch,
+  safetensors or the Trainer (so the test sees which rank wrote what; rank 0's list proves the probe sees);
+* ``first_step``: the global step at which this launch's first training step began (a resume's start).
+
+``SKILLMIX_PROBE_SLOW`` (seconds) sleeps after every step past the first checkpoint, so that the test can
+kill the launch while it trains.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+RANK = int(os.environ.get("RANK", "0"))
+PROBE = Path(os.environ["SKILLMIX_PROBE_DIR"])
+record: dict = {"rank": RANK, "batches": [], "writes": [], "first_step": None}
+
+
+def dump() -> None:
+    (PROBE / f"rank{RANK}.json").write_text(json.dumps(record))
+
+
+def output_dir() -> Path:
+    return Path(sys.argv[sys.argv.index("--output-dir") + 1]).resolve()
+
+
+def note(path) -> None:
+    try:
+        resolved = Path(os.fspath(path)).resolve()
+    except TypeError:
+        return
+    out = output_dir()
+    if resolved == out or out in resolved.parents:
+        record["writes"].append(str(resolved.relative_to(out)))
+
+
+def wrap_open(original):
+    def opened(file, mode="r", *args, **kwargs):
+        if any(flag in str(mode) for flag in "wax+"):
+            note(file)
+        return original(file, mode, *args, **kwargs)
+
+    return opened
+
+
+def wrap_save(original, where: int = 1):
+    def saved(*args, **kwargs):
+        if len(args) > where:
+            note(args[where])
+        for key in ("f", "filename", "path"):
+            if key in kwargs:
+                note(kwargs[key])
+        return original(*args, **kwargs)
+
+    return saved
+
+
+def sample_hash(tokens) -> str:
+    return hashlib.sha256(json.dumps(list(tokens)).encode()).hexdigest()[:16]
+
+
+def install() -> None:
+    import safetensors.torch
+    import torch
+    import transformers.modeling_utils as modeling_utils
+    from transformers import TrainerCallback
+    from trl import SFTTrainer
+
+    builtins.open = io.open = wrap_open(builtins.open)
+    torch.save = torch.serialization.save = wrap_save(torch.save)
+    safetensors.torch.save_file = wrap_save(safetensors.torch.save_file)
+    if hasattr(modeling_utils, "safe_save_file"):
+        modeling_utils.safe_save_file = wrap_save(modeling_utils.safe_save_file)
+
+    class Probe(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if record["first_step"] is None:
+                record["first_step"] = state.global_step
+                dump()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            slow = float(os.environ.get("SKILLMIX_PROBE_SLOW") or 0)
+            if slow and args.save_steps and state.global_step > args.save_steps:
+                time.sleep(slow)
+
+    original_init = SFTTrainer.__init__
+
+    def init(self, *args, **kwargs):
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), Probe()]
+        original_init(self, *args, **kwargs)
+        collate = self.data_collator
+
+        def recorded(features):  # one micro-batch of this rank, as the dataloader assembles it
+            record["batches"].append([sample_hash(f["input_ids"]) for f in features])
+            dump()
+            return collate(features)
+
+        self.data_collator = recorded
+
+    SFTTrainer.__init__ = init
+
+
+if __name__ == "__main__":
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != here]
+    install()
+    from skillmix.training.sft import main
+
+    code = main(sys.argv[1:])
+    dump()
+    sys.exit(code)

@@ -1,0 +1,105 @@
+"""Training on two CPU processes as one DDP job (``torchrun``, torch.distributed over gloo, as the experiment
+runner launches it without a GPU),
+probed from inside each rank (tests/ddp_probe.py): the Trainer runs distributed, the effective batch is the
+recipe's, the ranks train on disjoint samples, only rank 0 writes the run's files, and a launch killed
+after a checkpoint resumes at that checkpoint's step. FSDP and DeepSpeed ZeRO-3 need GPUs (accelerate
+refuses ``--cpu`` with FSDP; DeepSpeed is not installed here): this covers DDP only."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from cli_runs import dataset_cmd, run_cli
+
+from skillmix.experiment.launch import cpu_launcher
+from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "training" / "recipes" / "tiny" / "smoke.yaml"
+PROBE = ROOT / "tests" / "ddp_probe.py"
+STEPS, SAVE, PER_DEVICE, EFFECTIVE = 4, 2, 1, 4  # 1 per rank x 2 accumulation x 2 ranks
+ROWS = 16  # every row kept: 4 optimizer steps are exactly one epoch, no sample is padded or repeated
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ddp") / "d2"
+    with FakeOpenAIServer(responder=SkillMixResponder(seed=2, accept_rate=1.0)) as server:
+        result = run_cli(dataset_cmd(server, out, "--k", "2", "--n", str(ROWS)))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def launch(recipe: Path, out: Path, probe: Path, slow: float = 0) -> subprocess.Popen:
+    probe.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SKILLMIX_PROBE_DIR": str(probe), "SKILLMIX_PROBE_SLOW": str(slow),
+           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}  # fmt: skip
+    cmd = [*cpu_launcher(2), str(PROBE), "--config", str(recipe), "--output-dir", str(out)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True, cwd=ROOT)  # fmt: skip
+
+
+def ranks(probe: Path) -> list[dict]:
+    return [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def test_two_cpu_processes_train_as_one_job_and_resume_after_a_kill(dataset, tmp_path):
+    data = yaml.safe_load(SMOKE.read_text())
+    data["data"]["datasets"] = [{"path": str(dataset), "configs": ["k2"]}]
+    data["training"].update(max_steps=STEPS, save_steps=SAVE, per_device_train_batch_size=PER_DEVICE,
+                            effective_batch_size=EFFECTIVE, packing=False, logging_steps=1)  # fmt: skip
+    recipe, out = tmp_path / "ddp.yaml", tmp_path / "run"
+    recipe.write_text(yaml.safe_dump(data))
+
+    first = launch(recipe, out, tmp_path / "probe1", slow=30)  # slow after the first checkpoint: killed
+    deadline = time.monotonic() + 300
+    while not (out / f"checkpoint-{SAVE}" / "trainer_state.json").is_file():
+        assert first.poll() is None, first.stdout.read()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint in 5 minutes"
+        time.sleep(0.5)
+    time.sleep(1)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+
+    second = launch(recipe, out, tmp_path / "probe2")
+    log, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, log[-4000:]
+    assert "parallel_mode != ParallelMode.DISTRIBUTED" not in log
+    assert "resuming from" in log and f"checkpoint-{SAVE}" in log
+    assert sum("'loss':" in line for line in log.splitlines()) == STEPS - SAVE  # one line a step, not two
+
+    zero, one = ranks(tmp_path / "probe2")
+    assert zero["first_step"] == one["first_step"] == SAVE  # resumed at the checkpoint's step
+    state = json.loads((out / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())
+    assert state["global_step"] == STEPS
+    # the effective batch: per device x accumulation x world size samples per optimizer step
+    micro = (STEPS - SAVE) * EFFECTIVE // (2 * PER_DEVICE)
+    assert len(zero["batches"]) == len(one["batches"]) == micro
+    assert all(len(batch) == PER_DEVICE for batch in zero["batches"] + one["batches"])
+    seen0 = {s for batch in zero["batches"] for s in batch}
+    seen1 = {s for batch in one["batches"] for s in batch}
+    assert seen0 and seen1 and not seen0 & seen1  # the two ranks train on disjoint samples
+    # and the resumed launch goes on where the killed one stopped in the data: one epoch, every row once
+    before = [r["batches"][: SAVE * EFFECTIVE // (2 * PER_DEVICE)] for r in ranks(tmp_path / "probe1")]
+    earlier = {s for batches in before for batch in batches for s in batch}
+    assert len(earlier) == SAVE * EFFECTIVE and not earlier & (seen0 | seen1)
+    assert len(earlier | seen0 | seen1) == ROWS
+    # the Trainer's epochs agree: an optimizer step takes EFFECTIVE of the n rows (each rank alone would
+    # have taken half as many, and counted half an epoch)
+    n = json.loads((dataset / "manifest.json").read_text())["configs"]["k2"]["rows"]
+    assert n == ROWS
+    steps_per_epoch = math.ceil(math.ceil(n / (2 * PER_DEVICE)) / (EFFECTIVE // (2 * PER_DEVICE)))
+    epochs = {entry["step"]: entry["epoch"] for entry in state["log_history"] if "loss" in entry}
+    assert epochs[STEPS] == pytest.approx(STEPS / steps_per_epoch)
+    # only rank 0 writes the run's files (each rank saves its own RNG state, as the Trainer does)
+    assert {"model.safetensors", "README.md", ".skillmix_train.json.tmp"} <= set(zero["writes"])
+    assert any(w.endswith("optimizer.pt") for w in zero["writes"])
+    assert all(Path(w).name == "rng_state_1.pth" for w in one["writes"]), one["writes"]
