@@ -177,3 +177,76 @@ def test_the_smoke_experiment_runs_every_stage_then_only_what_changed(tmp_path):
         assert ran(third.stderr) == ["compare", "eval/tiny-b/D2", "report", "train/tiny-b/D2"]
         assert (out / "train" / "tiny-b--D2.previous").is_dir()  # the old run is kept aside, not mixed in
         assert (trained / "model.safetensors").stat().st_mtime_ns == weights
+
+
+def write_experiment(tmp_path: Path, **changes) -> Path:
+    data = yaml.safe_load(SMOKE.read_text())
+    data.update(changes)  # whole sections replaced
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_what_cannot_finish_is_refused_before_the_first_request(tmp_path):
+    from skillmix.processes import free_port
+    from skillmix.testing.fake_openai import FakeOpenAIServer
+
+    out = tmp_path / "runs"
+    roles = ["--teacher-model", "fake-teacher", "--out", str(out)]
+    closed = f"http://127.0.0.1:{free_port()}/v1"
+    unreachable = run(str(SMOKE), *roles, "--teacher-base-url", closed)
+    assert unreachable.returncode == 2 and unreachable.stderr.count("\n") == 1, unreachable.stderr
+    assert "skillmix: error:" in unreachable.stderr and closed.split("/v1")[0] in unreachable.stderr
+    # an evaluation in the train setting whose combinations the dataset will train on
+    leaky = write_experiment(tmp_path, dataset={"settings": {"k": [2], "n": 5000}},
+                             training_sets={"D2": {"configs": ["k2"]}},
+                             students={"tiny": {"recipe": "training/recipes/tiny/smoke.yaml"}},
+                             evaluation={"settings": {"k": [2], "setting": ["train"], "n": 100}},
+                             findings={"student": "tiny", "richer": None, "poorer": None})  # fmt: skip
+    with FakeOpenAIServer() as server:
+        refused = run(str(leaky), *roles, "--teacher-base-url", server.base_url)
+        assert [
+            r.path for r in server.requests if r.path != "/v1/models"
+        ] == []  # only the reachability check
+    assert (
+        refused.returncode == 2
+        and "combinations of the train setting are in the dataset's draw" in refused.stderr
+    )
+    assert not out.exists()
+
+
+def test_with_hub_targets_the_dataset_models_and_report_go_to_the_hub(tmp_path):
+    from skillmix.testing.fake_hub import FakeHubServer
+    from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
+
+    token = "hf_skillmixExperimentToken0123456789"
+    experiment = write_experiment(
+        tmp_path,
+        training_sets={"D23": {"configs": ["k2", "k3"], "label": "D(2,3)"}},
+        students={"tiny": {"recipe": "training/recipes/tiny/smoke.yaml"}},
+        hub={"dataset_repo": "tester/smoke-data", "models": "tester", "results_repo": "tester/smoke-results"},
+        findings={"student": "tiny", "full": "D23", "richer": None, "poorer": None},
+    )
+    out = tmp_path / "runs"
+    with (
+        FakeHubServer(token=token, storage=tmp_path / "hub") as hub,
+        FakeOpenAIServer(responder=SkillMixResponder(seed=3, accept_rate=0.8)) as server,
+    ):
+        env = {k: v for k, v in cli_env().items() if not k.startswith("HF_")}
+        env.update({k: v for k, v in hub.client_env(tmp_path / "hf").items() if v is not None})
+        env.update(HF_TOKEN=token, HF_HUB_DISABLE_PROGRESS_BARS="1", OMP_NUM_THREADS="1")
+        roles = ["--teacher-model", "fake-teacher", "--teacher-base-url", server.base_url,
+                 "--judge-base-url", server.base_url]  # fmt: skip
+        result = run(str(experiment), *roles, "--out", str(out), env=env)
+        assert result.returncode == 0, result.stderr[-4000:]
+        assert "v1.0.0" in hub.refs("tester/smoke-data")["tags"]  # the dataset's release
+        card = hub.uploaded_files("tester/tiny-D23", repo_type="model")["README.md"].decode()
+        meta = yaml.safe_load(card.split("---")[1])
+        results = meta["model-index"][0]["results"]
+        assert any(m["type"] == "full_marks" for r in results for m in r["metrics"])  # the model-index
+        tags = hub.refs("tester/smoke-results")["tags"]
+        report = [t for t in tags if t.startswith("smoke-")]
+        assert len(report) == 1  # the report: one tagged commit of the results repo
+        files = hub.uploaded_files("tester/smoke-results", revision=report[0])
+        assert {"experiments/smoke/report.md", "experiments/smoke/findings.json"} <= set(files)
+    assert token not in result.stdout + result.stderr
