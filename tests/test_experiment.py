@@ -250,3 +250,37 @@ def test_with_hub_targets_the_dataset_models_and_report_go_to_the_hub(tmp_path):
         files = hub.uploaded_files("tester/smoke-results", revision=report[0])
         assert {"experiments/smoke/report.md", "experiments/smoke/findings.json"} <= set(files)
     assert token not in result.stdout + result.stderr
+
+
+def test_a_stage_resumes_its_folder_unless_its_own_key_changed(tmp_path):
+    from skillmix.experiment.stages import Ledger, Stage
+
+    folder = tmp_path / "eval" / "tiny--D2"
+    folder.mkdir(parents=True)
+    (folder / "cache.sqlite").write_text("answers paid for")
+    ledger = Ledger(tmp_path)
+    first = Stage("eval/tiny/D2", folder, "aaa", "eval", folder_key="model-1")
+    ledger.start(first)
+    ledger.finish(first, 1.0)
+    assert Ledger(tmp_path).done(first) and Ledger(tmp_path).status(first) == "done"
+    bigger = Stage("eval/tiny/D2", folder, "bbb", "eval", folder_key="model-1")  # more combinations
+    assert not Ledger(tmp_path).done(bigger) and Ledger(tmp_path).status(bigger) == "changed"
+    Ledger(tmp_path).start(bigger)
+    assert (folder / "cache.sqlite").read_text() == "answers paid for"  # resumed in place: paid once
+    other = Stage("eval/tiny/D2", folder, "ccc", "eval", folder_key="model-2")  # another model
+    Ledger(tmp_path).start(other)
+    assert not folder.exists() and (folder.parent / "tiny--D2.previous" / "cache.sqlite").is_file()
+    assert Ledger(tmp_path).status(other) == "unfinished"
+
+
+def test_make_reproduce_plan_runs_the_plan(tmp_path):
+    make = ["make", "--no-print-directory", "-n", "reproduce", "PLAN=1", f"BIN={Path(sys.executable).parent}",
+            f"ARGS=--out {tmp_path / 'runs'}"]  # fmt: skip
+    dry = subprocess.run(make, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    line = next(line for line in dry.stdout.splitlines() if "experiment run" in line)
+    assert "experiments/paper.yaml" in line and "--plan" in line
+    env = {**cli_env(), "CUDA_VISIBLE_DEVICES": ""}
+    plan = subprocess.run(line, shell=True, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert plan.stdout.startswith("Experiment paper") and "needs: 4 GPUs" in plan.stdout
+    assert not (tmp_path / "runs").exists()

@@ -115,6 +115,8 @@ def train(experiment: Any, stage: Any, log: Any) -> None:
             sys.stderr.write(line)
             last = line.strip() or last
         code = process.wait()
+    if code in (130, 143, -2, -15):  # Ctrl-C or SIGTERM reached the training too: it stopped at a step
+        raise KeyboardInterrupt
     if code == 2:
         raise ConfigError(
             f"training {stage.student} on {stage.training_set}: {last.removeprefix('skillmix: error: ')}"

@@ -45,7 +45,22 @@ class Experiment:
         folder = folder_of(self.config, name)
         stage = Stage(name, folder, "", kind, student, ts)
         stage.fingerprint = fingerprint(self._inputs(stage))
+        stage.folder_key = fingerprint(self._folder_key(stage))
         return stage
+
+    def _folder_key(self, stage: Stage) -> Any:
+        """What the stage's folder is claimed with by its own command (sizes and steps left out)."""
+        if stage.kind == "dataset":
+            return self.dataset.fingerprint()
+        if stage.kind == "train":
+            from skillmix.training.config import TrainConfig
+
+            return TrainConfig.model_validate(self.recipes[(stage.student, stage.training_set)]).fingerprint()
+        if stage.kind == "eval":
+            sizes = ("k", "setting", "n", "generations", "client")
+            settings = {k: v for k, v in self.eval_settings().items() if k not in sizes}
+            return {"evaluation": settings, "model": self._model_inputs(stage.student, stage.training_set)}
+        return stage.fingerprint
 
     def _dataset_inputs(self) -> dict[str, Any]:
         d = self.dataset

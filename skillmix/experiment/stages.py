@@ -11,10 +11,12 @@ dataset's judge and protocol), then ``compare`` and ``report``. Each writes its 
 (a training run: its resolved recipe and launcher, and the dataset's fingerprint; an evaluation: its
 settings and the training's fingerprint); the fingerprints of every stage are computed before the first
 runs. ``runs/<experiment>/stages.json`` records, for each stage, the fingerprint it was started with and
-whether it finished. A finished stage whose fingerprint is unchanged is skipped; one that was started with
-the same fingerprint and did not finish runs again, and its command resumes it (the dataset and the
-evaluation from their request caches, the training from its last checkpoint); one whose inputs changed
-moves its old folder aside to ``<folder>.previous`` and starts afresh. Editing one student's recipe thus
+whether it finished. A finished stage whose fingerprint is unchanged is skipped; any other runs, and its
+command resumes what its folder holds (the dataset and the evaluation from their request caches, the
+training from its last checkpoint) when the folder's own key is unchanged: a dataset that grows, an
+evaluation that asks more combinations, a training given more steps pay only for what is new. When the key
+changed (another teacher or judge, another recipe), the old folder is moved aside to ``<folder>.previous``
+and the stage starts afresh. Editing one student's recipe thus
 re-runs that student's training and evaluations, then the comparison and the report; nothing else.
 """
 
@@ -24,8 +26,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ STAGES_FILE = "stages.json"
 
 @dataclass
 class Stage:
-    """One stage: its name, folder, fingerprint, what it needs, and how to run it."""
+    """One stage: its name, its folder, its fingerprint and its folder's key."""
 
     name: str
     folder: Path
@@ -45,8 +46,7 @@ class Stage:
     kind: str  # dataset, publish, train, eval, compare, report
     student: str | None = None
     training_set: str | None = None
-    run: Callable[[], None] | None = None
-    plan: dict[str, Any] = field(default_factory=dict)  # requests, worst/expected dollars, GPU-hours
+    folder_key: str = ""  # what the folder's own run is keyed on: a change of anything else resumes it
 
 
 class Ledger:
@@ -71,18 +71,21 @@ class Ledger:
         return "done" if entry.get("finished") else "unfinished"
 
     def start(self, stage: Stage) -> None:
-        """Record the start; a folder left by a run with other inputs is moved aside first."""
+        """Record the start; a folder left by a run the stage's command would refuse (another
+        ``folder_key``) is moved aside first; one that only differs in size or steps is resumed in place."""
         entry = self.entries.get(stage.name) or {}
-        if entry.get("fingerprint") not in (None, stage.fingerprint) and stage.folder.exists():
+        if entry.get("folder_key") not in (None, stage.folder_key) and stage.folder.exists():
             aside = stage.folder.with_name(stage.folder.name + ".previous")
             shutil.rmtree(aside, ignore_errors=True)
             stage.folder.rename(aside)
-        self.entries[stage.name] = {"fingerprint": stage.fingerprint, "finished": None}
+        self.entries[stage.name] = {"fingerprint": stage.fingerprint, "folder_key": stage.folder_key,
+                                    "finished": None}  # fmt: skip
         self._write()
 
     def finish(self, stage: Stage, seconds: float) -> None:
         self.entries[stage.name] = {
             "fingerprint": stage.fingerprint,
+            "folder_key": stage.folder_key,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "seconds": round(seconds, 1),
             "folder": str(stage.folder),
