@@ -30,7 +30,7 @@ REQUESTS_PER_GENERATION = 5  # round 1, round 2, three grader runs
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n", type=int, default=150, help="combinations per k")
     parser.add_argument("--k", default="2,3")

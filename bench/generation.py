@@ -135,7 +135,7 @@ def measure(label: str, make_pipeline, server: ServerProcess, samples: int, idea
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--samples", type=int, default=2500)
     parser.add_argument("--stock-samples", type=int, default=300, help="samples for the (slower) stock run")

@@ -45,7 +45,7 @@ SHAPES = {  # Mistral-7B-v0.2 and a tiny model of the same family
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="the tiny shape on CPU (defaults scaled down)")
     parser.add_argument("--layers", type=int, default=None, help="fewer layers of the same shape")
     parser.add_argument("--samples", type=int, default=None, help="samples in the epoch (256; tiny 96)")

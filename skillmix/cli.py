@@ -39,13 +39,17 @@ def _add_catalog_args(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="skillmix", description="Skill-Mix datasets: build, grade, evaluate."
+        prog="skillmix", description="Skill-Mix datasets: build, grade, evaluate.", allow_abbrev=False
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_catalog_parser, _sample_parser, _prompts_parser, _dataset_parser, _publish_parser,
                 _download_parser, _train_parser, _eval_parser, _review_parser, _experiment_parser,
                 _doctor_parser):  # fmt: skip
         add(sub)
+    for (
+        command
+    ) in sub.choices.values():  # a prefix of a longer flag never selects it (--batch: not --batch-size)
+        command.allow_abbrev = False
     return parser
 
 

@@ -34,7 +34,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     from skillmix.training.config import add_train_flags
 
     parser = parser or argparse.ArgumentParser(
-        prog="skillmix train", description="Fine-tune a student on Skill-Mix data (TRL SFT)."
+        allow_abbrev=False,
+        prog="skillmix train",
+        description="Fine-tune a student on Skill-Mix data (TRL SFT).",
     )
     parser.set_defaults(func=cmd_train, flags=add_train_flags(parser))
     return parser

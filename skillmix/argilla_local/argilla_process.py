@@ -94,7 +94,7 @@ def work(burst: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     prog = "python -m skillmix.argilla_local.argilla_process"
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     server_parser = commands.add_parser("server", help="migrate, make the owner user, serve the API and UI")
     server_parser.add_argument("--owner", type=Path, required=True, help="JSON: username, password, api_key")

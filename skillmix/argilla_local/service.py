@@ -169,7 +169,10 @@ def status(data: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=f"python -m {MODULE}", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False,
+        prog=f"python -m {MODULE}",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("command", choices=["start", "stop", "status", "run"])
     parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help=f"data folder ({DEFAULT_DATA})")

@@ -296,7 +296,8 @@ def load(args: argparse.Namespace) -> Student:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m skillmix.llm.hf_server", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # fmt: skip
     parser.add_argument("--model", required=True, help="a local folder or a Hub model id")
     parser.add_argument("--revision", help="the Hub revision (tag, branch or commit)")
     parser.add_argument("--chat-template", help="a Jinja chat template file, instead of the tokenizer's")

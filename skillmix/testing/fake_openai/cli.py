@@ -20,6 +20,7 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m skillmix.testing.fake_openai",
         description="A fake OpenAI-compatible server: prints 'BASE_URL <url>' first, a JSON summary on exit.",
     )

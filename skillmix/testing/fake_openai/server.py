@@ -14,8 +14,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
+from skillmix.testing.fake_openai.batches import BatchAPI, BatchBehaviour
 from skillmix.testing.fake_openai.completions import COMPLETIONS_PATH, as_chat, text_completion
 from skillmix.testing.fake_openai.faults import Fault, _error_body
 from skillmix.testing.fake_openai.handler import _Handler, _HTTPServer
@@ -89,6 +90,7 @@ class FakeOpenAIServer:
         host: str = "127.0.0.1",
         port: int = 0,
         log_path: str | None = None,
+        batches: BatchBehaviour | None = BatchBehaviour(),  # noqa: B008 - a frozen default; None: no batch API
     ) -> None:
         if latency < 0:
             raise ValueError(f"latency must be >= 0, got {latency}")
@@ -111,6 +113,7 @@ class FakeOpenAIServer:
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._log: TextIO | None = None
+        self.batch_api = BatchAPI(self, batches) if batches is not None else None  # /v1/files, /v1/batches
 
     # -- life cycle ------------------------------------------------------------------------------------
 
@@ -274,6 +277,11 @@ class FakeOpenAIServer:
                 reply = Reply(raw_body=json.dumps(self._model_object()))
             else:
                 reply = Reply(status=404, content=f"The model '{name}' does not exist")
+        elif self.batch_api is not None and BatchAPI.serves(path):
+            query = dict(parse_qsl(urlsplit(handler.path).query))
+            status, payload = self.batch_api.handle(method, path, handler.headers, raw, query)
+            data = payload if isinstance(payload, bytes) else json.dumps(payload)
+            reply = Reply(status=status, raw_body=data if isinstance(data, str) else data.decode("utf-8"))
         elif not is_chat:
             reply = Reply(status=404, content=f"Unknown request URL: {method} {path}.")
         elif parse_error is not None:
