@@ -46,6 +46,9 @@ class ModelSettings(BaseModel):
     mode: Literal["auto", "chat", "completion"] = Field(
         "auto", description="chat, or completion for a base model (auto: completion for the embedded one)"
     )
+    batch: bool = Field(
+        False, description="send this role's requests through its server's batch API (half price, hours)"
+    )
 
 
 class ProtocolConfig(BaseModel):
@@ -145,6 +148,7 @@ class DatasetConfig(ProtocolConfig):
         data = self.model_dump(exclude=set(VOLATILE))
         for role in ("teacher", "judge"):
             data[role].pop("base_url")
+            data[role].pop("batch")  # the same requests, sent one way or the other
         return content_hash(data)
 
     def to_dict(self) -> dict[str, Any]:

@@ -59,6 +59,7 @@ def make_llm(
         mode=model.mode,
         reply_kind="generation" if stage != "grade" else f"grader_{config.grader_format}",
         template_dir=config.template_dir,
+        batch=settings.batch,
         generation_kwargs={
             "temperature": settings.temperature,
             "max_new_tokens": settings.max_tokens,

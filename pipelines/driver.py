@@ -18,6 +18,7 @@ Rows are made once, from the run's catalog, by :func:`pipeline_row` and keep tha
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -64,6 +65,23 @@ def check_models(
         check_priced(config.client.max_usd, model, prices)
         if reach:
             check_reachable(model)
+        settings = config.judge if model.role == "judge" else config.generator
+        if settings.batch:
+            check_batchable(model, reach)
+
+
+def check_batchable(model: ResolvedModel, reach: bool) -> None:
+    """A batched role needs a remote chat model whose server serves a batch API (refused by name)."""
+    from skillmix.llm.batch import BatchAPIClient
+    from skillmix.llm.roles import base_url_for
+
+    flag = f"--{model.role}-batch"
+    if model.local:
+        raise ConfigError(f"{flag}: the {model.role} {model.describe()} runs here and has no batch API")
+    if model.mode == "completion":
+        raise ConfigError(f"{flag}: batch mode sends chat requests; the {model.role} is in completion mode")
+    if reach:
+        BatchAPIClient(base_url_for(model.base_url), os.environ.get(model.api_key_env)).check()
 
 
 def load_prices(config: ProtocolConfig) -> PriceTable:
@@ -93,12 +111,20 @@ class Driver:
         log: Log = print,
     ) -> None:
         self.config, self.models, self.folder, self.guard, self.log = config, models, folder, guard, log
+        self.prices = prices
+        self.batch_stats: dict[str, Any] | None = None
         self.costs = RowCosts(config, models, prices)
         self.worst: dict[str, RowCost] = {}  # by combination: its generations cost alike
+
+    @property
+    def batched(self) -> bool:
+        return bool(self.config.generator.batch or self.config.judge.batch)
 
     def run(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Every row through the pipeline, as many at a time as the cap lets start; each row comes back
         (kept, rejected or failed; ``budget`` when the cap never let it start)."""
+        if self.batched:
+            return self.run_batched(rows)
         done: list[dict[str, Any]] = []
         pending: list[dict[str, Any]] | None = rows
         while pending:
@@ -108,11 +134,61 @@ class Driver:
                 self.guard.check()
         return done
 
+    def run_batched(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Batch mode (:mod:`skillmix.pipelines.batches`): pass after pass, each sending what the rows
+        still need as batches, until a pass needs nothing; its rows are the run's."""
+        from skillmix.pipelines.batches import Batcher
+        from skillmix.pipelines.interrupt import Interrupted
+
+        batcher = Batcher(self.folder.work, self.prices, self.config.client.max_usd,
+                          self.config.client.max_retries, self.log)  # fmt: skip
+        try:
+            batcher.reattach([self._endpoint(m) for m in self.models if self._batched(m)])
+            batcher.wait()
+            stages = iter(("round1", "round2", "grade", "retry"))
+            while True:
+                produced = run_pipeline(self.config, rows, self.models, self.folder.work, None, self.guard)
+                if not batcher.wanted():
+                    break
+                stage = next(stages, "retry")
+                sent = batcher.submit(stage)
+                self.log(
+                    f"{stage}: {sent} requests sent in batches; waiting for them (Ctrl-C leaves them running)"
+                )
+                batcher.wait()
+            self.batch_stats = batcher.stats
+            return produced
+        except (Interrupted, KeyboardInterrupt):
+            if batcher.cache.batch_records(open_only=True):
+                self.log(
+                    "the batches in flight keep running (they are paid work): the same command collects "
+                    f"them again; `skillmix batches cancel {self.folder.path}` cancels them"
+                )
+            raise
+        finally:
+            batcher.close()
+
+    def _batched(self, model: ResolvedModel) -> bool:
+        return bool((self.config.judge if model.role == "judge" else self.config.generator).batch)
+
+    @staticmethod
+    def _endpoint(model: ResolvedModel) -> dict[str, Any]:
+        from skillmix.llm.roles import base_url_for
+
+        return {
+            "model": model.model,
+            "base_url": base_url_for(model.base_url),
+            "api_key_env": model.api_key_env,
+        }
+
     def start(
         self, pending: list[dict[str, Any]]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
         """Run the rows of ``pending`` whose worst case fits under the cap; returns the rows done and those
-        still waiting (None: the cap is reached, and the rows done include the ones it never started)."""
+        still waiting (None: the cap is reached, and the rows done include the ones it never started).
+        In batch mode every row starts: the cap holds line by line, at the batch price."""
+        if self.batched:
+            return self.run_batched(pending), []
         cap = self.config.client.max_usd
         for row in pending:
             self.worst.setdefault(row["combination"], self.costs.worst(row))

@@ -118,6 +118,7 @@ class SkillMixLLM(AsyncLLM):
         "generation"  # in completion mode, how the reply starts (skillmix.prompts.ANSWER_PREFIXES)
     )
     template_dir: str | None = None
+    batch: bool = False  # the role's requests go through its server's batch API
 
     _client: LLMClient | None = PrivateAttr(default=None)
     _prompts: PromptSet | None = PrivateAttr(default=None)
@@ -134,6 +135,7 @@ class SkillMixLLM(AsyncLLM):
             RequestCache(self.cache_path),
             prices,
             stop=functools.partial(stop_requested, self.cache_path and Path(self.cache_path).parent),
+            batch=self.batch,
         )
         if self.progress_path and self.stage and self.run_id:
             self._progress = ProgressLog(self.progress_path)

@@ -15,6 +15,7 @@ status             whose           what it is, and what follows
 ``budget``         not run         the spending cap did not let it start
 ``interrupted``    not run         the run was stopped before it was sent
 ``skipped``        not run         an earlier stage of its row failed
+``deferred``       not run         batch mode: waiting for its batch (a finished run has none left)
 =================  ==============  =========================================================================
 
 In an evaluation (:mod:`skillmix.evaluation.score`) a generation is **failed** (scored 0, counted in
@@ -40,6 +41,7 @@ WHOSE = {
     "budget": NOT_RUN,
     "interrupted": NOT_RUN,
     "skipped": NOT_RUN,
+    "deferred": NOT_RUN,
 }
 # HTTP statuses that say the request itself is wrong (no retry or re-run can change the answer).
 INVALID_REQUEST_HTTP = frozenset({400, 413, 422})

@@ -74,7 +74,7 @@ def test_failed_and_expired_lines_and_cancel():
         assert done["request_counts"] == {"total": 4, "completed": 2, "failed": 2}
         assert {k: r.status for k, r in results.items()} == {"line-0": 200, "line-1": 500, "line-2": 200,
                                                              "line-3": 500}  # fmt: skip
-    with FakeOpenAIServer(batches=BatchBehaviour(expire=True)) as server:
+    with FakeOpenAIServer(batches=BatchBehaviour(expire=1)) as server:
         client = BatchAPIClient(server.base_url, None)
         done = wait(client, client.create(client.upload(lines(4), "a.jsonl"), "r", "grade")["id"])
         results = client.results(done)

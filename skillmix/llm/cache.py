@@ -60,6 +60,27 @@ CREATE TABLE IF NOT EXISTS runs (
     usd REAL NOT NULL,
     requests INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS batch_lines (
+    key TEXT PRIMARY KEY,
+    endpoint TEXT NOT NULL,
+    body TEXT NOT NULL,
+    worst_usd REAL NOT NULL,
+    state TEXT NOT NULL,
+    input_file TEXT,
+    batch_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    input_file TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    status TEXT NOT NULL,
+    lines INTEGER NOT NULL,
+    created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rate_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     scope TEXT NOT NULL,
@@ -202,6 +223,77 @@ class RequestCache:
                 .fetchall()
             )
         return {m: {"requests": n, "input_tokens": i, "output_tokens": o, "usd": u} for m, n, i, o, u in rows}
+
+    # -- batch mode (skillmix.pipelines.batches): each request's line, and each batch, before it is sent --
+
+    def want(self, key: str, endpoint: dict[str, Any], body: dict[str, Any], worst_usd: float) -> None:
+        """A request a batched role needs answered (kept as it is if its line is already known)."""
+        with self._lock:
+            self._db().execute(
+                "INSERT OR IGNORE INTO batch_lines (key, endpoint, body, worst_usd, state, created) "
+                "VALUES (?, ?, ?, ?, 'wanted', ?)",
+                (key, json.dumps(endpoint, sort_keys=True), json.dumps(body), worst_usd, time.time()),
+            )
+
+    def batch_line(self, key: str) -> dict[str, Any] | None:
+        return next(iter(self.batch_lines("key = ?", (key,))), None)
+
+    def batch_lines(self, where: str = "1", args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        columns = (
+            "key",
+            "endpoint",
+            "body",
+            "worst_usd",
+            "state",
+            "input_file",
+            "batch_id",
+            "attempts",
+            "error",
+        )
+        with self._lock:
+            rows = (
+                self._db()
+                .execute(f"SELECT {', '.join(columns)} FROM batch_lines WHERE {where}", args)
+                .fetchall()
+            )
+        out = [dict(zip(columns, row, strict=True)) for row in rows]
+        for line in out:
+            line["endpoint"], line["body"] = json.loads(line["endpoint"]), json.loads(line["body"])
+        return out
+
+    def set_lines(self, keys: list[str], state: str, **values: Any) -> None:
+        """Move lines to ``state`` (with ``input_file``, ``batch_id``, ``error`` or ``attempts`` set)."""
+        sets = ", ".join(["state = ?", *(f"{name} = ?" for name in values)])
+        with self.transaction() as db:
+            db.executemany(f"UPDATE batch_lines SET {sets} WHERE key = ?",
+                           [(state, *values.values(), key) for key in keys])  # fmt: skip
+
+    def record_batch(
+        self, batch_id: str, input_file: str, endpoint: dict[str, Any], stage: str, lines: int
+    ) -> None:
+        with self._lock:
+            self._db().execute(
+                "INSERT OR IGNORE INTO batches VALUES (?, ?, ?, ?, 'submitted', ?, ?)",
+                (batch_id, input_file, json.dumps(endpoint, sort_keys=True), stage, lines, time.time()),
+            )
+
+    def set_batch(self, batch_id: str, status: str) -> None:
+        with self._lock:
+            self._db().execute("UPDATE batches SET status = ? WHERE id = ?", (status, batch_id))
+
+    def batch_records(self, open_only: bool = False) -> list[dict[str, Any]]:
+        columns = ("id", "input_file", "endpoint", "stage", "status", "lines", "created")
+        where = "WHERE status = 'submitted'" if open_only else ""
+        with self._lock:
+            rows = (
+                self._db()
+                .execute(f"SELECT {', '.join(columns)} FROM batches {where} ORDER BY created")
+                .fetchall()
+            )
+        out = [dict(zip(columns, row, strict=True)) for row in rows]
+        for batch in out:
+            batch["endpoint"] = json.loads(batch["endpoint"])
+        return out
 
     def __len__(self) -> int:
         with self._lock:

@@ -122,8 +122,12 @@ class LLMClient:
         cache: RequestCache | None = None,
         prices: PriceTable | None = None,
         stop: Callable[[], bool] | None = None,
+        batch: bool = False,
     ) -> None:
         self.stop = stop or (lambda: False)  # checked before every attempt: True sends nothing more
+        self.batch = (
+            batch  # a cache miss is not sent: its line waits for a batch (skillmix.pipelines.batches)
+        )
         self.endpoint = endpoint
         self.config = config or ClientConfig()
         self.cache = cache if cache is not None else RequestCache(None)
@@ -195,6 +199,8 @@ class LLMClient:
             return Completion(None, "interrupted", "the run was interrupted before this request was sent")
         cap = self.config.max_usd
         prompt_bound = token_bound(messages)
+        if self.batch:
+            return self._defer(key, body, prompt_bound, max_tokens)
         if reservation is None:
             worst = self.prices.worst_case(self.endpoint.model, prompt_bound, max_tokens)
             reservation = Reservation(f"{key}:{uuid.uuid4().hex}", worst, worst)  # this call's alone
@@ -221,6 +227,18 @@ class LLMClient:
         if completion.status in FINAL:
             self.cache.put(key, body, {k: v for k, v in completion.to_dict().items() if k != "cached"})
         return completion
+
+    def _defer(self, key: str, body: dict[str, Any], prompt_bound: int, max_tokens: int) -> Completion:
+        """Batch mode: the request's line is kept for the next batch (``deferred``, never cached), or
+        its batch's end is told: refused by the spending cap (``budget``) or failed past its retries."""
+        line = self.cache.batch_line(key)
+        if line is not None and line["state"] in ("refused", "failed"):
+            return Completion(None, "budget" if line["state"] == "refused" else "api_error", line["error"])
+        worst = self.prices.worst_case(self.endpoint.model, prompt_bound, max_tokens, batch=True)
+        endpoint = {"model": self.endpoint.model, "base_url": self.endpoint.resolved_base_url(),
+                    "api_key_env": self.endpoint.api_key_env}  # fmt: skip
+        self.cache.want(key, endpoint, body, worst)
+        return Completion(None, "deferred", "waiting for its batch")
 
     async def _attempts(self, body: dict[str, Any], estimate: int, prefix: str | None = None) -> Completion:
         """Send ``body`` with retries, within the concurrency and the run's rate limits."""
@@ -359,3 +377,19 @@ def _retry_after(response: Any) -> float | None:
             if parsed is not None:
                 return max(0.0, parsed.timestamp() - time.time())
     return None
+
+
+def completion_from(body: dict[str, Any]) -> Completion:
+    """A chat completion's JSON (a batch line's response body) as the :class:`Completion` a direct request
+    would have given (an empty reply is an ``api_error``: sent again, it may be answered)."""
+    choice = (body.get("choices") or [{}])[0]
+    usage = body.get("usage") or {}
+    tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    message, finish = choice.get("message") or {}, choice.get("finish_reason")
+    if message.get("refusal") or finish == "content_filter":
+        return Completion(None, "refused", message.get("refusal") or "content filter", tokens_in, tokens_out,
+                          finish_reason=finish)  # fmt: skip
+    content = message.get("content")
+    if not content or not str(content).strip():
+        return Completion(None, "api_error", "empty completion", tokens_in, tokens_out, finish_reason=finish)
+    return Completion(content, "ok", None, tokens_in, tokens_out, finish_reason=finish)

@@ -4,6 +4,9 @@ Prices are US dollars per million input and output tokens. The built-in table co
 judge models (list prices as published by their vendors; check them before budgeting a large run) and can
 be overridden or extended with a YAML/JSON file mapping ``model: {input: ..., output: ...}``. A model that
 is not in the table costs 0 and is reported as unpriced; local models (the embedded default) are free.
+
+**Batch prices.** A request sent through a provider's batch API costs :data:`BATCH_DISCOUNT` of its direct
+price (OpenAI's rule: half), unless the file gives the model ``batch_input`` and ``batch_output`` prices.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from skillmix.config import ConfigError
 # Chat formatting costs a few tokens per message and a few to prime the reply (OpenAI: 3 and 3).
 MESSAGE_OVERHEAD_TOKENS = 4
 REPLY_OVERHEAD_TOKENS = 3
+BATCH_DISCOUNT = 0.5  # a batched request's share of its direct price, where the table names no batch price
 
 # USD per 1M tokens (input, output).
 BUILTIN_PRICES: dict[str, tuple[float, float]] = {
@@ -36,6 +40,7 @@ BUILTIN_PRICES: dict[str, tuple[float, float]] = {
 class PriceTable:
     prices: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(BUILTIN_PRICES))
     free: set[str] = field(default_factory=set)  # models known to cost nothing (local servers)
+    batch: dict[str, tuple[float, float]] = field(default_factory=dict)  # batch prices given by a file
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> PriceTable:
@@ -48,6 +53,8 @@ class PriceTable:
             for model, entry in data.items():
                 try:
                     table.prices[str(model)] = (float(entry["input"]), float(entry["output"]))
+                    if "batch_input" in entry or "batch_output" in entry:
+                        table.batch[str(model)] = (float(entry["batch_input"]), float(entry["batch_output"]))
                 except (TypeError, KeyError, ValueError):
                     raise ConfigError(f"{path}: model {model!r} needs numeric 'input' and 'output'") from None
         return table
@@ -61,18 +68,25 @@ class PriceTable:
         candidates = [m for m in self.prices if model.startswith(m + "-")]
         return self.prices[max(candidates, key=len)] if candidates else None
 
-    def cost(self, model: str, input_tokens: int, output_tokens: int) -> float:
-        price = self.lookup(model)
+    def cost(self, model: str, input_tokens: int, output_tokens: int, batch: bool = False) -> float:
+        price = self.batch_price(model) if batch else self.lookup(model)
         if price is None:
             return 0.0
         return (input_tokens * price[0] + output_tokens * price[1]) / 1_000_000
 
+    def batch_price(self, model: str) -> tuple[float, float] | None:
+        """The price of ``model`` through a batch API: the file's, else the direct one at the discount."""
+        if model in self.batch and model not in self.free:
+            return self.batch[model]
+        price = self.lookup(model)
+        return None if price is None else (price[0] * BATCH_DISCOUNT, price[1] * BATCH_DISCOUNT)
+
     def is_priced(self, model: str) -> bool:
         return self.lookup(model) is not None
 
-    def worst_case(self, model: str, prompt_tokens: int, max_tokens: int) -> float:
+    def worst_case(self, model: str, prompt_tokens: int, max_tokens: int, batch: bool = False) -> float:
         """The most a request can cost: its prompt tokens (an upper bound) and ``max_tokens`` of output."""
-        return self.cost(model, prompt_tokens, max_tokens)
+        return self.cost(model, prompt_tokens, max_tokens, batch)
 
 
 def token_bound(messages: list[dict[str, str]]) -> int:

@@ -9,8 +9,8 @@ error file for the lines that failed. What a test can script (:class:`BatchBehav
 * ``turnaround``: seconds from creation to completion (0: done at the first look);
 * ``fail``: a function of a line that returns an HTTP status for it (that line goes to the error file with
   that status) or None (answered);
-* ``expire``: batches expire at their turnaround with only the first half of their lines answered, the rest
-  in the error file with code ``batch_expired``, status ``expired``;
+* ``expire``: the first ``expire`` batches expire at their turnaround with only the first half of their
+  lines answered (at least one), the rest in the error file with code ``batch_expired``, status ``expired``;
 * ``max_requests`` and ``max_bytes``: a larger input file is refused at creation (400), as providers refuse.
 
 ``cancel`` moves a batch to ``cancelled`` (the lines not answered yet are not run). ``list`` returns the
@@ -37,7 +37,7 @@ BATCHES_PATH = "/v1/batches"
 class BatchBehaviour:
     turnaround: float = 0.0
     fail: Callable[[dict[str, Any]], int | None] | None = None
-    expire: bool = False
+    expire: int = 0
     max_requests: int = 50_000
     max_bytes: int = 200 * 1024 * 1024
 
@@ -230,9 +230,10 @@ class BatchAPI:
             if line.strip()
         ]
         out, errors = [], []
+        expiring = sum(b["status"] == "expired" for b in self.batches.values()) < self.behaviour.expire
         for index, line in enumerate(lines):
             custom_id = line.get("custom_id")
-            if self.behaviour.expire and index >= len(lines) // 2:
+            if expiring and index >= max(1, len(lines) // 2):
                 errors.append(
                     {
                         "id": f"batch_req_{uuid.uuid4().hex[:16]}",
@@ -266,7 +267,7 @@ class BatchAPI:
         batch["error_file_id"] = self._store(errors, batch["id"], "error") if errors else None
         batch["request_counts"] = {"total": len(lines), "completed": len(out), "failed": len(errors)}
         now = int(time.time())
-        if self.behaviour.expire:
+        if expiring:
             batch.update(status="expired", expired_at=now)
         else:
             batch.update(status="completed", completed_at=now)

@@ -1,0 +1,148 @@
+"""Batch mode end to end against the fake server's batch API: a batched `skillmix dataset` gives the rows a
+direct one gives; a SIGKILL while its batches are in progress loses nothing and pays for nothing twice;
+failed and expired lines are sent again; a capped batched run bills at most the cap; `skillmix eval
+--judge-batch` works the same way."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from cli_runs import cli_env, dataset_cmd, run_cli
+
+from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
+from skillmix.testing.fake_openai.batches import BatchBehaviour
+
+FAST = {"SKILLMIX_BATCH_POLL_SECONDS": "0.2"}
+
+
+def rows(folder: Path) -> dict[str, dict]:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    volatile = ("usage", "round1_usage", "round2_usage", "grader_usage")
+    out = {}
+    for info in manifest["configs"].values():
+        for row in pq.read_table(folder / info["path"]).to_pylist():
+            out[row["id"]] = {k: v for k, v in row.items() if k not in volatile and not k.endswith("_usage")}
+    return out
+
+
+def batched_env() -> dict[str, str]:
+    return {**cli_env(), **FAST}
+
+
+def test_a_batched_dataset_has_the_rows_of_a_direct_one(tmp_path, monkeypatch):
+    for name, value in FAST.items():
+        monkeypatch.setenv(name, value)
+    with FakeOpenAIServer(responder=SkillMixResponder(seed=4, accept_rate=0.6),
+                          batches=BatchBehaviour(turnaround=0.2)) as server:  # fmt: skip
+        direct = run_cli(dataset_cmd(server, tmp_path / "direct", "--k", "2,3", "--n", "4"))
+        assert direct.returncode == 0, direct.stderr[-3000:]
+        chat_before = server.count(path="/v1/chat/completions")
+        flags = ["--k", "2,3", "--n", "4", "--teacher-batch", "--judge-batch"]
+        batched = run_cli(dataset_cmd(server, tmp_path / "batched", *flags))
+        assert batched.returncode == 0, batched.stderr[-3000:]
+        assert server.count(path="/v1/chat/completions") == chat_before  # nothing was sent one by one
+        created = server.batch_api.created()
+        assert len(created) == 3  # round 1, round 2, grading
+    assert rows(tmp_path / "batched") == rows(tmp_path / "direct")
+
+
+def submitted_lines(server) -> list[str]:
+    """Every custom id of every batch created, in order (a line sent twice would be here twice)."""
+    api = server.batch_api
+    out = []
+    for batch_id in api.created():
+        data = api.files[api.batches[batch_id]["input_file_id"]]["bytes"].decode()
+        out += [json.loads(line)["custom_id"] for line in data.splitlines() if line.strip()]
+    return out
+
+
+@pytest.mark.slow  # about 40 s
+def test_a_run_killed_while_its_batches_run_collects_them_and_sends_nothing_twice(tmp_path, monkeypatch):
+    import sqlite3
+
+    for name, value in FAST.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "data"
+    with FakeOpenAIServer(responder=SkillMixResponder(seed=6, accept_rate=0.6),
+                          batches=BatchBehaviour(turnaround=2.0)) as server:  # fmt: skip
+        cmd = dataset_cmd(server, out, "--k", "2", "--n", "4", "--teacher-batch", "--judge-batch")
+        first = subprocess.Popen(cmd, env=batched_env(), start_new_session=True, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not server.batch_api.created():
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(first.pid, signal.SIGKILL)  # round 1's batch is in progress
+        first.wait()
+        # as if the kill had come between the create call and the local record of the batch id
+        db = sqlite3.connect(out / ".skillmix" / "cache.sqlite")
+        db.execute("DELETE FROM batches")
+        db.commit()
+        db.close()
+        again = run_cli(cmd)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "adopted batch" in again.stderr
+        lines = submitted_lines(server)
+        assert len(lines) == len(set(lines))  # no request was sent in two batches
+        assert len(server.batch_api.created()) == 3 and server.count(path="/v1/chat/completions") == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sum(c["sampled"] for c in manifest["counts"]["per_k"].values()) == 4  # every row accounted
+
+
+@pytest.mark.slow  # about 70 s
+def test_failed_and_expired_lines_are_sent_again(tmp_path, monkeypatch):
+    for name, value in FAST.items():
+        monkeypatch.setenv(name, value)
+    seen: set[str] = set()
+
+    def once(line):  # every line fails the first time it is run
+        if line["custom_id"] in seen:
+            return None
+        seen.add(line["custom_id"])
+        return 500
+
+    with FakeOpenAIServer(responder=SkillMixResponder(seed=2), batches=BatchBehaviour(fail=once)) as server:
+        result = run_cli(
+            dataset_cmd(server, tmp_path / "a", "--k", "2", "--n", "3", "--teacher-batch", "--judge-batch")
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        lines = submitted_lines(server)
+        assert all(lines.count(line) == 2 for line in set(lines))  # each sent once more, and only once
+    assert all(r["status"] != "api_error" for r in rows(tmp_path / "a").values())
+    with FakeOpenAIServer(
+        responder=SkillMixResponder(seed=2), batches=BatchBehaviour(fail=lambda line: 500)
+    ) as server:
+        result = run_cli(dataset_cmd(server, tmp_path / "b", "--k", "2", "--n", "2", "--teacher-batch",
+                                     "--max-retries", "1"))  # fmt: skip
+        lines = submitted_lines(server)
+        assert all(lines.count(line) == 2 for line in set(lines))  # the retry limit: 1 more batch
+    failed = rows(tmp_path / "b")
+    assert failed and all(
+        r["status"] == "api_error" and "after 2 batches" in r["failure_reason"] for r in failed.values()
+    )
+    with FakeOpenAIServer(responder=SkillMixResponder(seed=2), batches=BatchBehaviour(expire=1)) as server:
+        result = run_cli(
+            dataset_cmd(server, tmp_path / "c", "--k", "2", "--n", "4", "--teacher-batch", "--judge-batch")
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        first = server.batch_api.batches[server.batch_api.created()[0]]
+        assert first["status"] == "expired" and first["request_counts"]["completed"] == 2
+        lines = submitted_lines(server)
+        assert len(lines) == len(set(lines)) + 2  # the 2 lines it did not run were sent again
+    assert rows(tmp_path / "c") == rows_direct(tmp_path, seed=2)
+
+
+def rows_direct(tmp_path: Path, seed: int) -> dict[str, dict]:
+    out = tmp_path / "direct"
+    if not out.exists():
+        with FakeOpenAIServer(responder=SkillMixResponder(seed=seed)) as server:
+            result = run_cli(dataset_cmd(server, out, "--k", "2", "--n", "4"))
+            assert result.returncode == 0, result.stderr[-3000:]
+    return rows(out)
