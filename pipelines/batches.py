@@ -236,3 +236,60 @@ def _message(body: Any) -> str | None:
             return error.get("message")
         return body.get("message")
     return None
+
+
+# ---------------------------------------------------------------------- skillmix batches status / cancel
+
+
+def folder_batches(out: str | Path) -> tuple[RequestCache, list[dict[str, Any]]]:
+    """The cache of the folder ``out`` and the batches it recorded (ConfigError when it has none)."""
+    from skillmix.config import ConfigError
+    from skillmix.dataset_folder.layout import WORK_DIR
+
+    path = Path(out) / WORK_DIR / CACHE_FILE
+    if not path.is_file():
+        raise ConfigError(f"{out} holds no run (no {WORK_DIR}/{CACHE_FILE})")
+    cache = RequestCache(path)
+    return cache, cache.batch_records()
+
+
+def status_lines(out: str | Path) -> list[str]:
+    """``skillmix batches status OUT``: each batch of the folder as its provider reports it now."""
+    cache, records = folder_batches(out)
+    try:
+        if not records:
+            return [f"{out}: no batch was sent from this folder"]
+        lines = [f"{out}: {len(records)} batches (run tag {run_tag(Path(out) / '.skillmix')})"]
+        clients: dict[Any, BatchAPIClient] = {}
+        for record in records:
+            endpoint = record["endpoint"]
+            key = (endpoint.get("base_url"), endpoint.get("api_key_env"))
+            client = clients.setdefault(
+                key, BatchAPIClient(key[0], os.environ.get(key[1] or "OPENAI_API_KEY"))
+            )
+            batch = client.retrieve(record["id"])
+            n = batch.get("request_counts") or {}
+            done = f"{n.get('completed', 0)}/{n.get('total', 0)} done, {n.get('failed', 0)} failed"
+            lines.append(f"  {record['id']}  {record['stage']:<7} {batch['status']:<11} {done}")
+        return lines
+    finally:
+        cache.close()
+
+
+def cancel_lines(out: str | Path) -> list[str]:
+    """``skillmix batches cancel OUT``: cancel every batch of the folder still running."""
+    cache, records = folder_batches(out)
+    try:
+        lines = []
+        for record in records:
+            endpoint = record["endpoint"]
+            client = BatchAPIClient(
+                endpoint.get("base_url"), os.environ.get(endpoint.get("api_key_env") or "OPENAI_API_KEY")
+            )
+            batch = client.retrieve(record["id"])
+            if batch["status"] in TERMINAL:
+                continue
+            lines.append(f"  {record['id']}: {client.cancel(record['id'])['status']}")
+        return lines or [f"{out}: no batch is running"]
+    finally:
+        cache.close()

@@ -52,15 +52,20 @@ class RowCost:
 class RowCosts:
     """Prices the rows of a run for its generator (teacher, student) and judge (local models: nothing)."""
 
-    def __init__(self, config: ProtocolConfig, models: tuple[Any, ...], prices: PriceTable) -> None:
+    def __init__(
+        self, config: ProtocolConfig, models: tuple[Any, ...], prices: PriceTable, direct: bool = False
+    ) -> None:
         self.config, self.prices = config, prices
         self.prompts = PromptSet(config.template_dir)
         self.generator, self.judge = models
+        self.direct = direct  # direct prices even for a batched role (the plan shows both)
 
     def _cost(self, model: Any, prompt_tokens: float, output_tokens: float) -> float:
-        return (
-            0.0 if not model.priced else self.prices.cost(model.model, int(prompt_tokens), int(output_tokens))
-        )
+        if not model.priced:
+            return 0.0
+        settings = self.config.judge if model is self.judge else self.config.generator
+        batch = bool(settings.batch) and not self.direct
+        return self.prices.cost(model.model, int(prompt_tokens), int(output_tokens), batch=batch)
 
     def worst(self, row: dict[str, Any]) -> RowCost:
         """The worst case of a pipeline row (its ``skill_records`` and ``topic``)."""

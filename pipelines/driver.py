@@ -156,7 +156,13 @@ class Driver:
                     f"{stage}: {sent} requests sent in batches; waiting for them (Ctrl-C leaves them running)"
                 )
                 batcher.wait()
-            self.batch_stats = batcher.stats
+            self.batch_stats = stats = batcher.stats
+            if stats["batches"]:
+                self.log(
+                    f"batches: {stats['batches']} created for {stats['lines']} requests; {stats['retried']} "
+                    f"lines failed and were sent again, {stats['failed']} failed, {stats['refused']} "
+                    f"not sent (the cap); ${stats['saved_usd']:.4f} saved against direct prices"
+                )
             return produced
         except (Interrupted, KeyboardInterrupt):
             if batcher.cache.batch_records(open_only=True):

@@ -30,6 +30,13 @@ def estimate(config: DatasetConfig, models: tuple[Any, ...], rows: list[Any], pr
         lines.append(f"  {model.role:<7} {model.describe()}: {price}")
     lines.append(f"  worst case ${worst:,.4f} (prompts at their byte bound, replies at max_tokens)")
     lines.append(f"  expected   ${expected:,.4f} (prompts at ~4 bytes a token, replies at half max_tokens)")
+    if config.generator.batch or config.judge.batch:
+        direct = RowCosts(config, models, prices, direct=True)
+        lines.append(
+            f"  batched: the figures above are at the batch price; sent one by one, worst case "
+            f"${sum(direct.worst(row).total for row in rows):,.4f}, expected "
+            f"${sum(direct.expected(row) for row in rows):,.4f} (batches take up to 24 hours)"
+        )
     if config.target_accepted is not None and n:
         rows = math.ceil(config.target_accepted / config.expected_acceptance) * len(config.k)
         per_row = expected / n

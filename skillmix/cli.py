@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_catalog_parser, _sample_parser, _prompts_parser, _dataset_parser, _publish_parser,
                 _download_parser, _train_parser, _eval_parser, _review_parser, _experiment_parser,
-                _doctor_parser):  # fmt: skip
+                _batches_parser, _doctor_parser):  # fmt: skip
         add(sub)
     for (
         command
@@ -130,6 +130,24 @@ def _experiment_parser(sub: Any) -> None:
     from skillmix.experiment.cli import add_experiment_parsers
 
     add_experiment_parsers(sub)
+
+
+def _batches_parser(sub: Any) -> None:
+    for action, text in (
+        ("status", "show the batches a folder sent"),
+        ("cancel", "cancel those still running"),
+    ):
+        parser = sub.add_parser(f"batches-{action}", help=f"(skillmix batches {action} OUT) {text}")
+        parser.add_argument(
+            "out", help="a dataset or evaluation folder run with --teacher-batch/--judge-batch"
+        )
+        parser.set_defaults(func=cmd_batches, action=action)
+
+
+def cmd_batches(args: argparse.Namespace) -> None:
+    from skillmix.pipelines.batches import cancel_lines, status_lines
+
+    print("\n".join(status_lines(args.out) if args.action == "status" else cancel_lines(args.out)))
 
 
 def _doctor_parser(sub: Any) -> None:
@@ -276,7 +294,8 @@ def _hub_error_types() -> tuple[type[BaseException], ...]:
 
 # Commands with actions of their own: `skillmix eval rescore` is parsed as `eval-rescore` (argparse has no
 # optional sub-subcommands: a bare `skillmix eval --student-model ...` must still parse).
-NESTED = {"eval": ("rescore", "compare"), "review": ("push", "pull"), "experiment": ("run",)}
+NESTED = {"eval": ("rescore", "compare"), "review": ("push", "pull"), "experiment": ("run",),
+          "batches": ("status", "cancel")}  # fmt: skip
 
 
 def route(argv: Sequence[str]) -> list[str]:

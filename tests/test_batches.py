@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -50,7 +51,17 @@ def test_a_batched_dataset_has_the_rows_of_a_direct_one(tmp_path, monkeypatch):
         assert server.count(path="/v1/chat/completions") == chat_before  # nothing was sent one by one
         created = server.batch_api.created()
         assert len(created) == 3  # round 1, round 2, grading
+        status = run_cli(
+            [sys.executable, "-m", "skillmix.cli", "batches", "status", str(tmp_path / "batched")]
+        )
+        assert status.returncode == 0 and all(f"{b}  " in status.stdout for b in created), status.stderr
+        assert status.stdout.count("completed") == 3
+        cancel = run_cli(
+            [sys.executable, "-m", "skillmix.cli", "batches", "cancel", str(tmp_path / "batched")]
+        )
+        assert cancel.returncode == 0 and "no batch is running" in cancel.stdout
     assert rows(tmp_path / "batched") == rows(tmp_path / "direct")
+    assert "batches: 3 created for" in batched.stderr and "saved against direct prices" in batched.stderr
 
 
 def submitted_lines(server) -> list[str]:
@@ -146,3 +157,80 @@ def rows_direct(tmp_path: Path, seed: int) -> dict[str, dict]:
             result = run_cli(dataset_cmd(server, out, "--k", "2", "--n", "4"))
             assert result.returncode == 0, result.stderr[-3000:]
     return rows(out)
+
+
+PRICE = (0.0, 1000.0)  # USD per 1M tokens in / out (direct); batch lines cost half
+MAX_TOKENS = ["--teacher-max-tokens", "120", "--judge-max-tokens", "120"]
+
+
+def test_a_capped_batched_run_bills_at_most_the_cap(tmp_path, monkeypatch):
+    for name, value in FAST.items():
+        monkeypatch.setenv(name, value)
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(f"fake-teacher: {{input: {PRICE[0]}, output: {PRICE[1]}}}\n")
+    cap = 0.75  # a row: about $0.30 at worst at the batch price
+    out = tmp_path / "out"
+    with FakeOpenAIServer(responder=SkillMixResponder(seed=2, accept_rate=0.6)) as server:
+        flags = ["--k", "2", "--n", "8", "--max-usd", str(cap), "--prices", str(prices), "--teacher-batch",
+                 "--judge-batch", *MAX_TOKENS]  # fmt: skip
+        result = run_cli(dataset_cmd(server, out, *flags))
+        totals = server.batch_api.usage_totals().get(
+            "fake-teacher", {"prompt_tokens": 0, "completion_tokens": 0}
+        )
+        assert server.count(path="/v1/chat/completions") == 0
+    assert result.returncode == 0, result.stderr[-3000:]
+    billed = 0.5 * (totals["prompt_tokens"] * PRICE[0] + totals["completion_tokens"] * PRICE[1]) / 1e6
+    assert 0 < billed <= cap
+    found = list(rows(out).values())
+    assert any(r["status"] == "budget" for r in found) and any(
+        r["outcome"] in ("kept", "rejected") for r in found
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["cost_usd"] == pytest.approx(billed)
+
+
+def test_an_evaluation_with_a_batched_judge_scores_as_a_direct_one(tmp_path, monkeypatch):
+    for name, value in FAST.items():
+        monkeypatch.setenv(name, value)
+
+    def evaluate(server, out: Path, *extra: str):
+        roles = ["--student-model", "fake-teacher", "--student-base-url", server.base_url, "--judge-model",
+                 "fake-teacher", "--judge-base-url", server.base_url]  # fmt: skip
+        sizes = ["--k", "2", "--setting", "held-out", "--n", "4", "--generations", "2"]
+        cmd = [sys.executable, "-m", "skillmix.cli", "eval", *roles, *sizes, "--out", str(out), *extra]
+        return subprocess.run(cmd, capture_output=True, text=True, env=batched_env(), timeout=600)
+
+    with FakeOpenAIServer(responder=SkillMixResponder(seed=9, accept_rate=0.5)) as server:
+        direct = evaluate(server, tmp_path / "direct")
+        assert direct.returncode == 0, direct.stderr[-3000:]
+        judged = server.count(path="/v1/chat/completions")
+        batched = evaluate(server, tmp_path / "batched", "--judge-batch")
+        assert batched.returncode == 0, batched.stderr[-3000:]
+        assert (
+            server.batch_api.created() and server.count(path="/v1/chat/completions") > judged
+        )  # the student
+    results = [
+        json.loads((tmp_path / name / "results.json").read_text())["results"]
+        for name in ("direct", "batched")
+    ]
+    assert results[0] == results[1]
+
+
+def test_the_plan_shows_the_batch_and_the_direct_cost(tmp_path):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(f"fake-teacher: {{input: {PRICE[0]}, output: {PRICE[1]}}}\n")
+    teacher = ["--teacher-model", "fake-teacher", "--teacher-base-url", "http://127.0.0.1:9/v1"]
+    cmd = [sys.executable, "-m", "skillmix.cli", "dataset", *teacher, "--k", "2", "--n", "4", "--prices",
+           str(prices), "--dry-run", "--out", str(tmp_path / "out")]  # fmt: skip
+    direct = run_cli(cmd)
+    batched = run_cli([*cmd, "--teacher-batch", "--judge-batch"])
+    assert direct.returncode == batched.returncode == 0, batched.stderr
+
+    def worst(text: str) -> float:
+        return float(
+            next(line for line in text.splitlines() if "worst case $" in line).split("$")[1].split()[0]
+        )
+
+    assert worst(batched.stderr) == pytest.approx(worst(direct.stderr) / 2)  # the 50% rule
+    assert f"sent one by one, worst case ${worst(direct.stderr):,.4f}" in batched.stderr
+    assert not (tmp_path / "out").exists()
