@@ -94,6 +94,7 @@ bench: $(STAMP)  ## dataset and evaluation throughput against a loopback server 
 	$(BIN)/python bench/generation.py
 	$(BIN)/python bench/evaluation.py --n 417   # 2,502 generations: the dataset bench's 2,500
 	$(BIN)/python bench/evaluation.py           # the default 900
+	$(BIN)/python bench/batch.py                # the bill direct vs batched (expected ratio 0.5)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

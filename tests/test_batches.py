@@ -234,3 +234,11 @@ def test_the_plan_shows_the_batch_and_the_direct_cost(tmp_path):
     assert worst(batched.stderr) == pytest.approx(worst(direct.stderr) / 2)  # the 50% rule
     assert f"sent one by one, worst case ${worst(direct.stderr):,.4f}" in batched.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_server_without_a_batch_api_is_refused_before_the_run(tmp_path):
+    with FakeOpenAIServer(batches=None) as server:
+        result = run_cli(dataset_cmd(server, tmp_path / "out", "--k", "2", "--n", "2", "--judge-batch"))
+        assert server.count(path="/v1/chat/completions") == 0
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "serves no batch API" in result.stderr and not (tmp_path / "out").exists()
