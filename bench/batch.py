@@ -75,9 +75,8 @@ def main() -> None:
     print(f"{args.n} combinations per k (k={args.k}), gpt-4o prices, turnaround {args.turnaround:g} s")
     print(f"  direct : billed ${direct:.4f} (manifest ${manifests[0]['cost_usd']:.4f}), {direct_wall:.1f} s")
     recorded = manifests[1]["cost_usd"]
-    print(
-        f"  batched: billed ${batched:.4f} (manifest ${recorded:.4f}) {batched_wall:.1f} s; batches: {batches}"
-    )
+    wall = f"{batched_wall:.1f} s"
+    print(f"  batched: billed ${batched:.4f} (manifest ${recorded:.4f}), {wall}, {batches} batches")
     print(f"  ratio batched / direct: {batched / direct:.3f} (expected {BATCH_DISCOUNT})")
     print(f"  wall: batched {batched_wall:.1f} s = {batched_wall / args.turnaround:.1f} turnarounds; "
           f"direct {direct_wall:.1f} s")  # fmt: skip
