@@ -28,6 +28,7 @@ is not sent and ends ``budget``.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -145,30 +146,60 @@ class Batcher:
         return self.cache.reserve(f"batch:{line['key']}", float(line["worst_usd"]), self.cap)
 
     def wait(self) -> None:
-        """Poll every open batch until it ends, storing each one's answers as it does."""
+        """Poll every open batch until it ends, storing each one's answers as it does; one bar per stage
+        (its requests done) with the batches validating, in progress and failed and the time waited."""
+        from tqdm import tqdm
+
         started = time.monotonic()
-        while True:
-            open_batches = self.cache.batch_records(open_only=True)
-            if not open_batches:
-                return
-            counts = {"in_progress": 0, "completed": 0, "failed": 0}
-            for record in open_batches:
-                batch = self.client(record["endpoint"]).retrieve(record["id"])
-                done = batch.get("request_counts") or {}
-                counts["completed"] += int(done.get("completed") or 0)
-                counts["failed"] += int(done.get("failed") or 0)
-                if batch["status"] in TERMINAL:
-                    self._collect(record, batch)
-                else:
-                    counts["in_progress"] += 1
-            if not self.cache.batch_records(open_only=True):
-                return
-            waited = time.monotonic() - started
-            self.log(f"batches: {counts['in_progress']} in progress, {counts['completed']} requests done, "
-                     f"{counts['failed']} failed; waited {waited:.0f} s")  # fmt: skip
-            if self.stop():
-                raise KeyboardInterrupt
-            time.sleep(self.poll)
+        bars: dict[str, Any] = {}
+        try:
+            while True:
+                open_batches = self.cache.batch_records(open_only=True)
+                if not open_batches:
+                    return
+                counts: dict[str, dict[str, int]] = {}
+                for record in open_batches:
+                    batch = self.client(record["endpoint"]).retrieve(record["id"])
+                    stage = counts.setdefault(
+                        record["stage"],
+                        dict.fromkeys(("total", "done", "failed", "validating", "in_progress"), 0),
+                    )
+                    n = batch.get("request_counts") or {}
+                    stage["total"] += int(n.get("total") or record["lines"])
+                    stage["done"] += int(n.get("completed") or 0) + int(n.get("failed") or 0)
+                    stage["failed"] += int(n.get("failed") or 0)
+                    if batch["status"] in stage:
+                        stage[batch["status"]] += 1
+                    if batch["status"] in TERMINAL:
+                        self._collect(record, batch)
+                waited = time.monotonic() - started
+                for name, c in counts.items():
+                    bar = bars.get(name) or bars.setdefault(
+                        name,
+                        tqdm(
+                            total=c["total"],
+                            desc=f"batch {name:<6}",
+                            unit="req",
+                            file=sys.stderr,
+                            disable=None,
+                        ),
+                    )
+                    bar.total, bar.n = c["total"], c["done"]
+                    bar.set_postfix(
+                        validating=c["validating"],
+                        in_progress=c["in_progress"],
+                        failed=c["failed"],
+                        waited=f"{waited:.0f}s",
+                        refresh=True,
+                    )
+                if not self.cache.batch_records(open_only=True):
+                    return
+                if self.stop():
+                    raise KeyboardInterrupt
+                time.sleep(self.poll)
+        finally:
+            for bar in bars.values():
+                bar.close()
 
     def _collect(self, record: dict[str, Any], batch: dict[str, Any]) -> None:
         """Store a finished batch's answers; its failed and unrun lines go back to ``wanted``."""
@@ -196,8 +227,13 @@ class Batcher:
             elif result is not None and result.status in INVALID_REQUEST_HTTP:
                 self.cache.release(reservation)
                 message = _message(result.body) or f"HTTP {result.status}"
-                answer = {"text": None, "status": "invalid_request", "error": message, "input_tokens": 0,
-                          "output_tokens": 0}  # fmt: skip
+                answer = {
+                    "text": None,
+                    "status": "invalid_request",
+                    "error": message,
+                    "input_tokens": 0,
+                    "output_tokens": 0,
+                }
                 self.cache.put(line["key"], line["body"], answer)
                 self.cache.set_lines([line["key"]], "answered")
                 continue

@@ -123,6 +123,9 @@ def _draw(bar: Any, stage: str, done: dict[str, int]) -> None:
     if stage == "decide":
         outcomes = {name: done.get(name, 0) for name in ("kept", "rejected", "failed")}
         bar.set_postfix(**outcomes, refresh=False)
+    elif done.get("deferred"):  # batch mode: rows waiting for their batch are not failures
+        ok, waiting = done.get("ok", 0), done["deferred"]
+        bar.set_postfix(ok=ok, waiting=waiting, failed=bar.n - ok - waiting, refresh=False)
     else:
         bar.set_postfix(ok=done.get("ok", 0), failed=bar.n - done.get("ok", 0), refresh=False)
     bar.refresh()
