@@ -81,9 +81,28 @@ def test_a_run_killed_while_its_batches_run_collects_them_and_sends_nothing_twic
     for name, value in FAST.items():
         monkeypatch.setenv(name, value)
     out = tmp_path / "data"
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(f"fake-teacher: {{input: {PRICE[0]}, output: {PRICE[1]}}}\n")
     with FakeOpenAIServer(responder=SkillMixResponder(seed=6, accept_rate=0.6),
                           batches=BatchBehaviour(turnaround=2.0)) as server:  # fmt: skip
-        cmd = dataset_cmd(server, out, "--k", "2", "--n", "4", "--teacher-batch", "--judge-batch")
+        flags = [
+            "--k",
+            "2",
+            "--n",
+            "4",
+            "--teacher-batch",
+            "--judge-batch",
+            "--prices",
+            str(prices),
+            *MAX_TOKENS,
+        ]
+        plan = run_cli([*dataset_cmd(server, tmp_path / "plan", *flags), "--dry-run"])
+        worst = float(
+            next(line for line in plan.stderr.splitlines() if "worst case $" in line).split("$")[1].split()[0]
+        )
+        # a cap just above the worst case of every line: the killed run's reservations, counted twice, would
+        # leave no room for the lines of rounds 2 and grading
+        cmd = dataset_cmd(server, out, *flags, "--max-usd", f"{worst * 1.01:.6f}")
         first = subprocess.Popen(cmd, env=batched_env(), start_new_session=True, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)  # fmt: skip
         deadline = time.monotonic() + 120
@@ -105,6 +124,9 @@ def test_a_run_killed_while_its_batches_run_collects_them_and_sends_nothing_twic
         assert len(server.batch_api.created()) == 3 and server.count(path="/v1/chat/completions") == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert sum(c["sampled"] for c in manifest["counts"]["per_k"].values()) == 4  # every row accounted
+    assert all(r["status"] != "budget" for r in rows(out).values())  # no line was refused by the cap
+    held = sqlite3.connect(out / ".skillmix" / "cache.sqlite").execute("SELECT COUNT(*) FROM reservations")
+    assert held.fetchone()[0] == 0  # every reservation, the killed run's too, settled once
 
 
 @pytest.mark.slow  # about 70 s
@@ -206,14 +228,18 @@ def test_an_evaluation_with_a_batched_judge_scores_as_a_direct_one(tmp_path, mon
         judged = server.count(path="/v1/chat/completions")
         batched = evaluate(server, tmp_path / "batched", "--judge-batch")
         assert batched.returncode == 0, batched.stderr[-3000:]
+        chat = server.count(path="/v1/chat/completions")
+        both = evaluate(server, tmp_path / "both", "--judge-batch", "--student-batch")
+        assert both.returncode == 0, both.stderr[-3000:]
+        assert server.count(path="/v1/chat/completions") == chat  # the student's requests went in batches too
         assert (
             server.batch_api.created() and server.count(path="/v1/chat/completions") > judged
         )  # the student
     results = [
         json.loads((tmp_path / name / "results.json").read_text())["results"]
-        for name in ("direct", "batched")
+        for name in ("direct", "batched", "both")
     ]
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2]
 
 
 def test_the_plan_shows_the_batch_and_the_direct_cost(tmp_path):
