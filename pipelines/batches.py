@@ -105,6 +105,11 @@ class Batcher:
                     self.cache.record_batch(batch["id"], file_id, endpoint, "adopted", len(lines))
                     self.cache.set_lines(lines, "submitted", batch_id=batch["id"])
                     self.log(f"adopted batch {batch['id']} ({len(lines)} requests) left by an earlier run")
+        for record in self.cache.batch_records():  # recorded, killed before its lines were marked
+            where = "state = 'uploading' AND input_file = ?"
+            stranded = self.cache.batch_lines(where, (record["input_file"],))
+            if stranded:
+                self.cache.set_lines([line["key"] for line in stranded], "submitted", batch_id=record["id"])
         uploaded = self.cache.batch_lines("state = 'uploading'")  # uploaded, never created: send again
         if uploaded:
             self.cache.set_lines([line["key"] for line in uploaded], "wanted")
