@@ -46,6 +46,8 @@ def run_dataset(
     _check_k(config, catalog, split)
     prices = load_prices(config)
     embedded = uses_embedded(config)
+    if embedded and (config.teacher.batch or config.judge.batch):
+        raise ConfigError("--teacher-batch/--judge-batch: the embedded model runs here and has no batch API")
     if not embedded:  # every check that can fail comes before the output folder is touched
         check_models(config, resolve_models(config), prices, reach=not dry_run)
     if dry_run:

@@ -307,3 +307,20 @@ def test_an_evaluation_with_a_batched_api_student_scores_as_a_direct_one(tmp_pat
         assert server.count(path="/v1/chat/completions") == chat  # every request went in a batch
     results = [json.loads((tmp_path / n / "results.json").read_text())["results"] for n in ("direct", "both")]
     assert results[0] == results[1]
+
+
+def test_only_a_remote_chat_model_can_be_batched(tmp_path):
+    from skillmix.config import ConfigError
+    from skillmix.llm.roles import ResolvedModel
+    from skillmix.pipelines.driver import check_batchable
+
+    local = ResolvedModel("student", "tiny", "http://127.0.0.1:1/v1", priced=False, where="transformers")
+    with pytest.raises(ConfigError, match=r"--student-batch: the student .* runs here and has no batch API"):
+        check_batchable(local, reach=False)
+    base = ResolvedModel("teacher", "base", "http://127.0.0.1:1/v1", mode="completion")
+    with pytest.raises(ConfigError, match="--teacher-batch: batch mode sends chat requests"):
+        check_batchable(base, reach=False)
+    cmd = [sys.executable, "-m", "skillmix.cli", "dataset", "--judge-batch", "--k", "2", "--n", "2"]
+    embedded = run_cli([*cmd, "--out", str(tmp_path / "out")])
+    assert embedded.returncode == 2 and "the embedded model runs here and has no batch API" in embedded.stderr
+    assert not (tmp_path / "out").exists()
