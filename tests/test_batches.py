@@ -33,13 +33,18 @@ def rows(folder: Path) -> dict[str, dict]:
     return out
 
 
+@pytest.fixture(autouse=True)
+def fast_polls(monkeypatch):
+    """Batches are looked at every 0.2 s (the run's default is 5 s)."""
+    for name, value in FAST.items():
+        monkeypatch.setenv(name, value)
+
+
 def batched_env() -> dict[str, str]:
     return {**cli_env(), **FAST}
 
 
-def test_a_batched_dataset_has_the_rows_of_a_direct_one(tmp_path, monkeypatch):
-    for name, value in FAST.items():
-        monkeypatch.setenv(name, value)
+def test_a_batched_dataset_has_the_rows_of_a_direct_one(tmp_path):
     with FakeOpenAIServer(responder=SkillMixResponder(seed=4, accept_rate=0.6),
                           batches=BatchBehaviour(turnaround=0.2)) as server:  # fmt: skip
         direct = run_cli(dataset_cmd(server, tmp_path / "direct", "--k", "2,3", "--n", "4"))
@@ -75,11 +80,9 @@ def submitted_lines(server) -> list[str]:
 
 
 @pytest.mark.slow  # about 40 s
-def test_a_run_killed_while_its_batches_run_collects_them_and_sends_nothing_twice(tmp_path, monkeypatch):
+def test_a_run_killed_while_its_batches_run_collects_them_and_sends_nothing_twice(tmp_path):
     import sqlite3
 
-    for name, value in FAST.items():
-        monkeypatch.setenv(name, value)
     out = tmp_path / "data"
     prices = tmp_path / "prices.yaml"
     prices.write_text(f"fake-teacher: {{input: {PRICE[0]}, output: {PRICE[1]}}}\n")
@@ -130,9 +133,7 @@ def test_a_run_killed_while_its_batches_run_collects_them_and_sends_nothing_twic
 
 
 @pytest.mark.slow  # about 70 s
-def test_failed_and_expired_lines_are_sent_again(tmp_path, monkeypatch):
-    for name, value in FAST.items():
-        monkeypatch.setenv(name, value)
+def test_failed_and_expired_lines_are_sent_again(tmp_path):
     seen: set[str] = set()
 
     def once(line):  # every line fails the first time it is run
@@ -185,9 +186,7 @@ PRICE = (0.0, 1000.0)  # USD per 1M tokens in / out (direct); batch lines cost h
 MAX_TOKENS = ["--teacher-max-tokens", "120", "--judge-max-tokens", "120"]
 
 
-def test_a_capped_batched_run_bills_at_most_the_cap(tmp_path, monkeypatch):
-    for name, value in FAST.items():
-        monkeypatch.setenv(name, value)
+def test_a_capped_batched_run_bills_at_most_the_cap(tmp_path):
     prices = tmp_path / "prices.yaml"
     prices.write_text(f"fake-teacher: {{input: {PRICE[0]}, output: {PRICE[1]}}}\n")
     cap = 0.75  # a row: about $0.30 at worst at the batch price
@@ -220,9 +219,7 @@ def evaluate(server, out: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env=batched_env(), timeout=600)
 
 
-def test_an_evaluation_with_a_batched_judge_scores_as_a_direct_one(tmp_path, monkeypatch):
-    for name, value in FAST.items():
-        monkeypatch.setenv(name, value)
+def test_an_evaluation_with_a_batched_judge_scores_as_a_direct_one(tmp_path):
     with FakeOpenAIServer(responder=SkillMixResponder(seed=9, accept_rate=0.5)) as server:
         direct = evaluate(server, tmp_path / "direct")
         assert direct.returncode == 0, direct.stderr[-3000:]
@@ -268,9 +265,7 @@ def test_a_server_without_a_batch_api_is_refused_before_the_run(tmp_path):
 
 
 @pytest.mark.slow  # about 20 s
-def test_ctrl_c_leaves_the_batches_running_and_says_so(tmp_path, monkeypatch):
-    for name, value in FAST.items():
-        monkeypatch.setenv(name, value)
+def test_ctrl_c_leaves_the_batches_running_and_says_so(tmp_path):
     out = tmp_path / "data"
     with FakeOpenAIServer(
         responder=SkillMixResponder(seed=3), batches=BatchBehaviour(turnaround=600)
@@ -295,9 +290,7 @@ def test_ctrl_c_leaves_the_batches_running_and_says_so(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow  # about 25 s
-def test_an_evaluation_with_a_batched_api_student_scores_as_a_direct_one(tmp_path, monkeypatch):
-    for name, value in FAST.items():
-        monkeypatch.setenv(name, value)
+def test_an_evaluation_with_a_batched_api_student_scores_as_a_direct_one(tmp_path):
     with FakeOpenAIServer(responder=SkillMixResponder(seed=9, accept_rate=0.5)) as server:
         direct = evaluate(server, tmp_path / "direct")
         assert direct.returncode == 0, direct.stderr[-3000:]
