@@ -42,9 +42,8 @@ from typing import Any
 import numpy as np
 
 from skillmix.metrics import apply_text_checks, length_point, majority_vote, metric_values
-from skillmix.release.stats import judge_vote
 from skillmix.review.agreement import agreement, proportion, stratum_weights
-from skillmix.review.records import LABELS, position, question_names
+from skillmix.review.records import LABELS, judge_raw, position, question_names
 from skillmix.review.sample import Stratum, stratum
 
 RULE = (
@@ -186,12 +185,6 @@ def _precision(
         "unweighted": {"share": plain["share"], "ci": plain["ci"]},
         "weighted": {"share": weighted["share"], "ci": weighted["ci"], "coverage": coverage},
     }
-
-
-def judge_raw(row: Mapping[str, Any]) -> list[int]:
-    """The judge's own vote on the row's k+3 items (before the text checks); zeros when no run graded it."""
-    k = int(row["k"])
-    return judge_vote(row, k) or [0] * (k + 3)
 
 
 def figures(

@@ -50,11 +50,18 @@ def position(question: str, k: int) -> int | None:
     return k + OTHER_QUESTIONS.index(question) if question in OTHER_QUESTIONS else None
 
 
-def judge_answers(row: Mapping[str, Any]) -> dict[str, tuple[str, float | None]]:
-    """``{question: (label, score)}``: the judge's own majority vote on each question of the row (zeros when
-    no run graded it) and the share of the grader runs that parsed which gave it."""
+def judge_raw(row: Mapping[str, Any]) -> list[int]:
+    """The judge's own vote on the row's k+3 items (before the text checks); zeros when no run graded it
+    (a missing grade counts as zeros): what a shown record pre-fills and what agreement compares."""
     k = int(row["k"])
-    vote = judge_vote(row, k) or [0] * (k + 3)
+    return judge_vote(row, k) or [0] * (k + 3)
+
+
+def judge_answers(row: Mapping[str, Any]) -> dict[str, tuple[str, float | None]]:
+    """``{question: (label, score)}``: the judge's own vote on each question of the row (:func:`judge_raw`)
+    and the share of the grader runs that parsed which gave it."""
+    k = int(row["k"])
+    vote = judge_raw(row)
     runs = [
         points
         for points, status in zip(
