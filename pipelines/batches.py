@@ -46,6 +46,14 @@ TAG_FILE = "batch_tag"
 POLL_SECONDS = 5.0  # between looks at the open batches (SKILLMIX_BATCH_POLL_SECONDS changes it)
 
 
+def client_for(endpoint: dict[str, Any], clients: dict[tuple[Any, ...], BatchAPIClient]) -> BatchAPIClient:
+    """The batch client of an ``endpoint`` (one per server and key, kept in ``clients``)."""
+    key = (endpoint.get("base_url"), endpoint.get("api_key_env") or "OPENAI_API_KEY")
+    if key not in clients:
+        clients[key] = BatchAPIClient(key[0], os.environ.get(key[1]))
+    return clients[key]
+
+
 def run_tag(work: Path) -> str:
     """The folder's run tag (made once): how its batches are found again at the provider."""
     path = work / TAG_FILE
@@ -76,13 +84,10 @@ class Batcher:
         self.cache = RequestCache(work / CACHE_FILE)
         self.tag = run_tag(work)
         self.stats = {"batches": 0, "lines": 0, "failed": 0, "retried": 0, "refused": 0, "saved_usd": 0.0}
-        self._clients: dict[tuple[str | None, str], BatchAPIClient] = {}
+        self._clients: dict[tuple[Any, ...], BatchAPIClient] = {}
 
     def client(self, endpoint: dict[str, Any]) -> BatchAPIClient:
-        key = (endpoint.get("base_url"), endpoint.get("api_key_env") or "OPENAI_API_KEY")
-        if key not in self._clients:
-            self._clients[key] = BatchAPIClient(key[0], os.environ.get(key[1]))
-        return self._clients[key]
+        return client_for(endpoint, self._clients)
 
     # ------------------------------------------------------------------ one round of batches
 
@@ -211,7 +216,7 @@ class Batcher:
         results = self.client(record["endpoint"]).results(batch) if batch["status"] != "failed" else {}
         model = record["endpoint"]["model"]
         lines = self.cache.batch_lines("batch_id = ?", (record["id"],))
-        again, failed = [], []
+        unrun = []
         for line in lines:
             result = results.get(line["key"])
             reservation = f"batch:{line['key']}"
@@ -244,26 +249,23 @@ class Batcher:
                 continue
             else:
                 self.cache.release(reservation)
-                unrun = result is None or result.status is None
+                not_run = result is None or result.status is None
                 error = (
-                    "not run by its batch" if unrun else (_message(result.body) or f"HTTP {result.status}")
+                    "not run by its batch" if not_run else (_message(result.body) or f"HTTP {result.status}")
                 )
-                if unrun:  # expired or cancelled: sent again, not a failure of the request
-                    again.append(line["key"])
+                if not_run:  # expired or cancelled: sent again, not a failure of the request
+                    unrun.append(line["key"])
                     continue
             if int(line["attempts"]) < self.max_retries:
-                again.append(line["key"])
                 self.cache.set_lines([line["key"]], "wanted", attempts=int(line["attempts"]) + 1, error=error)
                 self.stats["retried"] += 1
             else:
-                failed.append(line["key"])
                 self.cache.set_lines(
                     [line["key"]], "failed", error=f"{error} (after {line['attempts'] + 1} batches)"
                 )
                 self.stats["failed"] += 1
-        unrun_keys = [k for k in again if (self.cache.batch_line(k) or {}).get("state") == "submitted"]
-        if unrun_keys:
-            self.cache.set_lines(unrun_keys, "wanted")
+        if unrun:
+            self.cache.set_lines(unrun, "wanted")
         self.cache.set_batch(record["id"], batch["status"])
 
     def close(self) -> None:
@@ -301,14 +303,9 @@ def status_lines(out: str | Path) -> list[str]:
         if not records:
             return [f"{out}: no batch was sent from this folder"]
         lines = [f"{out}: {len(records)} batches (run tag {run_tag(Path(out) / '.skillmix')})"]
-        clients: dict[Any, BatchAPIClient] = {}
+        clients: dict[tuple[Any, ...], BatchAPIClient] = {}
         for record in records:
-            endpoint = record["endpoint"]
-            key = (endpoint.get("base_url"), endpoint.get("api_key_env"))
-            client = clients.setdefault(
-                key, BatchAPIClient(key[0], os.environ.get(key[1] or "OPENAI_API_KEY"))
-            )
-            batch = client.retrieve(record["id"])
+            batch = client_for(record["endpoint"], clients).retrieve(record["id"])
             n = batch.get("request_counts") or {}
             done = f"{n.get('completed', 0)}/{n.get('total', 0)} done, {n.get('failed', 0)} failed"
             lines.append(f"  {record['id']}  {record['stage']:<7} {batch['status']:<11} {done}")
@@ -321,12 +318,10 @@ def cancel_lines(out: str | Path) -> list[str]:
     """``skillmix batches cancel OUT``: cancel every batch of the folder still running."""
     cache, records = folder_batches(out)
     try:
-        lines = []
+        lines: list[str] = []
+        clients: dict[tuple[Any, ...], BatchAPIClient] = {}
         for record in records:
-            endpoint = record["endpoint"]
-            client = BatchAPIClient(
-                endpoint.get("base_url"), os.environ.get(endpoint.get("api_key_env") or "OPENAI_API_KEY")
-            )
+            client = client_for(record["endpoint"], clients)
             batch = client.retrieve(record["id"])
             if batch["status"] in TERMINAL:
                 continue

@@ -63,8 +63,7 @@ class RowCosts:
     def _cost(self, model: Any, prompt_tokens: float, output_tokens: float) -> float:
         if not model.priced:
             return 0.0
-        settings = self.config.judge if model is self.judge else self.config.generator
-        batch = bool(settings.batch) and not self.direct
+        batch = self.config.settings_of(model.role).batch and not self.direct
         return self.prices.cost(model.model, int(prompt_tokens), int(output_tokens), batch=batch)
 
     def worst(self, row: dict[str, Any]) -> RowCost:

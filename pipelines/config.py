@@ -108,6 +108,10 @@ class ProtocolConfig(BaseModel):
         """The model in the first seat: it writes the texts the judge grades."""
         raise NotImplementedError
 
+    def settings_of(self, role: str) -> ModelSettings:
+        """The settings of the model in ``role``: the judge's, or the generator's (teacher, student)."""
+        return self.judge if role == "judge" else self.generator
+
     def judge_protocol(self) -> dict[str, Any]:
         """How the judge voted: what a reader of the numbers needs to know (manifest, card, results)."""
         judge = self.judge

@@ -42,7 +42,7 @@ def make_llm(
 ) -> Any:
     from skillmix.pipelines.tasks import SkillMixLLM
 
-    settings = config.judge if model.role == "judge" else config.generator
+    settings = config.settings_of(model.role)
     client = config.client.model_copy(update={"concurrency": max(1, concurrency)})
     return SkillMixLLM(
         model=model.model,

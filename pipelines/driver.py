@@ -65,8 +65,7 @@ def check_models(
         check_priced(config.client.max_usd, model, prices)
         if reach:
             check_reachable(model)
-        settings = config.judge if model.role == "judge" else config.generator
-        if settings.batch:
+        if config.settings_of(model.role).batch:
             check_batchable(model, reach)
 
 
@@ -175,17 +174,13 @@ class Driver:
             batcher.close()
 
     def _batched(self, model: ResolvedModel) -> bool:
-        return bool((self.config.judge if model.role == "judge" else self.config.generator).batch)
+        return self.config.settings_of(model.role).batch
 
     @staticmethod
     def _endpoint(model: ResolvedModel) -> dict[str, Any]:
-        from skillmix.llm.roles import base_url_for
+        from skillmix.llm.client import Endpoint
 
-        return {
-            "model": model.model,
-            "base_url": base_url_for(model.base_url),
-            "api_key_env": model.api_key_env,
-        }
+        return Endpoint(model.model, model.base_url, model.api_key_env).batch_target()
 
     def start(
         self, pending: list[dict[str, Any]]

@@ -56,6 +56,10 @@ class Endpoint:
     def resolved_base_url(self) -> str | None:
         return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
 
+    def batch_target(self) -> dict[str, str | None]:
+        """Where this model's batches go: what a batch line and a batch record name (batch mode)."""
+        return {"model": self.model, "base_url": self.resolved_base_url(), "api_key_env": self.api_key_env}
+
 
 class ClientConfig(BaseModel):
     """How the client treats a server: load bounds, retries, time-outs and the spending limit."""
@@ -235,9 +239,7 @@ class LLMClient:
         if line is not None and line["state"] in ("refused", "failed"):
             return Completion(None, "budget" if line["state"] == "refused" else "api_error", line["error"])
         worst = self.prices.worst_case(self.endpoint.model, prompt_bound, max_tokens, batch=True)
-        endpoint = {"model": self.endpoint.model, "base_url": self.endpoint.resolved_base_url(),
-                    "api_key_env": self.endpoint.api_key_env}  # fmt: skip
-        self.cache.want(key, endpoint, body, worst)
+        self.cache.want(key, self.endpoint.batch_target(), body, worst)
         return Completion(None, "deferred", "waiting for its batch")
 
     async def _attempts(self, body: dict[str, Any], estimate: int, prefix: str | None = None) -> Completion:
