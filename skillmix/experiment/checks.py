@@ -37,7 +37,7 @@ def check(experiment: Any, pending: list[Any], log: Any) -> None:
     for stage in trains:
         _recipe(experiment, stage)
     if evals:
-        _judge(experiment)
+        _judge(experiment, evals[0])
         for stage in evals:
             if stage.training_set == BASE:
                 _base(experiment, stage.student)
@@ -71,13 +71,11 @@ def _recipe(experiment: Any, stage: Any) -> None:
         )
 
 
-def _judge(experiment: Any) -> None:
-    from skillmix.evaluation.config import build_eval_config
+def _judge(experiment: Any, stage: Any) -> None:
     from skillmix.llm.roles import resolve_judge
     from skillmix.pipelines.driver import check_models, load_prices
 
-    settings = {**experiment.eval_settings(), "student": {"model": "placeholder"}}
-    config = build_eval_config(None, settings)
+    config = experiment.eval_config(stage.student, stage.training_set, with_data=False)
     judge = resolve_judge(config.judge, None, hint=" (or give --judge-base-url)")
     check_models(config, [judge], load_prices(config), reach=True)
 

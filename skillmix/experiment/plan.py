@@ -135,20 +135,12 @@ def _embedded(config: Any) -> bool:
 
 def _evaluation(experiment: Any, stage: Any, prices: Any) -> dict[str, Any]:
     from skillmix.catalog import load_catalog
-    from skillmix.evaluation.config import build_eval_config
     from skillmix.evaluation.sets import eval_sets
     from skillmix.pipelines.budget import RowCosts
     from skillmix.pipelines.driver import pipeline_row
 
-    settings = dict(experiment.eval_settings())
-    spec = experiment.config.students[stage.student]
-    api = stage.training_set == BASE and bool(spec.base_url)
-    settings["student"] = {
-        "model": spec.base if stage.training_set == BASE else "trained",
-        **({"base_url": spec.base_url} if api else {}),
-    }
-    config = build_eval_config(None, settings)
-    config = config.model_copy(update={"seed": settings.get("seed", experiment.dataset.seed)})
+    config = experiment.eval_config(stage.student, stage.training_set, with_data=False)
+    api = stage.training_set == BASE and bool(config.student.base_url)
     catalog = load_catalog(config.catalog, topics=config.topics)
     split = catalog.split(config.split_seed)
     sets = eval_sets(catalog, split, config.setting, config.k, config.n, config.seed, None)

@@ -143,9 +143,12 @@ def write_report(experiment: Any, out: Path) -> None:
 
     config = experiment.config
     runs = {}
-    for stage, folder in experiment.eval_folders():
-        if (folder / "results.json").is_file():
-            runs[(stage.student, stage.training_set)] = (read_results(folder), read_samples(folder))
+    for stage in experiment.evaluations():
+        if (stage.folder / "results.json").is_file():
+            runs[(stage.student, stage.training_set)] = (
+                read_results(stage.folder),
+                read_samples(stage.folder),
+            )
     pairs = _pairs(config, runs)
 
     def lookup(student: str, a: str, b: str, setting: str, k: int) -> dict[str, Any] | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from skillmix.config import ConfigError
@@ -134,6 +133,25 @@ class Experiment:
             raise ConfigError(f"evaluation.settings.{taken[0]}: the experiment sets it (leave it out)")
         return {**shared, **own}
 
+    def eval_config(self, student: str, training_set: str, with_data: bool = True) -> Any:
+        """The ``skillmix eval`` configuration of one model: the evaluation settings, the model (the base,
+        or the stage's trained folder, with the settings' own student sampling), and the dataset's eval set
+        (``--data``; ``with_data=False`` before the dataset exists: its seed, as ``--data`` would give)."""
+        from skillmix.evaluation.config import build_eval_config
+
+        settings = dict(self.eval_settings())
+        spec = self.config.students[student]
+        if training_set == BASE:
+            model = {"model": spec.base, "base_url": spec.base_url}
+        else:
+            model = {"model": str(self.stage(f"train/{student}/{training_set}").folder)}
+        settings["student"] = {**(settings.get("student") or {}), **model}
+        if with_data:
+            settings["data"] = str(self.dataset_folder)
+        else:
+            settings.setdefault("seed", self.dataset.seed)
+        return build_eval_config(None, settings)
+
     # ------------------------------------------------------------------ running
 
     def run(self, log: Log) -> None:
@@ -175,8 +193,8 @@ class Experiment:
             if self.config.hub.results_repo:
                 steps.push_report(self, stage.folder, log)
 
-    def eval_folders(self) -> list[tuple[Stage, Path]]:
-        return [(s, s.folder) for s in self.stages if s.kind == "eval"]
+    def evaluations(self) -> list[Stage]:
+        return [s for s in self.stages if s.kind == "eval"]
 
 
 def run_experiment(config: ExperimentConfig, plan: bool = False, log: Log | None = None) -> Experiment:

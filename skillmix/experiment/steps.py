@@ -33,29 +33,14 @@ def publish(experiment: Any, log: Any) -> None:
     log(f"published {result.repo_id} {result.version} (commit {result.commit})")
 
 
-def eval_config(experiment: Any, student: str, training_set: str) -> Any:
-    """The ``skillmix eval`` configuration of one model: the experiment's evaluation settings, the
-    dataset's eval set (``--data``) and the model (the base, or the stage's trained folder)."""
-    from skillmix.evaluation.config import build_eval_config
-
-    settings = dict(experiment.eval_settings())
-    spec = experiment.config.students[student]
-    if training_set == BASE:
-        model = {"model": spec.base, "base_url": spec.base_url}
-    else:
-        model = {"model": str(experiment.stage(f"train/{student}/{training_set}").folder)}
-    settings["student"] = {**(settings.get("student") or {}), **model}
-    settings["data"] = str(experiment.dataset_folder)
-    return build_eval_config(None, settings)
-
-
 def evaluate(experiment: Any, stage: Any, log: Any) -> None:
     from skillmix.evaluation.cli import summary
     from skillmix.evaluation.hub import push_results
     from skillmix.evaluation.run import run_eval
     from skillmix.pipelines.output import RunFailed
 
-    results = run_eval(eval_config(experiment, stage.student, stage.training_set), stage.folder, log=log)
+    config = experiment.eval_config(stage.student, stage.training_set)
+    results = run_eval(config, stage.folder, log=log)
     log(summary(results, stage.folder))
     errored = results.get("errored") or []
     if errored:
@@ -74,7 +59,7 @@ def compare(experiment: Any, stage: Any) -> None:
     """``skillmix eval compare`` of every evaluation, the first (a base when there is one) the baseline."""
     from skillmix.evaluation.report import write_comparison
 
-    folders = [folder for _, folder in experiment.eval_folders()]
+    folders = [stage.folder for stage in experiment.evaluations()]
     write_comparison(folders, stage.folder, allow=())
 
 
