@@ -130,7 +130,6 @@ def checkpoint_pusher(
         def __init__(self) -> None:
             self.pending: queue.Queue[Path | None] = queue.Queue()
             self.thread: threading.Thread | None = None
-            self.pushed: list[str] = []
 
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if not state.is_world_process_zero:
@@ -153,7 +152,6 @@ def checkpoint_pusher(
                     continue
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
-                self.pushed.append(folder.name)
                 log(f"pushed {folder.name} to {repo_id}@{branch} (commit {oid[:10]})")
 
         def wait(self) -> None:

@@ -64,9 +64,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _log_main_process(message: str) -> None:
-    import os
+    from skillmix.training.run import main_process
 
-    if os.environ.get("RANK", "0") == "0":
+    if main_process():
         print(f"skillmix: {message}", file=sys.stderr, flush=True)
 
 
