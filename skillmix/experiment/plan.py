@@ -150,6 +150,10 @@ def _evaluation(experiment: Any, stage: Any, prices: Any) -> dict[str, Any]:
     g = config.generations
     return {
         "requests": len(combos) * g * (2 + config.grader_runs),
+        "note": None
+        if api
+        else f"{len(combos) * g * config.grader_runs:,} to the judge, the rest to the "
+        "student run here (not billed)",
         "worst": g * sum(costs.worst(row).total for row in rows),
         "expected": g * sum(costs.expected(row) for row in rows),
     }
