@@ -28,7 +28,16 @@ __all__ = ["ConfigError", "DatasetConfig", "ModelSettings", "ProtocolConfig", "b
 # runs are samples, so that their majority is a vote. A role given in part keeps the others' defaults.
 SAMPLING_TEMPERATURE = 0.7
 # What may change between two runs into the same folder without making them different runs.
-VOLATILE = ("n", "n_per_k", "target_accepted", "expected_acceptance", "client", "batch_size", "preset")
+VOLATILE = (
+    "n",
+    "n_per_k",
+    "target_accepted",
+    "expected_acceptance",
+    "client",
+    "batch_size",
+    "preset",
+    "pairing",
+)
 
 
 class ModelSettings(BaseModel):
@@ -140,6 +149,14 @@ class DatasetConfig(ProtocolConfig):
         le=1,
         description="acceptance rate assumed before any row is graded (estimate, first round)",
     )
+    generations: int = Field(
+        1, ge=1, description="texts per combination, each graded (1: the paper; more: preference pairs)"
+    )
+    pairing: Literal["widest", "all"] = Field(
+        "widest",
+        description="preference pairs of a combination: the widest margin (one pair), or every full-mark "
+        "x rejected pair",
+    )
     teacher: ModelSettings = Field(default_factory=ModelSettings)
     preset: str = Field("smoke", description="smoke (default), paper, or a YAML file")
 
@@ -150,6 +167,8 @@ class DatasetConfig(ProtocolConfig):
     def fingerprint(self) -> str:
         """What makes two runs the same run (sizes, speed and spending settings are left out)."""
         data = self.model_dump(exclude=set(VOLATILE))
+        if data["generations"] == 1:  # the paper's one text per combination: the fingerprint of earlier runs
+            del data["generations"]
         for role in ("teacher", "judge"):
             data[role].pop("base_url")
             data[role].pop("batch")  # the same requests, sent one way or the other

@@ -13,7 +13,7 @@ from importlib import metadata
 from typing import Any
 
 from skillmix.dataset_folder import layout
-from skillmix.dataset_folder.layout import failures_by_reason
+from skillmix.dataset_folder.layout import combination_of, failures_by_reason
 from skillmix.pipelines.config import DatasetConfig
 from skillmix.pipelines.usage import row_usd, rows_usage, usd
 from skillmix.prompts import PromptSet
@@ -73,20 +73,40 @@ class RunResult:
         return [r for r in self.rows if r["k"] == k]
 
     def kept(self, k: int) -> int:
-        return sum(r["outcome"] == "kept" for r in self.of_k(k))
+        """Combinations of ``k`` with a full-mark text (with one generation each: the kept rows)."""
+        return len(self._first_full_marks(k)[0])
 
     def graded(self, k: int) -> int:
-        return sum(r["outcome"] in ("kept", "rejected") for r in self.of_k(k))
+        """Combinations of ``k`` with a graded text (kept or rejected)."""
+        return len({combination_of(r) for r in self.of_k(k) if r["outcome"] in ("kept", "rejected")})
 
     def acceptance(self, k: int) -> float:
+        """The share of graded texts of ``k`` with full marks (each generation counts)."""
         graded = [r for r in self.of_k(k) if r["outcome"] in ("kept", "rejected")]
         return sum(r["outcome"] == "kept" for r in graded) / len(graded) if graded else 0.0
 
+    def _first_full_marks(self, k: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The full-mark texts of ``k`` in draw order: the lowest generation of each combination, and the
+        others (more full-mark generations of a combination already kept)."""
+        order = {rid: i for i, rid in enumerate(self.drawn)}
+        full = sorted(
+            (r for r in self.of_k(k) if r["outcome"] == "kept"), key=lambda r: order.get(r["id"], len(order))
+        )
+        first: list[dict[str, Any]] = []
+        others: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for row in full:
+            (others if combination_of(row) in seen else first).append(row)
+            seen.add(combination_of(row))
+        return first, others
+
     def split_kept(self, k: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The kept rows of ``k`` in draw order: the first ``--target-accepted`` of them, and the surplus."""
-        kept = [r for r in self.of_k(k) if r["outcome"] == "kept"]
+        """The kept rows of ``k`` in draw order: one per combination, the first ``--target-accepted`` of
+        them; and the surplus (those beyond the target, and a combination's other full-mark texts)."""
+        first, others = self._first_full_marks(k)
         target = self.config.target_accepted
-        return (kept, []) if target is None else (kept[:target], kept[target:])
+        kept, beyond = (first, []) if target is None else (first[:target], first[target:])
+        return kept, beyond + others
 
     def surplus_ids(self) -> set[str]:
         return {r["id"] for k in self.config.k for r in self.split_kept(k)[1]}
@@ -109,6 +129,10 @@ class RunResult:
                 ),
                 "acceptance_rate": round(self.acceptance(k), 4),
             }
+            if self.config.generations > 1:
+                combinations = len({combination_of(r) for r in rows})
+                per_k[f"k{k}"]["combinations"] = combinations
+                per_k[f"k{k}"]["combinations_kept"] = self.kept(k)
             shortfall = self.shortfall(k)
             if shortfall:
                 per_k[f"k{k}"]["shortfall"] = shortfall

@@ -103,7 +103,15 @@ def draw(config: DatasetConfig, catalog: Catalog, k: int, start: int, count: int
     if wanted <= start:
         return []
     sample = sample_combinations(catalog, k, wanted, setting=setting, seed=config.seed, split=split)
-    return [pipeline_row(combo) for combo in list(sample)[start:wanted]]
+    return [row for combo in list(sample)[start:wanted] for row in generation_rows(combo, config.generations)]
+
+
+def generation_rows(combo: Any, generations: int) -> list[dict[str, Any]]:
+    """The rows of one combination: itself (one generation, the paper), or ``<combination>:g<i>`` for each
+    of ``generations`` texts (each sampled with its own seed offset, as the evaluation names them)."""
+    if generations == 1:
+        return [pipeline_row(combo)]
+    return [pipeline_row(combo, id=f"{combo.id}:g{g}", generation=g) for g in range(generations)]
 
 
 class Rounds:

@@ -39,7 +39,8 @@ DATA_FILE = "train-00000-of-00001.parquet"  # the one file of every data config 
 MANIFEST_FILE = "manifest.json"
 CARD_FILE = "README.md"
 K_CONFIG = re.compile(r"k(\d+)")  # the kept rows of one k
-CONFIG_NAMES = ("surplus", "rejected", "failed")  # the configs besides the k ones, in the order written
+CONFIG_NAMES = ("surplus", "rejected", "failed", "preference")  # besides the k ones, in the order written
+GENERATION = ":g"  # a row of one of several generations: <combination>:g<i>
 
 WORK_DIR = ".skillmix"  # the run state, never part of the dataset
 RUN_FILE = "run.json"  # the record of the run the folder holds: {kind, fingerprint, config}
@@ -64,6 +65,18 @@ def k_configs(names: Iterable[str]) -> list[str]:
 def is_managed(name: str) -> bool:
     """An item of the folder that a build writes (the user's other files are never touched)."""
     return name in (CARD_FILE, MANIFEST_FILE, *CONFIG_NAMES) or K_CONFIG.fullmatch(name) is not None
+
+
+def combination_of(row: Mapping[str, Any]) -> str:
+    """The combination a row asks about: its id, less ``:g<i>`` when it is one of several generations."""
+    head, _, tail = str(row["id"]).rpartition(GENERATION)
+    return head if head and tail.isdigit() else str(row["id"])
+
+
+def generation_of(row: Mapping[str, Any]) -> int:
+    """The generation index of a row (0 for a row that is its combination)."""
+    head, _, tail = str(row["id"]).rpartition(GENERATION)
+    return int(tail) if head and tail.isdigit() else 0
 
 
 def failures_by_reason(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:

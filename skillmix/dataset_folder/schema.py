@@ -1,4 +1,5 @@
-"""The row schema of every data config of a Skill-Mix dataset (kept, rejected, failed), and Parquet writing.
+"""The row schema of the data configs of a Skill-Mix dataset (kept, rejected, failed), and Parquet writing
+and the ``preference`` config's own schema (:data:`PREFERENCE_SCHEMA`).
 
 One explicit Arrow schema for all configs so that a column never changes type with the rows that happen to
 be in a file (a column of only nulls would otherwise be typed ``null``), and every type has a ``datasets``
@@ -26,7 +27,7 @@ from skillmix.dataset_folder.layout import config_path
 from skillmix.prompts import HASHED
 
 _USAGE = pa.struct([("input_tokens", pa.int64()), ("output_tokens", pa.int64()), ("usd", pa.float64())])
-_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 _REVIEW = pa.struct(
     [
         ("decided_by", pa.string()),
@@ -46,7 +47,7 @@ SCHEMA = pa.schema(
         ("skills", pa.list_(pa.string())),
         ("categories", pa.list_(pa.string())),
         ("topic", pa.string()),
-        ("conversation", pa.list_(_MESSAGE)),
+        ("conversation", pa.list_(MESSAGE)),
         ("answer", pa.string()),
         ("grader_outputs", pa.list_(pa.string())),
         ("grader_points", pa.list_(pa.list_(pa.int64()))),
@@ -71,11 +72,43 @@ SCHEMA = pa.schema(
 )
 
 
-def write_parquet(records: list[dict[str, Any]], path: Path) -> None:
-    """``records`` as one Parquet file of :data:`SCHEMA` (a missing column is null, an extra one dropped)."""
+# The ``preference`` config (:mod:`skillmix.dataset_folder.preference`): TRL's conversational preference
+# format (prompt, chosen, rejected) and what traces a pair to its graded rows.
+PREFERENCE_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("combination", pa.string()),
+        ("k", pa.int64()),
+        ("setting", pa.string()),
+        ("skills", pa.list_(pa.string())),
+        ("categories", pa.list_(pa.string())),
+        ("topic", pa.string()),
+        ("prompt", pa.list_(MESSAGE)),
+        ("chosen", pa.list_(MESSAGE)),
+        ("rejected", pa.list_(MESSAGE)),
+        ("chosen_id", pa.string()),
+        ("rejected_id", pa.string()),
+        ("chosen_points", pa.list_(pa.int64())),
+        ("rejected_points", pa.list_(pa.int64())),
+        ("margin", pa.int64()),
+        ("pairing", pa.string()),
+        ("teacher", pa.string()),
+        ("judge", pa.string()),
+    ]
+)
+
+
+def schema_of(name: str) -> pa.Schema:
+    """The declared schema of the config ``name``: :data:`PREFERENCE_SCHEMA` for ``preference``, every other
+    config :data:`SCHEMA`."""
+    return PREFERENCE_SCHEMA if name == "preference" else SCHEMA
+
+
+def write_parquet(records: list[dict[str, Any]], path: Path, schema: pa.Schema = SCHEMA) -> None:
+    """``records`` as one Parquet file of ``schema`` (a missing column is null, an extra one dropped)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(
-        [{name: r.get(name) for name in SCHEMA.names} for r in records], schema=SCHEMA
+        [{name: r.get(name) for name in schema.names} for r in records], schema=schema
     )
     pq.write_table(table, path)
 
@@ -86,6 +119,6 @@ def write_configs(folder: Path, configs: dict[str, list[dict[str, Any]]]) -> dic
     written = {}
     for name, rows in configs.items():
         if rows:
-            write_parquet(rows, folder / config_path(name))
+            write_parquet(rows, folder / config_path(name), schema_of(name))
             written[name] = {"path": config_path(name), "rows": len(rows)}
     return written

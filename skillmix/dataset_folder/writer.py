@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from skillmix.config import ConfigError
 from skillmix.dataset_folder import layout
 from skillmix.dataset_folder.layout import read_dataset_folder, read_json
+from skillmix.dataset_folder.preference import preference_pairs
 from skillmix.dataset_folder.schema import write_configs
 from skillmix.prompts import PromptSet
 
@@ -266,6 +267,7 @@ def _configs(result: RunResult, records: list[dict[str, Any]]) -> dict[str, list
     configs["surplus"] = [r for r in records if r["id"] in surplus]
     configs["rejected"] = [r for r in records if r["outcome"] == "rejected"]
     configs["failed"] = [r for r in records if r["outcome"] == "failed"]
+    configs["preference"] = preference_pairs(records, result.config.pairing)
     return configs
 
 

@@ -190,7 +190,7 @@ def _write_configs(
     ks = k_configs(configs)
     data = {name: configs[name] for name in ks}
     data["all"] = [row for name in ks for row in configs[name]]
-    data.update((name, configs.get(name, [])) for name in ("rejected", "failed", "surplus"))
+    data.update((name, configs.get(name, [])) for name in ("rejected", "failed", "surplus", "preference"))
     written = {
         name: {"path": info["path"], "split": "train", "rows": info["rows"]}
         for name, info in write_configs(staging, data).items()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from skillmix.dataset_folder.layout import CONFIG_NAMES, DatasetFolder, k_configs
+from skillmix.dataset_folder.preference import preference_pairs
 from skillmix.grading import rubric_items
 from skillmix.metrics import metric_values
 from skillmix.review.decide import Decision
@@ -71,7 +72,7 @@ def apply_decisions(
     configs: dict[str, list[dict[str, Any]]] = {name: [] for name in folder.configs}
     moved = []
     for name, rows in folder.configs.items():
-        for row in rows:
+        for row in rows if name != "preference" else ():  # pairs are made again from the decided rows
             decision = decisions.get(str(row["id"]))
             if decision is None or decision.decided is None or name == "failed":
                 configs[name].append(row)
@@ -90,6 +91,11 @@ def apply_decisions(
                         "reason": new["review"]["reason"],
                     }
                 )
+    if "preference" in configs:
+        pairing = str(folder.manifest["config"].get("pairing") or "widest")
+        configs["preference"] = preference_pairs(
+            [row for name, rows in configs.items() if name != "preference" for row in rows], pairing
+        )
     return configs, moved
 
 

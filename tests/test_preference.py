@@ -1,0 +1,111 @@
+"""Several generations per combination, and the preference pairs made of them (``--generations``, the
+``preference`` config), against the fake OpenAI server."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from cli_runs import dataset_cmd, run_cli
+from datasets import load_dataset
+from test_publish import TOKEN, load_remote, publish
+
+from skillmix.dataset_folder.preference import preference_pairs, split_conversation
+from skillmix.testing.fake_hub import FakeHubServer
+from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
+
+
+def rows_of(out: Path, config: str) -> list[dict]:
+    manifest = json.loads((out / "manifest.json").read_text())
+    if config not in manifest["configs"]:
+        return []
+    rows = pq.read_table(out / manifest["configs"][config]["path"]).to_pylist()
+    cache = out.parent / f"hf-cache-{len(list(out.parent.glob('hf-cache-*')))}"  # a rewritten folder: fresh
+    loaded = load_dataset(str(out), config, split="train", cache_dir=str(cache))
+    assert loaded["id"] == [row["id"] for row in rows]
+    return rows
+
+
+def by_combination(rows: list[dict]) -> dict[str, list[dict]]:
+    groups = defaultdict(list)
+    for row in rows:
+        head, _, g = row["id"].rpartition(":g")
+        assert head and g.isdigit(), row["id"]
+        groups[head].append(row)
+    return groups
+
+
+def test_generations_keep_one_text_per_combination_and_pair_the_rest(tmp_path):
+    out = tmp_path / "out"
+    with FakeOpenAIServer(responder=SkillMixResponder(seed=3, accept_rate=0.5)) as server:
+        result = run_cli(dataset_cmd(server, out, "--k", "2", "--n", "6", "--generations", "3"))
+        assert result.returncode == 0, result.stderr[-3000:]
+        requests = server.count(path="/v1/chat/completions")
+        kept, surplus = rows_of(out, "k2"), rows_of(out, "surplus")
+        rejected, failed = rows_of(out, "rejected"), rows_of(out, "failed")
+        every = kept + surplus + rejected + failed
+        assert len(every) == 18 and len({r["id"] for r in every}) == 18
+        assert sorted(by_combination(every)) and all(len(g) == 3 for g in by_combination(every).values())
+        # the k config keeps the lowest generation's full-mark text of each combination; others are surplus
+        full = by_combination(kept + surplus)
+        assert sorted(r["id"] for r in kept) == sorted(
+            min(g, key=lambda r: r["id"])["id"] for g in full.values()
+        )
+        assert len(kept) == len(full)
+        # hand count: one pair per combination with a full-mark and a rejected text (widest margin)
+        graded = by_combination(rejected)
+        both = [c for c in full if c in graded]
+        assert both, "the scripted judge gave no combination both outcomes: choose another seed"
+        pairs = rows_of(out, "preference")
+        assert len(pairs) == len(both) and {p["combination"] for p in pairs} == set(both)
+        for pair in pairs:
+            chosen = min(full[pair["combination"]], key=lambda r: r["id"])
+            worst = min(graded[pair["combination"]], key=lambda r: (sum(r["points"]), r["id"]))
+            assert (pair["chosen_id"], pair["rejected_id"]) == (chosen["id"], worst["id"])
+            assert pair["margin"] == sum(chosen["points"]) - sum(worst["points"]) >= 1
+            assert [m["role"] for m in pair["prompt"]] == ["user"]
+            assert [m["role"] for m in pair["chosen"]] == ["assistant", "user", "assistant"]
+            assert pair["chosen"] == split_conversation(chosen["conversation"])[1]
+            assert pair["rejected"] == split_conversation(worst["conversation"])[1]
+            assert chosen["answer"] in pair["chosen"][-1]["content"]
+            assert pair["prompt"] == split_conversation(worst["conversation"])[0]
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["counts"]["per_k"]["k2"]["combinations"] == 6
+        assert manifest["counts"]["per_k"]["k2"]["combinations_kept"] == len(kept)
+        assert "`preference`" in (out / "README.md").read_text()
+
+        # the pairing rule changes the output only: the same folder, every pair, no new request
+        again = run_cli(
+            dataset_cmd(server, out, "--k", "2", "--n", "6", "--generations", "3", "--pairing", "all")
+        )
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert server.count(path="/v1/chat/completions") == requests
+    every_pair = rows_of(out, "preference")
+    assert len(every_pair) == sum(len(full[c]) * len(graded[c]) for c in both)
+    assert {p["pairing"] for p in every_pair} == {"all"}
+
+    # a release carries the config: `load_dataset(repo, "preference")` from the (loopback) Hub
+    with FakeHubServer(token=TOKEN, storage=tmp_path / "hub") as hub:
+        released = publish(hub, tmp_path, out, "v1.0.0")
+        assert released.returncode == 0, released.stderr[-3000:]
+        assert [pair_id for pair_id, _ in load_remote(hub, tmp_path, "preference", "v1.0.0")] == [
+            p["id"] for p in every_pair
+        ]
+
+
+def test_failed_rows_never_pair_and_one_generation_is_the_paper():
+    base = {"k": 2, "setting": "train", "skills": ["a", "b"], "categories": [], "topic": "t"}
+    talk = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x"}]
+    rows = [
+        {**base, "id": "c:g0", "outcome": "failed", "points": None, "conversation": talk},
+        {**base, "id": "c:g1", "outcome": "kept", "points": [1] * 5, "conversation": talk},
+        {**base, "id": "d", "outcome": "kept", "points": [1] * 5, "conversation": talk},
+    ]
+    assert preference_pairs(rows) == []
+    rows.append(
+        {**base, "id": "c:g2", "outcome": "rejected", "points": [1, 0, 1, 1, 0], "conversation": talk}
+    )
+    (pair,) = preference_pairs(rows, "all")
+    assert (pair["chosen_id"], pair["rejected_id"], pair["margin"]) == ("c:g1", "c:g2", 2)
