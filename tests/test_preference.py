@@ -109,3 +109,20 @@ def test_failed_rows_never_pair_and_one_generation_is_the_paper():
     )
     (pair,) = preference_pairs(rows, "all")
     assert (pair["chosen_id"], pair["rejected_id"], pair["margin"]) == ("c:g1", "c:g2", 2)
+
+
+def test_target_accepted_counts_combinations_with_a_kept_text():
+    from skillmix.pipelines.config import DatasetConfig
+    from skillmix.pipelines.output import RunResult
+
+    config = DatasetConfig(k=[2], generations=2, target_accepted=2)
+    outcomes = {"a:g0": "rejected", "a:g1": "kept", "b:g0": "kept", "b:g1": "kept", "c:g0": "kept"}
+    outcomes.update({"c:g1": "failed", "d:g0": "kept", "d:g1": "rejected"})
+    result = RunResult(config=config, models=(), split=None, drawn=list(outcomes))
+    result.add([{"id": rid, "k": 2, "outcome": outcome} for rid, outcome in outcomes.items()])
+    kept, surplus = result.split_kept(2)
+    assert [r["id"] for r in kept] == ["a:g1", "b:g0"]  # the first two combinations with a full-mark text
+    assert sorted(r["id"] for r in surplus) == ["b:g1", "c:g0", "d:g0"]  # beyond the target; b's second
+    assert (result.kept(2), result.graded(2)) == (4, 4)  # combinations, not texts
+    assert result.acceptance(2) == 5 / 7  # the share of graded texts with full marks
+    assert result.shortfall(2) is None
