@@ -2,9 +2,9 @@
 
 The card is rendered from ``dataset_cards/model.md.jinja2`` by :func:`skillmix.cards.render.render_card`:
 Hub metadata (base model, datasets, tags, and the ``model-index`` results that ``skillmix eval
---push-results`` added to an earlier card of the repo), then the base model, the training datasets with
-repo and revision, the recipe and its hyper-parameters, the loss curve, hardware and wall time, the
-evaluation results and the citations.
+--push-results`` added to an earlier card of the repo), then the base model, the method (SFT, or DPO with
+its beta, loss and pair count), the training datasets with repo and revision, the recipe and its
+hyper-parameters, the loss curve, hardware and wall time, the evaluation results and the citations.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ class RunRecord:
     hardware: str
     losses: list[tuple[int, float]] = field(default_factory=list)
     leakage: list[dict[str, Any]] = field(default_factory=list)
+    method: str = "sft"  # rows are conversations (sft) or preference pairs (dpo)
+    extra: dict[str, Any] = field(
+        default_factory=dict
+    )  # what a method adds (grpo: the judge, why it stopped)
 
 
 def hardware() -> str:
@@ -81,7 +85,7 @@ def card_metadata(config: TrainConfig, record: RunRecord, existing: dict[str, An
     hub_datasets = [s["path"] for s in record.sources if s["hub"]]
     if hub_datasets:
         metadata["datasets"] = hub_datasets
-    metadata["tags"] = ["skill-mix", "skillmix", "trl", "sft"]
+    metadata["tags"] = ["skill-mix", "skillmix", "trl", record.method]
     if existing and existing.get("model-index"):
         metadata["model-index"] = existing["model-index"]
     return metadata

@@ -25,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from skillmix.config import ConfigError, Flags, add_flags, build, merge, read_yaml
 from skillmix.hub_ids import split_revision
+from skillmix.llm.client import ClientConfig
+from skillmix.pipelines.config import ModelSettings, ProtocolConfig
 from skillmix.skills import content_hash
 
 Setting = Literal["train", "held-out", "all"]
@@ -151,15 +153,79 @@ class HubConfig(BaseModel):
     checkpoints_branch: str | None = Field(None, description="also push each checkpoint to this branch")
 
 
+class DPOSettings(BaseModel):
+    """``method: dpo``: TRL ``DPOConfig`` values (pairs from the dataset's ``preference`` config)."""
+
+    model_config = _STRICT
+
+    beta: float = Field(0.1, gt=0, description="DPO beta: the strength of the pull towards the reference")
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="the DPO loss")
+
+
+_PROTOCOL = ProtocolConfig.model_fields  # the grading settings of a dataset build, declared there once
+
+
+class JudgeSettings(ModelSettings):
+    """The judge of ``method: grpo``: a judge's model settings (:class:`ModelSettings`), the protocol's
+    grading settings (:class:`ProtocolConfig`'s, as in ``skillmix dataset`` and ``skillmix eval``) and the
+    client's load, retry and spending settings (``client.max_usd`` caps what the judge may cost)."""
+
+    grader_runs: int = _PROTOCOL["grader_runs"]
+    grader_format: Literal["table", "json"] = _PROTOCOL["grader_format"]
+    length_override: bool = _PROTOCOL["length_override"]
+    name_penalty: bool = _PROTOCOL["name_penalty"]
+    prices: str | None = _PROTOCOL["prices"]
+    client: ClientConfig = Field(default_factory=ClientConfig)
+
+    @field_validator("batch")
+    @classmethod
+    def _direct(cls, batch: bool) -> bool:
+        if batch:
+            raise ValueError("a reward is needed within the step: the judge cannot go through a batch API")
+        return batch
+
+    def protocol(self) -> dict[str, Any]:
+        """The settings as a :class:`ProtocolConfig` (whose checks, e.g. a vote of greedy runs, apply)."""
+        grading = {name: getattr(self, name) for name in ("grader_runs", "grader_format", "prices")}
+        checks = {"length_override": self.length_override, "name_penalty": self.name_penalty}
+        judge = self.model_dump(include=set(ModelSettings.model_fields))
+        return {**grading, **checks, "judge": judge, "client": self.client.model_dump()}
+
+
+class GRPOSettings(BaseModel):
+    """``method: grpo``: TRL ``GRPOConfig`` values and the judge that rewards the student's answers."""
+
+    model_config = _STRICT
+
+    num_generations: int = Field(4, ge=2, description="completions per prompt (the group of GRPO)")
+    max_completion_length: int = Field(256, ge=8, description="longest completion, in tokens")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of the student's completions")
+    beta: float = Field(0.0, ge=0, description="KL coefficient (0: no reference model, TRL's default)")
+    reward: Literal["full_marks", "skill_fraction", "mean"] = Field(
+        "full_marks", description="reward of a graded answer: full marks, skill fraction, or their mean"
+    )
+    prompt_mode: Literal["chat", "completion"] = Field(
+        "chat",
+        description="chat: the prompt is one user turn and the whole reply is the answer; completion: "
+        "plain text ending with 'Answer:' (a base model)",
+    )
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
+
+
 class TrainConfig(BaseModel):
     """Every setting of ``skillmix train``."""
 
     model_config = _STRICT
 
+    method: Literal["sft", "dpo", "grpo"] = Field(
+        "sft", description="sft (the paper), dpo (preference pairs), grpo (the judge as the reward)"
+    )
     model: ModelConfig
     data: DataConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     hub: HubConfig = Field(default_factory=HubConfig)
+    dpo: DPOSettings = Field(default_factory=DPOSettings)
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings)
     output_dir: str | None = Field(None, description="output folder (default out/train/<model>-<variant>)")
     recipe: str | None = Field(None, description="the recipe file these values came from")
 
@@ -174,9 +240,15 @@ class TrainConfig(BaseModel):
             "dataloader_num_workers",
             "report_to",
         }
-        return content_hash(
-            self.model_dump(exclude={"hub": True, "output_dir": True, "recipe": True, "training": volatile})
-        )
+        judge = {"base_url": True, "client": True}  # where the judge is and what it may cost: not the run
+        exclude = {
+            "hub": True,
+            "output_dir": True,
+            "recipe": True,
+            "training": volatile,
+            "grpo": {"judge": judge},
+        }
+        return content_hash(self.model_dump(exclude=exclude))
 
     def output_path(self) -> Path:
         if self.output_dir:
@@ -193,7 +265,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> Flags:
     where = "replace the location of the recipe's dataset (a folder, or org/name@revision)"
     parser.add_argument("--data", dest="data_location", metavar="PATH[@REVISION]", help=where)
     skip = ("recipe", "datasets", "plain_text", "tiny", "settings")  # lists and nested lists: the recipe's
-    return add_flags(parser, TrainConfig, flatten=("training", "hub"), skip=skip)
+    return add_flags(parser, TrainConfig, flatten=("training", "hub", "client"), skip=skip)
 
 
 def build_config(

@@ -1,7 +1,9 @@
 """The training rows of a run: Skill-Mix datasets (local folders or Hub repos pinned to a revision), the
 configs to mix, a seeded subsample per config, and optional plain text mixed in at a ratio.
 
-Every problem a recipe can cause (a folder that is not a dataset, a missing config, a Hub repo without a
+``method: sft`` trains on the conversations of the k configs; ``method: dpo`` on the pairs of the
+``preference`` config (prompt, chosen, rejected) and on nothing else. Every problem a recipe can cause (a
+folder that is not a dataset, a missing config, a config of the other method, a Hub repo without a
 revision or with one that does not exist, a subsample larger than its config) is a :class:`ConfigError`
 raised here, before any model is loaded and before the output folder is touched.
 """
@@ -21,6 +23,8 @@ from skillmix.dataset_folder.layout import DatasetFolder, read_dataset_folder
 from skillmix.training.config import DataConfig, DatasetSource, PlainText
 
 ROLES = ["user", "assistant", "user", "assistant"]
+PREFERENCE = "preference"  # the config of preference pairs, the one config ``method: dpo`` trains on
+CONTINUATION = ["assistant", "user", "assistant"]  # the roles of a pair's chosen and rejected messages
 
 
 @dataclass
@@ -64,10 +68,24 @@ def quiet_downloads() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def load_sources(config: DataConfig) -> list[LoadedSource]:
-    """Every dataset of the recipe with the rows of its chosen configs."""
+def load_sources(config: DataConfig, method: str = "sft") -> list[LoadedSource]:
+    """Every dataset of the recipe with the rows of its chosen configs, which must suit ``method``."""
+    for index, source in enumerate(config.datasets):
+        _check_method(source, method, f"data.datasets[{index}] ({source.path})")
     with quiet_downloads():
         return [_load_source(index, source, config.seed) for index, source in enumerate(config.datasets)]
+
+
+def _check_method(source: DatasetSource, method: str, where: str) -> None:
+    """``method: dpo`` trains on the ``preference`` config only; every other method never on it."""
+    others = [name for name in source.configs if name != PREFERENCE]
+    if method == "dpo" and others:
+        raise ConfigError(
+            f"{where}: method dpo trains on preference pairs only; set configs: [{PREFERENCE}] "
+            f"(not {', '.join(others)})"
+        )
+    if method != "dpo" and PREFERENCE in source.configs:
+        raise ConfigError(f"{where}: the {PREFERENCE} config holds pairs for method dpo, not {method}")
 
 
 def _load_source(index: int, source: DatasetSource, seed: int) -> LoadedSource:
@@ -83,11 +101,14 @@ def _load_source(index: int, source: DatasetSource, seed: int) -> LoadedSource:
             raise ConfigError(f"{where}: subsample names {name!r}, which is not in configs")
     for name in source.configs:
         if name not in available:
-            have = ", ".join(sorted(c for c in available if c.startswith("k"))) or "none"
+            have = ", ".join(sorted(c for c in available if c.startswith("k") or c == PREFERENCE)) or "none"
             raise ConfigError(f"{where}: no config {name!r} (it has {have})")
         rows = _local_rows(local, name, index) if local is not None else _hub_rows(source, name, where)
         rows = _subsample(rows, source, name, seed, where)
-        item.rows[name] = [_checked(row, where) for row in rows]
+        if name == PREFERENCE and not rows:
+            raise ConfigError(f"{where}: config {PREFERENCE!r} has no pairs")
+        check = _checked_pair if name == PREFERENCE else _checked
+        item.rows[name] = [check(row, where) for row in rows]
     return item
 
 
@@ -178,14 +199,43 @@ def _checked(row: dict[str, Any], where: str) -> dict[str, Any]:
     return row
 
 
+def _checked_pair(row: dict[str, Any], where: str) -> dict[str, Any]:
+    """A kept pair: a prompt ending with the user's request, chosen and rejected continuing it as assistant,
+    user, assistant, with text in every turn."""
+    prompt = row.get("prompt") or []
+    sides = {side: row.get(side) or [] for side in ("chosen", "rejected")}
+    messages = [*prompt, *sides["chosen"], *sides["rejected"]]
+    shaped = bool(prompt) and prompt[-1].get("role") == "user"
+    shaped &= all([m.get("role") for m in side] == CONTINUATION for side in sides.values())
+    if not shaped or not all((m.get("content") or "").strip() for m in messages):
+        roles = {side: [m.get("role") for m in value] for side, value in sides.items()}
+        raise ConfigError(f"{where}: row {row.get('id')} is not a two-round preference pair (roles {roles})")
+    return row
+
+
+def pairs(sources: list[LoadedSource]) -> list[tuple[str, list[dict[str, str]], list[dict[str, str]]]]:
+    """``(pair id, prompt + chosen, prompt + rejected)`` of every preference row, in a stable order."""
+    out = []
+    for item in sources:
+        for row in item.rows.get(PREFERENCE, []):
+            prompt = _messages(row["prompt"])
+            out.append(
+                (str(row["id"]), prompt + _messages(row["chosen"]), prompt + _messages(row["rejected"]))
+            )
+    return out
+
+
+def _messages(turns: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"role": m["role"], "content": m["content"]} for m in turns]
+
+
 def conversations(sources: list[LoadedSource]) -> list[tuple[str, list[dict[str, str]]]]:
     """``(row id, messages)`` of every training row, in a stable order."""
     out = []
     for item in sources:
         for rows in item.rows.values():
             for row in rows:
-                messages = [{"role": m["role"], "content": m["content"]} for m in row["conversation"]]
-                out.append((str(row["id"]), messages))
+                out.append((str(row["id"]), _messages(row["conversation"])))
     return out
 
 

@@ -6,7 +6,8 @@ with :func:`skillmix.release.audit.audit` under its own catalog and split, again
 rebuilt with :func:`skillmix.release.evalsets.build_eval_sets` (same size and seed as its release). The run
 stops, naming the rows, if a k >= 2 training row uses a held-out skill, a training row is on a held-out
 topic or names a held-out skill, or a training row's combination (skills and topic) is in the chosen
-evaluation set (``data.evaluation.settings``; the held-out set is always checked).
+evaluation set (``data.evaluation.settings``; the held-out set is always checked). A preference pair is
+audited as its two texts: the chosen and the rejected one, each with the pair's skills and topic.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from skillmix.catalog import CatalogError, load_catalog
 from skillmix.release.audit import AuditReport, Check, audit
 from skillmix.release.evalsets import build_eval_sets, eval_config_name
 from skillmix.splits import Split
+from skillmix.text import extract_answer
 from skillmix.training.config import EvaluationSet
 from skillmix.training.data import LoadedSource
 
@@ -33,7 +35,7 @@ def check_leakage(sources: list[LoadedSource], evaluation: EvaluationSet) -> lis
     for item in sources:
         split, catalog = _split_of(item)
         eval_rows = _eval_rows(item, catalog, split, evaluation)
-        training = [row for rows in item.rows.values() for row in rows]
+        training = [audited for rows in item.rows.values() for row in rows for audited in _audited(row)]
         report = audit(training, eval_rows, split)
         extra = [s for s in evaluation.settings if s != "held-out"]  # held-out: the audit's own check
         if extra:
@@ -44,6 +46,17 @@ def check_leakage(sources: list[LoadedSource], evaluation: EvaluationSet) -> lis
             )
         reports.append(_summary(item, report, evaluation))
     return reports
+
+
+def _audited(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows the audit reads for a training row: itself, or a pair's chosen and rejected texts (each with
+    the pair's skills and topic, and as its answer the text after ``Answer:`` of its last reply)."""
+    if "chosen" not in row:
+        return [row]
+    return [
+        {**row, "id": f"{row['id']} ({side})", "answer": extract_answer(row[side][-1]["content"])}
+        for side in ("chosen", "rejected")
+    ]
 
 
 def _split_of(item: LoadedSource) -> tuple[Split, Any]:
@@ -96,3 +109,35 @@ def _summary(item: LoadedSource, report: AuditReport, evaluation: EvaluationSet)
         "evaluation_sets": [eval_config_name(s) for s in evaluation.settings],
         "near_duplicates": report.near_duplicates,
     }
+
+
+def check_prompts(
+    item: LoadedSource, prompts: list[dict[str, Any]], evaluation: EvaluationSet
+) -> dict[str, Any]:
+    """The audit of the prompts an RL run writes from ``item``'s combinations (rows ``id, k, skills,
+    topic``), stricter than a dataset's: besides the audit's checks and the chosen evaluation sets, no
+    prompt of any k shows a held-out skill. Raises :class:`LeakageError`; returns the summary."""
+    split, catalog = _split_of(item)
+    eval_rows = _eval_rows(item, catalog, split, evaluation)
+    report = audit(prompts, eval_rows, split)
+    heldout = {skill.name for skill in split.heldout_skills}
+    check = Check("heldout_skill_in_prompt", "no prompt shows a held-out skill, whatever its k")
+    for row in prompts:
+        leaked = sorted(set(row["skills"]) & heldout)
+        if leaked:
+            check.violations.append(f"{row['id']} ({', '.join(leaked)})")
+    report.checks.append(check)
+    extra = [s for s in evaluation.settings if s != "held-out"]
+    if extra:
+        report.checks.append(_combination_check(prompts, eval_rows, extra))
+    if not report.passed:
+        raise LeakageError(
+            f"leakage audit of the prompts from {item.source.path} failed, nothing was trained: "
+            f"{report.failures()}"
+        )
+    return _summary(item, report, evaluation)
+
+
+def split_of(item: LoadedSource) -> tuple[Split, Any]:
+    """The split and catalog ``item`` was built with (its recorded split hash checked)."""
+    return _split_of(item)

@@ -7,7 +7,9 @@ extended over the end-of-turn token the template writes right after it (``</s>``
 ``<end_of_turn>``: the model must learn to stop), and the rendered text is tokenized with character
 offsets. A token is an answer token when its characters overlap an answer span; every other token gets
 the label -100. The result is a pre-tokenized row (``input_ids``, ``labels``) that TRL's ``SFTTrainer``
-trains on as it is, padded or packed.
+trains on as it is, padded or packed. A preference pair is two such conversations (the prompt with the
+chosen continuation, and with the rejected one): :func:`tokenize_pairs` gives each its ``input_ids`` and
+a completion mask, 1 exactly where the SFT labels are kept, for DPO's log-probabilities.
 """
 
 from __future__ import annotations
@@ -133,3 +135,34 @@ def tokenize_rows(
     if truncated:
         log(f"{truncated} of {len(rows)} conversations are longer than max_length {max_length}: truncated")
     return rows
+
+
+def tokenize_pairs(
+    tokenizer: Any,
+    pairs: list[tuple[str, list[dict[str, str]], list[dict[str, str]]]],
+    max_length: int,
+    log: Any = print,
+) -> list[dict[str, list[int]]]:
+    """Every ``(pair id, prompt + chosen, prompt + rejected)`` tokenized by :func:`tokenize_rows`, as
+    ``chosen_input_ids``, ``chosen_mask``, ``rejected_input_ids``, ``rejected_mask`` (the mask is 1 on the
+    answers' tokens, with their end-of-turn tokens, and 0 on the prompt and the user's round-2 request)."""
+    chosen = tokenize_rows(
+        tokenizer, [(f"{i} (chosen)", messages) for i, messages, _ in pairs], max_length, log
+    )
+    rejected = tokenize_rows(
+        tokenizer, [(f"{i} (rejected)", messages) for i, _, messages in pairs], max_length, log
+    )
+    return [
+        {
+            "chosen_input_ids": good["input_ids"],
+            "chosen_mask": answer_mask(good["labels"]),
+            "rejected_input_ids": bad["input_ids"],
+            "rejected_mask": answer_mask(bad["labels"]),
+        }
+        for good, bad in zip(chosen, rejected, strict=True)
+    ]
+
+
+def answer_mask(labels: list[int]) -> list[int]:
+    """1 where ``labels`` keeps a token (an answer token), 0 where it is :data:`IGNORE_INDEX`."""
+    return [int(label != IGNORE_INDEX) for label in labels]

@@ -5,6 +5,10 @@ their configs and revisions, the leakage re-check, the tokenizer and chat templa
 ``max_length``, the model) without writing anything; :func:`train` creates the output folder only then,
 runs TRL's ``SFTTrainer`` on the pre-tokenized rows, saves the model with its tokenizer, writes the card
 and the loss curve, and pushes when asked.
+
+The parts every method shares are public: :func:`check_run` (the checks before anything is tokenized),
+:func:`trainer_arguments` (the step loop's ``TrainingArguments`` values) and :func:`fit` (the output
+folder, resume, train, save, card, push around any TRL trainer); :mod:`.dpo` runs through them too.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,52 +35,55 @@ Log = Callable[[str], None]
 
 
 @dataclass
+class Checks:
+    """What every method checks before anything is tokenized or loaded."""
+
+    accumulation: int
+    token: str | None
+    resume: bool
+    sources: list[data_mod.LoadedSource]
+    leakage: list[dict[str, Any]]
+
+
+@dataclass
 class Prepared:
     """Everything a run needs, checked; nothing has been written yet."""
 
     config: TrainConfig
+    checks: Checks
     rows: list[dict[str, list[int]]]
-    skillmix_rows: int
+    skillmix_rows: int  # conversations (SFT) or preference pairs (DPO); the plain texts are the rest
     tokenizer: Any
     model: Any
-    sources: list[data_mod.LoadedSource]
-    leakage: list[dict[str, Any]]
-    accumulation: int
-    args: Any  # TRL's SFTConfig, made before the model so that ZeRO-3 builds it partitioned
-    token: str | None
-    resume: bool
+    args: Any  # TRL's config, made before the model so that ZeRO-3 builds it partitioned
+    ref_model: Any = None  # DPO's frozen reference
 
 
-def prepare(config: TrainConfig, log: Log = print) -> Prepared:
-    """Every check of the run, in the order that fails fastest; raises ``ConfigError``/``ValueError``."""
+def check_run(config: TrainConfig) -> Checks:
+    """The checks of every method, in the order that fails fastest: the batch, the precision, the Hub
+    token, the output folder, the datasets and their configs, the leakage re-check."""
     accumulation = accumulation_steps(config.training)
     check_precision(config.model)
     token = _hub_access(config)
     resume = _output_state(config)
-    sources = data_mod.load_sources(config.data)
+    sources = data_mod.load_sources(config.data, config.method)
     leakage = check_leakage(sources, config.data.evaluation)
-    conversations = data_mod.conversations(sources)
+    return Checks(accumulation, token, resume, sources, leakage)
+
+
+def prepare(config: TrainConfig, log: Log = print) -> Prepared:
+    """Every check of an SFT run, in the order that fails fastest; raises ``ConfigError``/``ValueError``."""
+    checks = check_run(config)
+    conversations = data_mod.conversations(checks.sources)
     plain = _plain_texts(config, len(conversations), log)
     corpus = tokenizer_corpus([m for _, m in conversations], plain) if config.model.tiny else []
     tokenizer = load_tokenizer(config.model, corpus)
     rows = tokenize_rows(tokenizer, conversations, config.training.max_length, log)
     rows += [tokenize_text(tokenizer, text, config.training.max_length).row() for text in plain]
     log(f"{len(conversations)} conversations and {len(plain)} plain texts tokenized; loading the model")
-    args = sft_config(config, accumulation)
+    args = sft_config(config, checks.accumulation)
     model = load_model(config.model, tokenizer, config.training.max_length)
-    return Prepared(
-        config,
-        rows,
-        len(conversations),
-        tokenizer,
-        model,
-        sources,
-        leakage,
-        accumulation,
-        args,
-        token,
-        resume,
-    )
+    return Prepared(config, checks, rows, len(conversations), tokenizer, model, args)
 
 
 def _hub_access(config: TrainConfig) -> str | None:
@@ -110,11 +117,23 @@ def _plain_texts(config: TrainConfig, conversations: int, log: Log) -> list[str]
 
 def sft_config(config: TrainConfig, accumulation: int) -> Any:
     """TRL's ``SFTConfig`` for the recipe (TRL's own Hub push stays off: :mod:`.hub` does it)."""
-    import torch
     from trl import SFTConfig
 
     t = config.training
     return SFTConfig(
+        **trainer_arguments(config, accumulation),
+        max_length=t.max_length,
+        packing=t.packing,
+        packing_strategy="bfd",
+    )
+
+
+def trainer_arguments(config: TrainConfig, accumulation: int) -> dict[str, Any]:
+    """The ``TrainingArguments`` values of the recipe that every TRL config of a method takes."""
+    import torch
+
+    t = config.training
+    return dict(
         output_dir=str(config.output_path()),
         max_steps=t.max_steps,
         per_device_train_batch_size=t.per_device_train_batch_size,
@@ -125,9 +144,6 @@ def sft_config(config: TrainConfig, accumulation: int) -> Any:
         optim=t.optim,
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
-        max_length=t.max_length,
-        packing=t.packing,
-        packing_strategy="bfd",
         bf16=t.bf16,
         fp16=False,
         activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name of gradient checkpointing
@@ -150,34 +166,38 @@ def sft_config(config: TrainConfig, accumulation: int) -> Any:
 
 
 def train(prepared: Prepared, log: Log = print) -> Path:
-    """Train, save, write the card and push; returns the output folder."""
+    """Train with TRL's ``SFTTrainer``, save, write the card and push; returns the output folder."""
     from datasets import Dataset
     from trl import SFTTrainer
 
+    def trainer(callbacks: list[Any]) -> Any:
+        return SFTTrainer(
+            model=prepared.model,
+            args=prepared.args,
+            train_dataset=Dataset.from_list(prepared.rows),
+            processing_class=prepared.tokenizer,
+            callbacks=callbacks,
+        )
+
+    return fit(prepared, trainer, log)
+
+
+def fit(prepared: Prepared, make_trainer: Callable[[list[Any]], Any], log: Log = print) -> Path:
+    """The output folder, the trainer ``make_trainer(callbacks)`` makes, resumed when the folder holds
+    this run, trained, saved, carded and pushed; returns the output folder."""
     config, out = prepared.config, prepared.config.output_path()
     out.mkdir(parents=True, exist_ok=True)
     if main_process():
         _write_run_file(out, config)
     callbacks = []
-    if config.hub.push_to_hub and config.hub.checkpoints_branch and prepared.token:
+    token = prepared.checks.token
+    if config.hub.push_to_hub and config.hub.checkpoints_branch and token:
         pusher = checkpoint_pusher(
-            config.hub.push_to_hub, config.hub.checkpoints_branch, prepared.token, config.hub.private, log
+            config.hub.push_to_hub, config.hub.checkpoints_branch, token, config.hub.private, log
         )
         callbacks.append(pusher)
-    trainer = SFTTrainer(
-        model=prepared.model,
-        args=prepared.args,
-        train_dataset=Dataset.from_list(prepared.rows),
-        processing_class=prepared.tokenizer,
-        callbacks=callbacks,
-    )
-    checkpoint = _last_checkpoint(out) if prepared.resume else None
-    if prepared.resume:
-        log(
-            f"resuming from {checkpoint}"
-            if checkpoint
-            else f"{out} holds this run but no checkpoint: from step 0"
-        )
+    trainer = make_trainer(callbacks)
+    checkpoint = _resume_point(out, prepared.checks.resume, log)
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=checkpoint)
     wall = time.monotonic() - started
@@ -186,10 +206,24 @@ def train(prepared: Prepared, log: Log = print) -> Path:
         callback.wait()  # the checkpoint uploads still under way, before the final push
     if trainer.is_world_process_zero():
         record = _record(prepared, trainer, wall)
+        record.extra.update(getattr(trainer, "record_extra", {}))  # a method's own (grpo: the judge, a stop)
+        _write_run_file(out, config, asdict(record))
         _finish(prepared, record, out, log)
     if hasattr(trainer, "end"):
         trainer.end()
     return out
+
+
+def _resume_point(out: Path, resume: bool, log: Log) -> str | None:
+    if not resume:
+        return None
+    checkpoint = _last_checkpoint(out)
+    log(
+        f"resuming from {checkpoint}"
+        if checkpoint
+        else f"{out} holds this run but no checkpoint: from step 0"
+    )
+    return checkpoint
 
 
 def main_process() -> bool:
@@ -199,9 +233,12 @@ def main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def _write_run_file(out: Path, config: TrainConfig) -> None:
-    """The run's fingerprint, written whole (a rank that reads the folder sees it or nothing)."""
+def _write_run_file(out: Path, config: TrainConfig, record: dict[str, Any] | None = None) -> None:
+    """The run's fingerprint (and, once it is over, its record), written whole (a rank that reads the folder
+    sees it or nothing)."""
     payload = {"fingerprint": config.fingerprint(), "config": config.model_dump(exclude={"hub"})}
+    if record is not None:
+        payload["record"] = record
     staging = out / f".{TRAIN_RECORD_FILE}.tmp"
     staging.write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
     staging.replace(out / TRAIN_RECORD_FILE)
@@ -215,25 +252,26 @@ def _last_checkpoint(out: Path) -> str | None:
 
 def _record(prepared: Prepared, trainer: Any, wall: float) -> RunRecord:
     return RunRecord(
-        sources=[item.describe() for item in prepared.sources],
+        method=prepared.config.method,
+        sources=[item.describe() for item in prepared.checks.sources],
         rows=prepared.skillmix_rows,
         plain_rows=len(prepared.rows) - prepared.skillmix_rows,
         parameters=parameter_count(prepared.model),
         processes=world_size(),
-        accumulation=prepared.accumulation,
+        accumulation=prepared.checks.accumulation,
         wall_seconds=wall,
         steps=trainer.state.global_step,
         hardware=hardware(),
         losses=losses_from(trainer.state.log_history),
-        leakage=prepared.leakage,
+        leakage=prepared.checks.leakage,
     )
 
 
-def _finish(prepared: Prepared, record: RunRecord, out: Path, log: Log) -> None:
+def _finish(prepared: Any, record: RunRecord, out: Path, log: Log) -> None:
     """The loss curve, the card and the metrics on disk; then the push, if asked."""
-    config, repo = prepared.config, prepared.config.hub.push_to_hub
+    config, repo, token = prepared.config, prepared.config.hub.push_to_hub, prepared.checks.token
     figure = plot_loss(record.losses, out / "loss.png")
-    existing = existing_metadata(repo, prepared.token) if repo and prepared.token else {}
+    existing = existing_metadata(repo, token) if repo and token else {}
     title = repo or f"{config.model.name_or_path} fine-tuned on Skill-Mix"
     (out / "README.md").write_text(
         render_model_card(config, record, title, existing, figure), encoding="utf-8"
@@ -243,9 +281,8 @@ def _finish(prepared: Prepared, record: RunRecord, out: Path, log: Log) -> None:
     if losses:
         first, last = losses[0][1], losses[-1][1]
         log(f"trained {record.steps} steps in {record.wall_seconds:.1f} s; loss {first:.3f} -> {last:.3f}")
-    if repo and prepared.token:
-        oid = push_final(
-            out, repo, prepared.token, config.hub.private, f"Fine-tuned on Skill-Mix ({record.steps} steps)"
-        )
+    if repo and token:
+        message = f"Fine-tuned on Skill-Mix ({config.method.upper()}, {record.steps} steps)"
+        oid = push_final(out, repo, token, config.hub.private, message)
         log(f"pushed the model and its card to {repo} (commit {oid[:10]})")
     log(f"model, tokenizer and card written to {out}")

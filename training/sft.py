@@ -39,6 +39,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         description="Fine-tune a student on Skill-Mix data (TRL SFT).",
     )
     parser.set_defaults(func=cmd_train, flags=add_train_flags(parser))
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the method, the steps and the judge's requests and worst-case cost per step; run nothing",
+    )
     return parser
 
 
@@ -59,8 +64,18 @@ def cmd_train(args: argparse.Namespace) -> None:
     from skillmix.training.run import prepare, train
 
     config = build_config(args.config, overrides(args, args.flags), args.flags, args.data_location)
+    if args.plan:
+        from skillmix.training.plan import plan_lines
+
+        print("\n".join(plan_lines(config)))
+        return
     log = _log_main_process
-    train(prepare(config, log), log)
+    if config.method == "sft":
+        train(prepare(config, log), log)
+        return
+    from importlib import import_module
+
+    import_module(f"skillmix.training.{config.method}").run(config, log)
 
 
 def _log_main_process(message: str) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -46,6 +46,10 @@ class TrainingSet(BaseModel):
     configs: list[str] = Field(min_length=1)
     subsample: dict[str, int] = Field(default_factory=dict)
     label: str | None = Field(None, description="how the report names it, e.g. D(1,2,3)")
+    method: Literal["sft", "dpo", "grpo"] | None = Field(
+        None, description="sft, dpo (configs: [preference]) or grpo (none: the recipe's method)"
+    )
+    recipe: str | None = Field(None, description="the recipe of this set (none: the student's)")
 
 
 class Published(BaseModel):

@@ -32,11 +32,15 @@ def recipe_data(config: ExperimentConfig, student: str, training_set: str, datas
     """The recipe of ``student`` on ``training_set`` as the run sees it (module docstring)."""
     from skillmix.training.config import resolve_recipe
 
-    path = resolve_recipe(config.students[student].recipe)
-    if not path.is_file():
-        raise ConfigError(f"students.{student}.recipe: {config.students[student].recipe} not found")
-    data = read_yaml(path, "recipe")
     tset = config.training_sets[training_set]
+    named = tset.recipe or config.students[student].recipe
+    path = resolve_recipe(named)
+    if not path.is_file():
+        where = f"training_sets.{training_set}" if tset.recipe else f"students.{student}"
+        raise ConfigError(f"{where}.recipe: {named} not found")
+    data = read_yaml(path, "recipe")
+    if tset.method is not None:
+        data["method"] = tset.method
     source: dict[str, Any] = {"path": str(dataset), "configs": list(tset.configs)}
     if tset.subsample:
         source["subsample"] = dict(tset.subsample)
@@ -55,8 +59,27 @@ def recipe_data(config: ExperimentConfig, student: str, training_set: str, datas
             "push_to_hub": f"{config.hub.models}/{student}-{training_set}",
             "private": config.hub.private,
         }
+    if data.get("method") == "grpo":
+        data["grpo"] = {**(data.get("grpo") or {}), "judge": grpo_judge(config, data)}
     data.pop("recipe", None)
     return data
+
+
+def grpo_judge(config: ExperimentConfig, data: dict[str, Any]) -> dict[str, Any]:
+    """The judge that rewards a GRPO run: the recipe's grading settings, with the experiment's judge model
+    and server (the evaluation's, else the dataset's judge, else its teacher, as :func:`judge_defaults`
+    decides), so that one judge grades the data, the RL and the evaluation."""
+    from skillmix.llm.roles import judge_defaults
+
+    recipe = {key: value for key, value in ((data.get("grpo") or {}).get("judge") or {}).items()}
+    settings = config.dataset.settings
+    judge = {**(settings.get("judge") or {}), **(config.evaluation.settings.get("judge") or {})}
+    teacher = settings.get("teacher") or {}
+    model, url = judge_defaults(
+        judge.get("model"), judge.get("base_url"), teacher.get("model"), teacher.get("base_url")
+    )
+    chosen = {key: value for key, value in (("model", model), ("base_url", url)) if value is not None}
+    return {**recipe, **chosen}
 
 
 def recipe_path(config: ExperimentConfig, student: str, training_set: str) -> Path:

@@ -78,6 +78,9 @@ def _describe(figures: dict[str, Any]) -> str:
             f"{figures['requests']:,} requests, ${figures['worst']:,.2f} worst / "
             f"${figures['expected']:,.2f} expected"
         )
+    if figures.get("method") is not None:
+        per_step = figures["judge_requests_per_step"]
+        parts.append(f"{figures['method']}: {per_step:,} judge requests per step")
     if figures.get("gpu_hours") is not None:
         parts.append(
             f"{figures['gpu_hours']:,.2f} GPU-hours ({figures['tokens']:,} tokens at most, "
@@ -161,6 +164,7 @@ def _evaluation(experiment: Any, stage: Any, prices: Any) -> dict[str, Any]:
 
 def _training(experiment: Any, stage: Any) -> dict[str, Any]:
     from skillmix.training.config import TrainConfig
+    from skillmix.training.plan import judge_requests_per_step, worst_request_usd
 
     data = experiment.recipes[(stage.student, stage.training_set)]
     config = TrainConfig.model_validate(data)
@@ -169,11 +173,17 @@ def _training(experiment: Any, stage: Any) -> dict[str, Any]:
         launcher.num_processes
     )
     tokens = t.max_steps * batch * t.max_length
+    per_step = judge_requests_per_step(config, launcher.num_processes)
+    judged: dict[str, Any] = {"method": config.method, "judge_requests_per_step": per_step}
+    worst = worst_request_usd(config) if per_step else None
+    if worst is not None:  # the judge's requests at most (a cache hit is not sent); no expectation: worst
+        cost = per_step * t.max_steps * worst
+        judged.update(requests=per_step * t.max_steps, worst=cost, expected=cost)
     parameters = experiment.config.students[stage.student].parameters or _tiny_parameters(config)
     if not parameters:
-        return {"note": "GPU-hours not estimated: give students.<name>.parameters"}
+        return {**judged, "note": "GPU-hours not estimated: give students.<name>.parameters"}
     seconds = 6 * parameters * tokens / (launcher.mfu * launcher.peak_tflops * 1e12)
-    return {"gpu_hours": seconds / 3600, "tokens": tokens, "parameters": parameters}
+    return {**judged, "gpu_hours": seconds / 3600, "tokens": tokens, "parameters": parameters}
 
 
 def _tiny_parameters(config: Any) -> float | None:

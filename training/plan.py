@@ -1,0 +1,114 @@
+"""``skillmix train --plan``: what a run will do, and what its judge may cost, before any of it is done.
+
+Nothing is trained, loaded or sent: the plan reads the recipe (and, for a local dataset, its manifest's
+catalog). For ``method: grpo`` the judge grades every completion ``grader_runs`` times, and TRL 1.16
+generates one *generation batch* per optimizer step (``steps_per_generation`` defaults to the gradient
+accumulation, so ``generation_batch_size`` = per-device batch x accumulation x processes completions,
+``num_generations`` of them per prompt). So
+
+    judge requests per step = per_device_train_batch_size x accumulation x processes x grader_runs
+
+(answers already in the judge's cache are not sent again, so a run sends at most that many). SFT and DPO
+send none. The worst case of a request is its price table's cost of the longest grader prompt (the
+catalog's longest skills and topic, an answer of ``max_completion_length`` tokens of at most
+:data:`MAX_TOKEN_BYTES` bytes each, counted as :func:`skillmix.llm.prices.token_bound` does) and
+``max_tokens`` of reply; the spending cap itself is enforced at run time on the real prompts.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from skillmix.config import ConfigError
+from skillmix.llm.prices import PriceTable, token_bound
+from skillmix.prompts import PromptSet
+from skillmix.training.config import TrainConfig, accumulation_steps, world_size
+
+MAX_TOKEN_BYTES = 16  # the longest student token the plan assumes (a byte-level BPE token is rarely longer)
+_K_CONFIG = re.compile(r"k(\d+)")
+
+
+def completions_per_step(config: TrainConfig, processes: int | None = None) -> int:
+    """The completions of one optimizer step (TRL's ``generation_batch_size``); it must hold whole groups
+    of ``num_generations``."""
+    processes = processes or world_size()
+    training = config.training
+    completions = training.per_device_train_batch_size * accumulation_steps(training, processes) * processes
+    if completions % config.grpo.num_generations:
+        raise ConfigError(
+            f"grpo.num_generations: {config.grpo.num_generations} does not divide the {completions} "
+            f"completions of a step (per-device batch x accumulation x processes)"
+        )
+    return completions
+
+
+def judge_requests_per_step(config: TrainConfig, processes: int | None = None) -> int:
+    """The judge's requests in one optimizer step at most: 0 for SFT and DPO."""
+    if config.method != "grpo":
+        return 0
+    return completions_per_step(config, processes) * config.grpo.judge.grader_runs
+
+
+def worst_request_usd(config: TrainConfig) -> float | None:
+    """The most one grader request can cost; None when the judge's price is not known."""
+    judge = config.grpo.judge
+    prices = PriceTable.load(judge.prices)
+    if not judge.model or not prices.is_priced(judge.model):
+        return None
+    skills, topic = _longest_combination(config)
+    answer = "x" * (config.grpo.max_completion_length * MAX_TOKEN_BYTES)
+    prompt = PromptSet().grader(answer, skills, topic, judge.grader_format)
+    return prices.worst_case(
+        judge.model, token_bound([{"role": "user", "content": prompt}]), judge.max_tokens
+    )
+
+
+def plan_lines(config: TrainConfig, processes: int | None = None) -> list[str]:
+    """What ``--plan`` prints: the method, the steps, the judge's requests and worst-case cost."""
+    steps = config.training.max_steps
+    lines = [f"method: {config.method}", f"steps: {steps}"]
+    if config.method != "grpo":
+        return [*lines, "judge requests per step: 0"]
+    processes = processes or world_size()
+    completions, judge = completions_per_step(config, processes), config.grpo.judge
+    accumulation = accumulation_steps(config.training, processes)
+    groups, batch = completions // config.grpo.num_generations, config.training.per_device_train_batch_size
+    lines.append(
+        f"completions per step: {completions} = per-device batch {batch} x accumulation {accumulation} x "
+        f"{processes} process(es) ({groups} prompts x {config.grpo.num_generations} generations)"
+    )
+    requests = judge_requests_per_step(config, processes)
+    lines.append(
+        f"judge requests per step: {requests} = {completions} completions x {judge.grader_runs} grader runs"
+    )
+    worst = worst_request_usd(config)
+    if worst is None:
+        lines.append(f"judge worst case: unknown ({judge.model or 'the judge'} is not in the price table)")
+    else:
+        per_step = worst * requests
+        lines.append(
+            f"judge worst case: ${per_step:.4f} per step, ${per_step * steps:.4f} for {steps} steps "
+            f"({judge.model})"
+        )
+    cap = judge.client.max_usd
+    lines.append(f"judge spending cap: ${cap:.2f}" if cap is not None else "judge spending cap: none")
+    return lines
+
+
+def _longest_combination(config: TrainConfig) -> tuple[list[Any], str]:
+    """The catalog's longest skills (as many as the largest k of the recipe's configs) and topic."""
+    from skillmix.catalog import load_catalog
+
+    source = config.data.datasets[0]
+    if Path(source.path).is_dir():
+        from skillmix.dataset_folder.layout import read_dataset_folder
+
+        catalog = read_dataset_folder(source.path).catalog()
+    else:
+        catalog = load_catalog("builtin")
+    ks = [int(m.group(1)) for s in config.data.datasets for c in s.configs if (m := _K_CONFIG.fullmatch(c))]
+    size = lambda skill: len(skill.name) + len(skill.definition) + len(skill.example)  # noqa: E731
+    skills = sorted(catalog.skills, key=size, reverse=True)[: max(ks, default=3)]
+    return skills, max(catalog.topics, key=len)
