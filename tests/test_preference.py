@@ -8,6 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from cli_runs import dataset_cmd, run_cli
 from datasets import load_dataset
 from test_publish import TOKEN, load_remote, publish
@@ -37,6 +38,7 @@ def by_combination(rows: list[dict]) -> dict[str, list[dict]]:
     return groups
 
 
+@pytest.mark.slow  # two builds and a release; the default suite is near its 20-minute budget
 def test_generations_keep_one_text_per_combination_and_pair_the_rest(tmp_path):
     out = tmp_path / "out"
     with FakeOpenAIServer(responder=SkillMixResponder(seed=3, accept_rate=0.5)) as server:

@@ -181,6 +181,7 @@ def test_an_ungradable_answer_earns_zero_and_is_counted(grpo_run):
     assert any(isinstance(r, Reply) for r in replies) and "I would rather not grade this text." in replies
 
 
+@pytest.mark.slow  # two training runs; the default suite is near its 20-minute budget
 def test_the_judges_cap_stops_training_cleanly_and_a_higher_cap_resumes(
     dataset, tmp_path, capsys, one_torch_thread
 ):
