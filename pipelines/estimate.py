@@ -24,7 +24,11 @@ def estimate(config: DatasetConfig, models: tuple[Any, ...], rows: list[Any], pr
     worst = sum(costs.worst(row).total for row in rows)
     expected = sum(costs.expected(row) for row in rows)
     ks = ",".join(map(str, config.k))
-    lines = [f"Plan: {n} combinations (k={ks}), {n * (2 + config.grader_runs)} requests"]
+    combinations = len({row.get("combination", row["id"]) for row in rows})
+    drawn = f"{combinations} combinations"
+    if n != combinations:  # --generations G: G rows (texts) per combination
+        drawn += f" x {config.generations} generations = {n} texts"
+    lines = [f"Plan: {drawn} (k={ks}), {n * (2 + config.grader_runs)} requests"]
     for model in models:
         price = "free" if not model.priced else _price(prices, model.model)
         lines.append(f"  {model.role:<7} {model.describe()}: {price}")

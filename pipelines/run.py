@@ -154,7 +154,7 @@ class Rounds:
         by_k = []
         for k, count in sizes.items():
             batch = draw(self.config, self.catalog, k, self.offsets[k], count) if count else []
-            self.offsets[k] += len(batch)
+            self.offsets[k] += len({row["combination"] for row in batch})  # G rows per combination
             by_k.append(batch)
             if self.result is not None:
                 self.result.drawn.extend(row["id"] for row in batch)

@@ -168,6 +168,22 @@ def test_dry_run_prints_the_plan_and_sends_nothing(tmp_path):
     assert not out.exists()
 
 
+def test_the_plan_counts_combinations_and_generations_apart(tmp_path, capsys, monkeypatch):
+    from skillmix.cli import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    url = "http://127.0.0.1:9/v1"  # a dry run reaches no server
+    flags = ["--teacher-model", "gpt-4o", "--teacher-base-url", url, "--judge-base-url", url, "--dry-run"]
+    out = tmp_path / "out"
+    assert main(["dataset", "--out", str(out), "--k", "2,3", "--n", "6", "--generations", "3", *flags]) == 0
+    # 6 combinations per k, 3 texts each; 5 requests a text (2 rounds, 3 grader runs)
+    assert "Plan: 12 combinations x 3 generations = 36 texts (k=2,3), 180 requests" in capsys.readouterr().err
+    assert main(["dataset", "--out", str(out), "--k", "2,3", "--n", "6", *flags]) == 0
+    assert "Plan: 12 combinations (k=2,3), 60 requests" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_an_unpriced_model_under_a_cap_is_refused_by_name(tmp_path):
     out = tmp_path / "out"
     with FakeOpenAIServer() as server:

@@ -128,3 +128,18 @@ def test_target_accepted_counts_combinations_with_a_kept_text():
     assert (result.kept(2), result.graded(2)) == (4, 4)  # combinations, not texts
     assert result.acceptance(2) == 5 / 7  # the share of graded texts with full marks
     assert result.shortfall(2) is None
+
+
+def test_a_later_round_draws_the_next_combinations_whatever_the_generations(builtin):
+    from skillmix.pipelines.config import DatasetConfig
+    from skillmix.pipelines.run import Rounds
+    from skillmix.sampling import sample_combinations
+
+    config = DatasetConfig(k=[2], generations=3)
+    rounds = Rounds(config, builtin)
+    first, second = rounds._draw({2: 2}), rounds._draw({2: 2})
+    assert len(first) == len(second) == 6  # 2 combinations x 3 generations
+    split = builtin.split(config.split_seed)
+    sequence = sample_combinations(builtin, 2, 4, setting="train", seed=config.seed, split=split)
+    drawn = list(dict.fromkeys(row["combination"] for row in first + second))
+    assert drawn == [combo.id for combo in sequence]  # combinations 3 and 4 next, none skipped
