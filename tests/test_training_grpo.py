@@ -200,7 +200,10 @@ def test_the_judges_cap_stops_training_cleanly_and_a_higher_cap_resumes(
         record = json.loads((out / "skillmix_train.json").read_text())["record"]
         spent = record["extra"]["judge_spent_usd"]
         assert code == 0 and 0 < spent <= step_worst + 0.1
-        line = f"skillmix: stopped at step 1: the judge's spending cap $3.30 is reached (spent {usd(spent)})"
+        line = (
+            f"skillmix: stopped at step 1: step 2's grading does not fit under the judge's spending cap "
+            f"$3.30: its worst case is $3.20, {usd(3.30 - spent)} is left (spent {usd(spent)})"
+        )
         assert line in lines and record["extra"]["stopped"] == line.removeprefix("skillmix: ")
         state = json.loads((out / "checkpoint-1" / "trainer_state.json").read_text())
         assert state["global_step"] == 1 and (out / "checkpoint-1" / "optimizer.pt").is_file()

@@ -13,7 +13,8 @@ held-out skill or topic, or an evaluation combination, is refused: exit 2), the 
 (:mod:`skillmix.llm.roles`), the prompt lengths, the model; :func:`skillmix.training.run.fit` then runs
 the steps. When the next step's grading cannot be afforded under ``grpo.judge.client.max_usd``, training
 stops cleanly: the checkpoint of the last step is saved, the run record says why, one line says
-``stopped at step N: the judge's spending cap $X is reached (spent $Y)``, and the command exits 0; the
+``stopped at step N: step N+1's grading does not fit under the judge's spending cap $X: its worst case is
+$W, $L is left (spent $S)``, and the command exits 0; the
 same command with a higher cap (not part of the run's fingerprint) resumes from that checkpoint.
 """
 

@@ -125,11 +125,18 @@ class Graded:
 
 
 class JudgeCapReached(Exception):
-    """The next step's grading does not fit under the judge's spending cap: nothing of it was sent."""
+    """The next step's grading does not fit under the judge's spending cap: nothing of it was sent.
 
-    def __init__(self, step: int, cap: float, spent: float) -> None:
-        super().__init__(f"the judge's spending cap {usd(cap)} is reached (spent {usd(spent)})")
-        self.step, self.cap, self.spent = step, cap, spent
+    The message says what does not fit (the step's worst case beside what is left under the cap), not that
+    the cap "is reached": a cap of $0.02 is far from spent when one step's worst case is $0.28."""
+
+    def __init__(self, step: int, cap: float, spent: float, worst: float) -> None:
+        left = max(0.0, cap - spent)
+        super().__init__(
+            f"step {step}'s grading does not fit under the judge's spending cap {usd(cap)}: its worst case "
+            f"is {usd(worst)}, {usd(left)} is left (spent {usd(spent)})"
+        )
+        self.step, self.cap, self.spent, self.worst = step, cap, spent, worst
 
 
 def usd(value: float) -> str:
@@ -171,7 +178,8 @@ class Judge:
         done = list(await asyncio.gather(*calls))
         self.client.cache.release(reservation.id)  # what cached answers did not draw
         if any(c.status == "budget" for c in done):
-            raise JudgeCapReached(step, s.client.max_usd or 0.0, self.client.cache.spent_usd())
+            cap, spent = s.client.max_usd or 0.0, self.client.cache.spent_usd()
+            raise JudgeCapReached(step, cap, spent, reservation.remaining_usd)
         return [
             self._decide(combination, answer, done[i * runs : (i + 1) * runs])
             for i, (combination, answer) in enumerate(items)
