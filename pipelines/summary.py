@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from skillmix.dataset_folder.layout import config_path
+
 
 def summary_text(manifest: dict[str, Any], out: str) -> str:
     lines = [f"Skill-Mix dataset written to {out}", ""]
@@ -77,13 +79,18 @@ def over_runs(manifest: dict[str, Any]) -> str:
 
 
 def next_steps(manifest: dict[str, Any], out: str) -> list[str]:
-    """Where to go from here: load the data, read the card, release it."""
+    """Where to go from here: load the data, read the card, release it.
+
+    The load hint names the config's Parquet file, not ``load_dataset(out, config)``: ``datasets`` 5.2
+    caches a local folder's configs by the folder's name, the config's name and the card's YAML, not by the
+    files' contents, so after a rebuild into the same folder that form can return the old rows (reproduced,
+    tests/test_summary.py). The ``parquet`` builder keys its cache on the files' modification times."""
     configs = [name for name in manifest["configs"] if name.startswith("k")] or list(manifest["configs"])
     first = configs[0] if configs else "k1"
     return [
         "",
         "next:",
-        f'  load:    datasets.load_dataset("{out}", "{first}", split="train")'
+        f'  load:    datasets.load_dataset("parquet", data_files="{out}/{config_path(first)}", split="train")'
         + (f"   (configs: {', '.join(manifest['configs'])})" if manifest["configs"] else ""),
         f"  card:    {out}/README.md",
         f"  release: skillmix publish --data {out} --repo ORG/NAME --version v1.0.0",
