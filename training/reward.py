@@ -34,6 +34,7 @@ from skillmix.llm.client import Completion, Endpoint, LLMClient, Reservation
 from skillmix.llm.prices import PriceTable, token_bound
 from skillmix.llm.roles import ResolvedModel
 from skillmix.prompts import PromptSet
+from skillmix.sampling import CombinationKey, combination_key
 from skillmix.skills import Skill
 from skillmix.text import extract_answer, max_sentences, number_word
 from skillmix.training.config import JudgeSettings
@@ -64,7 +65,7 @@ class Combination:
 
 def prompt_set(item: LoadedSource, catalog: Any, heldout: set[str]) -> tuple[list[Combination], int]:
     """The distinct combinations of ``item``'s rows, and how many k=1 rows of a held-out skill gave none."""
-    found: dict[tuple[frozenset[str], str], Combination] = {}
+    found: dict[CombinationKey, Combination] = {}
     skipped = 0
     for rows in item.rows.values():
         for row in rows:
@@ -77,7 +78,7 @@ def prompt_set(item: LoadedSource, catalog: Any, heldout: set[str]) -> tuple[lis
             except KeyError as exc:
                 raise ConfigError(f"dataset {item.source.path}: row {row['id']}: {exc.args[0]}") from None
             found.setdefault(
-                (frozenset(names), row["topic"]), Combination(str(row["id"]), skills, row["topic"])
+                combination_key(names, row["topic"]), Combination(str(row["id"]), skills, row["topic"])
             )
     return list(found.values()), skipped
 
