@@ -70,7 +70,8 @@ def stock_pipeline(config, rows, base_url: str, workdir: Path, concurrency: int)
             input_batch_size=batch_grade,
             **common,
         )
-        load >> r1 >> r2 >> grade >> DecidePoints(name="decide", input_batch_size=batch1)
+        decide = DecidePoints(name="decide", rules=config.scoring_rules, input_batch_size=batch1)
+        load >> r1 >> r2 >> grade >> decide
     return pipeline
 
 

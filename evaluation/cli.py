@@ -22,6 +22,7 @@ from typing import Any
 
 def add_eval_parsers(sub: Any) -> None:
     from skillmix.evaluation.config import add_eval_flags
+    from skillmix.rules import UNPARSEABLE
 
     ev = sub.add_parser(
         "eval",
@@ -45,7 +46,7 @@ def add_eval_parsers(sub: Any) -> None:
     rs.add_argument("dir", help="an evaluation folder")
     rs.add_argument("--name-penalty", action=argparse.BooleanOptionalAction, default=None)
     rs.add_argument("--length-override", action=argparse.BooleanOptionalAction, default=None)
-    rs.add_argument("--unparseable", choices=("zero", "drop"), default=None,
+    rs.add_argument("--unparseable", choices=UNPARSEABLE, default=None,
                     help="a generation none of whose grades parsed: scored 0, or left out")  # fmt: skip
     rs.set_defaults(func=cmd_rescore)
 

@@ -10,6 +10,7 @@ dataset preset is its teacher's model and server, as in ``skillmix dataset``.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -17,6 +18,7 @@ from pydantic import Field, field_validator
 from skillmix.config import ConfigError, Flags, add_flags, build, merge, read_yaml
 from skillmix.llm.roles import judge_defaults
 from skillmix.pipelines.config import DatasetConfig, ModelSettings, ProtocolConfig
+from skillmix.rules import DEFAULT_RULES, ScoringRules
 from skillmix.skills import content_hash
 
 __all__ = ["ConfigError", "EvalConfig", "StudentSettings", "build_eval_config"]
@@ -59,7 +61,8 @@ class EvalConfig(ProtocolConfig):
     )
     seed: int = Field(0, description="sampling seed of the drawn combinations (as `skillmix publish`)")
     unparseable: Literal["zero", "drop"] = Field(
-        "zero", description="a generation none of whose grades parsed: scored 0 (zero) or left out (drop)"
+        DEFAULT_RULES.unparseable,
+        description="a generation none of whose grades parsed: scored 0 (zero) or left out (drop)",
     )
 
     @field_validator("setting", mode="before")
@@ -82,6 +85,11 @@ class EvalConfig(ProtocolConfig):
     @property
     def generator(self) -> StudentSettings:
         return self.student
+
+    @property
+    def scoring_rules(self) -> ScoringRules:
+        """The protocol's text checks and this evaluation's rule for a generation with no parsed grade."""
+        return replace(super().scoring_rules, unparseable=self.unparseable)
 
     def protocol(self) -> dict[str, Any]:
         student, judge = self.student, self.judge

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from skillmix.config import ConfigError
 from skillmix.evaluation.files import (
     PLOTS,
     REPORT,
@@ -18,6 +20,7 @@ from skillmix.evaluation.files import (
     write_text_atomic,
 )
 from skillmix.evaluation.score import score_samples
+from skillmix.rules import ScoringRules
 
 
 def write_outputs(folder: Path, samples: Iterable[dict[str, Any]], results: dict[str, Any]) -> None:
@@ -41,25 +44,21 @@ def rescore(
     length_override: bool | None = None,
     unparseable: str | None = None,
 ) -> dict[str, Any]:
-    """Every result again from ``samples.jsonl``, with no request; the text checks may be switched off and
-    the rule for a generation with no parseable grade changed."""
+    """Every result again from ``samples.jsonl``, with no request, under the recorded scoring rules with the
+    ones given (not None) replaced: the text checks switched, the rule for a generation with no parseable
+    grade changed. The protocol records the replaced keys; the others stay as they were recorded."""
     results = read_results(folder)
     samples = read_samples(folder)
     protocol = dict(results["protocol"])
-    if name_penalty is not None:
-        protocol["name_penalty"] = name_penalty
-    if length_override is not None:
-        protocol["length_override"] = length_override
-    if unparseable is not None:
-        protocol["unparseable"] = unparseable
-    scored = score_samples(
-        samples,
-        protocol["grader_runs"],
-        protocol["generations"],
-        protocol["length_override"],
-        protocol["name_penalty"],
-        protocol.get("unparseable", "zero"),
-    )
+    recorded = ScoringRules.from_config(protocol, f"{folder / RESULTS}: protocol")
+    given = {"name_penalty": name_penalty, "length_override": length_override, "unparseable": unparseable}
+    changed = {key: value for key, value in given.items() if value is not None}
+    try:
+        rules = replace(recorded, **changed)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    protocol.update(changed)
+    scored = score_samples(samples, protocol["grader_runs"], protocol["generations"], rules)
     results = {**results, "protocol": protocol, "results": scored}
     write_results(folder, results)
     return results

@@ -39,6 +39,7 @@ import numpy as np
 from skillmix.config import ConfigError
 from skillmix.evaluation.score import combination_values, groups
 from skillmix.metrics import paired_bootstrap, paired_permutation_p
+from skillmix.rules import UNRECORDED_UNPARSEABLE, ScoringRules
 
 FIELDS = (
     "judge",
@@ -81,7 +82,7 @@ def protocol_fields(results: dict[str, Any]) -> dict[str, Any]:
             key: protocol.get(key)
             for key in ("grader_runs", "generations", "length_override", "name_penalty")
         },
-        "unparseable": protocol.get("unparseable", "zero"),
+        "unparseable": protocol.get("unparseable", UNRECORDED_UNPARSEABLE),
         "eval_set": protocol.get("eval_set_hash"),
     }
 
@@ -137,21 +138,17 @@ def _grouped(values: list[Any], names: list[str]) -> str:
 def per_combination(name: str, results: dict[str, Any], samples: list[dict[str, Any]]) -> Values:
     """``{(k, setting): {combination id: its 3 metrics, NaN when not scored}}`` of one run, from its samples
     under its own protocol (the numbers of its results.json). ConfigError when the protocol lacks the
-    sizes."""
+    sizes or the scoring rules (:meth:`skillmix.rules.ScoringRules.from_config`)."""
     protocol = results.get("protocol") or {}
     runs, generations = protocol.get("grader_runs"), protocol.get("generations")
     if not isinstance(runs, int) or not isinstance(generations, int):
         raise ConfigError(
             f"the results.json of {name} names no grader_runs and generations to score samples by"
         )
-    rules = (
-        protocol.get("length_override", True),
-        protocol.get("name_penalty", True),
-        protocol.get("unparseable", "zero"),
-    )
+    rules = ScoringRules.from_config(protocol, f"the results.json of {name}: protocol")
     found = {}
     for (setting, k), group in groups(samples).items():
-        ids, scored = combination_values(group, k, runs, generations, *rules)
+        ids, scored = combination_values(group, k, runs, generations, rules)
         found[(k, setting)] = dict(zip(ids, scored.per_combination, strict=True))
     return found
 

@@ -54,6 +54,7 @@ from skillmix.evaluation.plots import (
     summary,
 )
 from skillmix.metrics import METRICS
+from skillmix.rules import UNRECORDED_UNPARSEABLE
 
 MISSING = "—"
 ISSUES = {
@@ -170,7 +171,7 @@ def _issues(results: dict[str, Any]) -> list[str]:
             of = f" (of {row['generations']} generations)" if row.get("generations") else ""
             lines.append(f"- k={k} {setting}: {', '.join(found)}{of}")
     if any(row.get("ungraded_generations") for row in grid.values()):
-        rule = (results.get("protocol") or {}).get("unparseable", "zero")
+        rule = (results.get("protocol") or {}).get("unparseable", UNRECORDED_UNPARSEABLE)
         lines.append(f"- Ungraded generations are {UNGRADED.get(rule, rule)} (`unparseable: {rule}`).")
     errored = results.get("errored") or []
     if errored:

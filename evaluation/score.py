@@ -2,7 +2,8 @@
 ``skillmix eval rescore`` recomputes.
 
 Each sample is one generation of one combination. Whose doing each status is comes from
-:mod:`skillmix.statuses`; its grader runs enter :func:`skillmix.metrics.aggregate` by these rules:
+:mod:`skillmix.statuses`; its grader runs enter :func:`skillmix.metrics.aggregate`, under the run's
+:class:`skillmix.rules.ScoringRules` (given whole to every function here, with no default), as follows:
 
 * a generation the student could not produce (a refusal, a reply with no ``Answer:``, a reply cut at
   ``max_tokens``, an invalid request) earned nothing: all its points are 0 in every run; it is counted in
@@ -12,10 +13,10 @@ Each sample is one generation of one combination. Whose doing each status is com
   listed (``errored``); ``skillmix eval`` then exits 1, and the same command again retries just those;
 * a grader run that could not be parsed loses its vote: its points are missing, never zeros
   (``unparseable_grades``). A generation with no parseable run at all (``ungraded_generations``) scores 0
-  by default (``unparseable: zero``: leaving it out would raise the mean with every grade the judge
-  botched); ``unparseable: drop`` leaves it out instead. The original code zeroes every unreadable run
-  before its vote, so that one unreadable run of three can turn a 2-1 majority into a tie: a deliberate
-  deviation (README);
+  under the rules' ``unparseable: zero`` (the default: leaving it out would raise the mean with every
+  grade the judge botched); ``unparseable: drop`` leaves it out instead. The original code zeroes every
+  unreadable run before its vote, so that one unreadable run of three can turn a 2-1 majority into a tie:
+  a deliberate deviation (README);
 * a generation never started (the spending cap) or stopped before it was graded is left out (``not_run``),
   as is a combination none of whose generations was graded (``excluded``).
 """
@@ -28,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from skillmix.metrics import METRICS, aggregate
+from skillmix.rules import ScoringRules
 from skillmix.statuses import generation_class
 
-UNPARSEABLE = ("zero", "drop")
 ORDER = {"train": 0, "held-out": 1, "all": 2}
 
 
@@ -40,9 +41,9 @@ def sample_class(sample: dict[str, Any]) -> str:
     return generation_class(stages, sample.get("grader_status") or [])
 
 
-def run_points(sample: dict[str, Any], runs: int, unparseable: str = "zero") -> np.ndarray:
+def run_points(sample: dict[str, Any], runs: int, rules: ScoringRules) -> np.ndarray:
     """(runs, k+3) points of one generation: parsed runs as given, lost votes NaN, a failed generation 0,
-    an errored or unstarted one NaN, one with no parseable run 0 (``unparseable="drop"``: NaN)."""
+    an errored or unstarted one NaN, one with no parseable run 0 (``rules.unparseable == "drop"``: NaN)."""
     width = sample["k"] + 3
     points = np.full((runs, width), np.nan)
     kind = sample_class(sample)
@@ -55,7 +56,7 @@ def run_points(sample: dict[str, Any], runs: int, unparseable: str = "zero") -> 
     ):
         if i < runs and status == "ok" and parsed is not None and len(parsed) == width:
             points[i] = parsed
-    if np.isnan(points).all() and unparseable == "zero":
+    if np.isnan(points).all() and rules.unparseable == "zero":
         points[:] = 0.0
     return points
 
@@ -71,9 +72,7 @@ def combination_values(
     k: int,
     runs: int,
     generations: int,
-    length_override: bool,
-    name_penalty: bool,
-    unparseable: str = "zero",
+    rules: ScoringRules,
 ) -> tuple[list[str], Any]:
     """The combinations of one (setting, k) and their :func:`skillmix.metrics.aggregate` (whose
     ``per_combination`` is in the order of the ids: the best generation's metrics, NaN when none counts)."""
@@ -88,9 +87,9 @@ def combination_values(
         skills.append(list(next(iter(by_generation.values()))["skills"]))
         for g, sample in by_generation.items():
             if g < generations:
-                points[c, g] = run_points(sample, runs, unparseable)
+                points[c, g] = run_points(sample, runs, rules)
                 texts[c][g] = sample.get("answer")
-    summary = aggregate(points, k, texts, skills, length_override=length_override, name_penalty=name_penalty)
+    summary = aggregate(points, k, rules, texts, skills)
     return list(combos), summary
 
 
@@ -99,14 +98,10 @@ def score_group(
     k: int,
     runs: int,
     generations: int,
-    length_override: bool,
-    name_penalty: bool,
-    unparseable: str = "zero",
+    rules: ScoringRules,
 ) -> dict[str, Any]:
     """The result of one (setting, k): the metrics of :func:`skillmix.metrics.aggregate` and the counts."""
-    _ids, summary = combination_values(
-        samples, k, runs, generations, length_override, name_penalty, unparseable
-    )
+    _ids, summary = combination_values(samples, k, runs, generations, rules)
     classes = [sample_class(s) for s in samples]
     graded = [s for s, kind in zip(samples, classes, strict=True) if kind == "ok"]
     statuses = [status for s in graded for status in s.get("grader_status") or []]
@@ -137,16 +132,11 @@ def score_samples(
     samples: Iterable[dict[str, Any]],
     runs: int,
     generations: int,
-    length_override: bool = True,
-    name_penalty: bool = True,
-    unparseable: str = "zero",
+    rules: ScoringRules,
 ) -> list[dict[str, Any]]:
     """One result per (setting, k) present in ``samples``, in the papers' order (settings, then k)."""
     return [
-        {
-            "setting": setting,
-            **score_group(group, k, runs, generations, length_override, name_penalty, unparseable),
-        }
+        {"setting": setting, **score_group(group, k, runs, generations, rules)}
         for (setting, k), group in groups(samples).items()
     ]
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from skillmix.config import ConfigError, Flags, add_flags, build, merge, parse_yaml, read_yaml
 from skillmix.llm.client import ClientConfig
 from skillmix.llm.roles import embedded_plays_both
+from skillmix.rules import DEFAULT_RULES, ScoringRules
 from skillmix.skills import content_hash
 
 __all__ = ["ConfigError", "DatasetConfig", "ModelSettings", "ProtocolConfig", "build_config", "preset_names"]
@@ -77,8 +78,12 @@ class ProtocolConfig(BaseModel):
     topics: str | None = Field(None, description="a topics file overriding the catalog's topics")
     grader_runs: int = Field(3, ge=1, description="judge runs per text (majority vote)")
     grader_format: Literal["table", "json"] = Field("table", description="the judge's answer format")
-    length_override: bool = Field(True, description="the length point from the sentence counter")
-    name_penalty: bool = Field(True, description="a skill named in the text earns no point")
+    length_override: bool = Field(
+        DEFAULT_RULES.length_override, description="the length point from the sentence counter"
+    )
+    name_penalty: bool = Field(
+        DEFAULT_RULES.name_penalty, description="a skill named in the text earns no point"
+    )
     judge: ModelSettings = Field(default_factory=ModelSettings)
     client: ClientConfig = Field(default_factory=ClientConfig)
     prices: str | None = Field(None, description="YAML/JSON price table overriding the built-in one")
@@ -116,6 +121,17 @@ class ProtocolConfig(BaseModel):
     def generator(self) -> ModelSettings:
         """The model in the first seat: it writes the texts the judge grades."""
         raise NotImplementedError
+
+    @property
+    def scoring_rules(self) -> ScoringRules:
+        """The rules this run's texts are scored by, built here once and passed whole: its text checks, and
+        the protocol's default ``unparseable`` (a dataset build has no such setting: its row with no parsed
+        grade is failed under either rule; :class:`skillmix.evaluation.config.EvalConfig` sets its own)."""
+        return ScoringRules(
+            length_override=self.length_override,
+            name_penalty=self.name_penalty,
+            unparseable=DEFAULT_RULES.unparseable,
+        )
 
     def settings_of(self, role: str) -> ModelSettings:
         """The settings of the model in ``role``: the judge's, or the generator's (teacher, student)."""

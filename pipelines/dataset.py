@@ -105,8 +105,7 @@ def build_pipeline(
         round1, round2, grade = _llm_stages(config, models, workdir, run_id, batch, len(rows))
         decide = DecidePoints(
             name="decide",
-            length_override=config.length_override,
-            name_penalty=config.name_penalty,
+            rules=config.scoring_rules,
             input_batch_size=batch,
             progress_path=str(workdir / PROGRESS_DIR),
             run_id=run_id,

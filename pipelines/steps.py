@@ -1,12 +1,13 @@
 """The deciding step: from the judge's runs to the decided points, metrics and the row's outcome.
 
 For each row: majority vote over the grader runs that parsed (a run that could not be parsed does not vote),
-the length point recomputed by the sentence counter, the explicit-name penalty (optional), the three
-metrics, and the outcome:
+then the text checks of the run's :class:`skillmix.rules.ScoringRules` (the length point by the sentence
+counter, the explicit-name penalty), the three metrics, and the outcome:
 
 * ``kept``: every one of the k+3 decided points earned;
 * ``rejected``: graded, but some point missed (``failed_points`` names them);
-* ``failed``: no usable generation or no parseable grade (``failure_reason`` says which and why).
+* ``failed``: no usable generation or no parseable grade (``failure_reason`` says which and why): never
+  kept, whatever the rules' ``unparseable`` (a rule for means over combinations, not for one row).
 """
 
 from typing import Any
@@ -17,14 +18,14 @@ from distilabel.steps.base import Step, StepInput
 from skillmix.grading import rubric_items
 from skillmix.metrics import apply_text_checks, majority_vote, metric_values
 from skillmix.pipelines.progress import ProgressLog
+from skillmix.rules import ScoringRules
 from skillmix.text import count_sentences, named_skills
 
 GENERATION_STAGES = ("round1", "round2")
 
 
-def decide_row(
-    row: dict[str, Any], length_override: bool = True, name_penalty: bool = True
-) -> dict[str, Any]:
+def decide_row(row: dict[str, Any], rules: ScoringRules) -> dict[str, Any]:
+    """The decision of one graded row under ``rules`` (module docstring): its points, metrics, outcome."""
     k = len(row["skills"])
     out: dict[str, Any] = {
         "points": None,
@@ -55,7 +56,7 @@ def decide_row(
         )
         return out
     decided = majority_vote(np.array(runs, dtype=float))
-    decided = apply_text_checks(decided, k, row["answer"], row["skills"], length_override, name_penalty)
+    decided = apply_text_checks(decided, k, row["answer"], row["skills"], rules)
     full, all_skills, fraction = (float(v) for v in metric_values(decided, k))
     labels = rubric_items(row["skills"], row["topic"])
     out.update(
@@ -72,8 +73,7 @@ def decide_row(
 class DecidePoints(Step):
     """Vote, apply the text checks and decide each row's outcome (see the module docstring)."""
 
-    length_override: bool = True
-    name_penalty: bool = True
+    rules: ScoringRules  # the run's, from its configuration (ProtocolConfig.scoring_rules)
     progress_path: str | None = None  # the run's progress log, where finished rows are counted
     run_id: str | None = None
 
@@ -97,7 +97,7 @@ class DecidePoints(Step):
         ]
 
     def process(self, inputs: StepInput):  # type: ignore[override]
-        rows = [{**row, **decide_row(row, self.length_override, self.name_penalty)} for row in inputs]
+        rows = [{**row, **decide_row(row, self.rules)} for row in inputs]
         if self.progress_path and self.run_id:
             ProgressLog(self.progress_path).record(self.run_id, "decide", [row["outcome"] for row in rows])
         yield rows

@@ -10,8 +10,10 @@ The pipeline of :func:`aggregate` over an array shaped (combinations, generation
 
 1. majority vote over grader runs, point by point (a strict majority of the runs that parsed; a tie
    earns 0; a run that could not be parsed is NaN and does not vote);
-2. optionally, the length point replaced by the sentence counter on the answer, and skill points set to 0
-   for skills the answer names explicitly (the harder variant of 2409.19808);
+2. the text checks of the :class:`skillmix.rules.ScoringRules` given (every scoring function takes them,
+   with no default): the length point replaced by the sentence counter on the answer
+   (``length_override``), skill points set to 0 for skills the answer names explicitly (``name_penalty``,
+   the harder variant of 2409.19808);
 3. the three metrics per generation; the max over the generations of a combination;
 4. the mean over combinations, its standard error (sample std / sqrt(n)) and a percentile bootstrap
    interval. Combinations with no graded generation are left out and counted in ``excluded``.
@@ -27,12 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from skillmix.skills import skill_name
 from skillmix.text import count_sentences, max_sentences, named_skills
+
+if TYPE_CHECKING:
+    from skillmix.rules import ScoringRules
 
 METRICS: tuple[str, ...] = ("full_marks", "all_skills", "skill_fraction")
 
@@ -100,20 +105,17 @@ def length_point(text: str | None, k: int) -> float:
 
 
 def apply_text_checks(
-    decided: np.ndarray,
-    k: int,
-    text: str | None,
-    skills: Sequence[Any] | None = None,
-    length_override: bool = True,
-    name_penalty: bool = False,
+    decided: np.ndarray, k: int, text: str | None, skills: Sequence[Any] | None, rules: ScoringRules
 ) -> np.ndarray:
-    """Return a copy of one decided points vector with the length point recomputed and names penalised."""
+    """A copy of one decided points vector with the text checks of ``rules`` applied: the length point
+    recomputed, named skills penalised (``skills``: the k skills in rubric order, needed by the name rule).
+    A vector with a missing point is returned as it is."""
     out = np.array(decided, dtype=float)
     if np.isnan(out).any():
         return out
-    if length_override:
+    if rules.length_override:
         out[k + 2] = length_point(text, k)
-    if name_penalty:
+    if rules.name_penalty:
         if skills is None or len(skills) != k:
             raise ValueError(f"name_penalty needs the {k} skills of the text, in rubric order")
         named = set(named_skills(text, skills))
@@ -126,28 +128,25 @@ def apply_text_checks(
 def score(
     points: Any,
     k: int,
+    rules: ScoringRules,
     text: str | None = None,
     skills: Sequence[Any] | None = None,
-    length_override: bool = False,
-    name_penalty: bool = False,
 ) -> dict[str, float]:
     """The three metrics of one graded text: ``points`` is (k+3,) decided or (runs, k+3) to be voted."""
     p = _as_points(points)
     if p.ndim == 2:
         p = majority_vote(p)
     _check_width(p, k)
-    if length_override or name_penalty:
-        p = apply_text_checks(p, k, text, skills, length_override, name_penalty)
+    p = apply_text_checks(p, k, text, skills, rules)
     return dict(zip(METRICS, (float(v) for v in metric_values(p, k)), strict=True))
 
 
 def aggregate(
     points_array: Any,
     k: int,
+    rules: ScoringRules,
     texts: Sequence[Sequence[str | None]] | None = None,
     skills: Sequence[Sequence[Any]] | None = None,
-    length_override: bool = False,
-    name_penalty: bool = False,
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -155,26 +154,21 @@ def aggregate(
     """Metrics over (combinations, generations, grader_runs, k+3) points, as described in the module doc.
 
     ``texts[c][g]`` is the answer of generation g of combination c and ``skills[c]`` its k skills in rubric
-    order; they are needed for ``length_override`` and ``name_penalty``.
+    order; the text checks of ``rules`` need them. (``rules.unparseable`` is the caller's: a generation it
+    scores 0 comes as zeros, one it leaves out as NaN; see :mod:`skillmix.evaluation.score`.)
     """
     p = _as_points(points_array)
     if p.ndim != 4:
         raise ValueError(f"points_array must be (combinations, generations, grader_runs, k+3), got {p.shape}")
     _check_width(p, k)
     decided = majority_vote(p)  # (C, G, k+3)
-    if length_override or name_penalty:
+    if rules.checks_text:
         if texts is None:
             raise ValueError("length_override and name_penalty need the texts")
         for c in range(decided.shape[0]):
             for g in range(decided.shape[1]):
-                decided[c, g] = apply_text_checks(
-                    decided[c, g],
-                    k,
-                    texts[c][g],
-                    None if skills is None else skills[c],
-                    length_override,
-                    name_penalty,
-                )
+                combo_skills = None if skills is None else skills[c]
+                decided[c, g] = apply_text_checks(decided[c, g], k, texts[c][g], combo_skills, rules)
     per_generation = metric_values(decided, k)  # (C, G, 3)
     graded = ~np.isnan(per_generation[..., 0])
     best = np.where(graded[..., None], per_generation, -np.inf).max(axis=1)  # (C, 3)

@@ -24,11 +24,12 @@ import hashlib
 import itertools
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from skillmix.catalog import Skill
+from skillmix.skills import skill_name
 
 if TYPE_CHECKING:
     from skillmix.catalog import Catalog
@@ -40,6 +41,17 @@ MAX_ENUMERATED = 250_000  # combinations we are willing to list exhaustively
 
 class SamplingError(ValueError):
     """Impossible request: k out of range, unknown setting, or more combinations than exist."""
+
+
+CombinationKey = tuple[frozenset[str], str]
+
+
+def combination_key(skills: Iterable[Any], topic: Any) -> CombinationKey:
+    """The order-free identity of a combination: the set of its skill names (as written, case kept) and
+    its topic. ``skills`` are names, :class:`Skill` records or mappings with a ``name``; the same skills in
+    any order on the same topic are the same combination (what the leakage checks and the prompt set
+    compare)."""
+    return frozenset(skill_name(s) for s in skills), str(topic)
 
 
 @dataclass(frozen=True)
@@ -55,9 +67,9 @@ class Combination:
         return len(self.skills)
 
     @property
-    def key(self) -> tuple[frozenset[str], str]:
-        """Order-free identity: the same skills and topic in any order are the same combination."""
-        return frozenset(s.name for s in self.skills), self.topic
+    def key(self) -> CombinationKey:
+        """Order-free identity (:func:`combination_key`)."""
+        return combination_key(self.skills, self.topic)
 
     @property
     def id(self) -> str:

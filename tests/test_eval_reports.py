@@ -19,12 +19,14 @@ from skillmix.evaluation.plots import plot_results
 from skillmix.evaluation.report import compare, render_results_md, write_comparison
 from skillmix.evaluation.score import errored_ids, score_samples
 from skillmix.metrics import METRICS
+from skillmix.rules import ScoringRules
 from skillmix.testing.fake_hub import FakeHubServer
 
 TOKEN = "hf_skillmixEvalToken0123456789abcdef"
 MODEL_REPO = "skillmix-tester/student"
 RESULTS_REPO = "skillmix-tester/skillmix-results"
 SETTINGS = ("train", "held-out", "all")
+RULES = ScoringRules(length_override=True, name_penalty=True, unparseable="zero")  # as make_results records
 NAMES = {
     "full_marks": "Ratio of Full Marks",
     "all_skills": "Ratio of All Skills",
@@ -327,7 +329,7 @@ def sample(setting: str, combo: str, points: list | None, status: str = "ok") ->
 def compared_folder(path: Path, samples: list[dict], **kwargs) -> Path:
     """An evaluation folder as `skillmix eval` leaves it: results.json scored from samples.jsonl."""
     results = make_results(generations=1, **kwargs)
-    results["results"] = score_samples(samples, 3, 1, length_override=True, name_penalty=True)
+    results["results"] = score_samples(samples, 3, 1, RULES)
     results["errored"] = errored_ids(samples)
     path.mkdir(parents=True)
     (path / "results.json").write_text(json.dumps(results))
@@ -421,7 +423,7 @@ def test_many_differences_are_tested_by_random_sign_patterns():
     runs = []
     for name, samples in (("base", base), ("ft", tuned)):
         results = make_results(f"run-{name}", generations=1)
-        results["results"] = score_samples(samples, 3, 1, length_override=True, name_penalty=True)
+        results["results"] = score_samples(samples, 3, 1, RULES)
         runs.append((name, results))
     markdown, data = compare(runs, samples=[base, tuned])
     versus = next(iter(data["rows"][0]["vs_baseline"].values()))

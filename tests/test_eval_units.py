@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from skillmix.config import ConfigError
@@ -11,6 +13,9 @@ from skillmix.evaluation.run import expand
 from skillmix.evaluation.score import errored_ids, score_samples
 from skillmix.evaluation.sets import eval_sets
 from skillmix.hub_ids import split_revision
+from skillmix.rules import ScoringRules
+
+RULES = ScoringRules(length_override=True, name_penalty=True, unparseable="zero")
 
 
 def test_a_dataset_preset_lends_its_judge_and_protocol_and_flags_win(tmp_path):
@@ -102,19 +107,19 @@ def test_scoring_from_samples_follows_the_rules_by_hand():
         sample("z", 1, [], status="budget"),  # never started: left out
         sample("v", 0, [], status="refused"),  # the student's doing: earns nothing
     ]
-    [r] = score_samples(samples, runs=3, generations=2, length_override=True, name_penalty=True)
+    [r] = score_samples(samples, runs=3, generations=2, rules=RULES)
     counts = ("n", "excluded", "failed_generations", "errored_generations", "not_run", "ungraded_generations")
     assert tuple(r[key] for key in counts) == (4, 0, 1, 1, 1, 1)
     assert r["unparseable_grades"] == 4 and r["judge_errors"] == 0
     assert r["full_marks"]["mean"] == pytest.approx(1 / 4)  # x 1, y 0, z 0, v 0
     assert r["skill_fraction"]["mean"] == pytest.approx(1.5 / 4)  # x 1, y 1/2, z 0, v 0
-    [dropped] = score_samples(samples, 3, 2, True, True, unparseable="drop")
+    [dropped] = score_samples(samples, 3, 2, replace(RULES, unparseable="drop"))
     assert (dropped["n"], dropped["excluded"], dropped["ungraded_generations"]) == (3, 1, 1)
     assert dropped["full_marks"]["mean"] == pytest.approx(1 / 3)  # z left out: x 1, y 0, v 0
     assert dropped["skill_fraction"]["mean"] == pytest.approx(1.5 / 3)
     assert errored_ids([{**s, "id": f"{s['combination']}:g{s['generation']}"} for s in samples]) == ["y:g1"]
     # a named skill earns nothing under the penalty, and everything without it
     named = [sample("w", 0, [full] * 3, answer="A line that says a outright.")]
-    [penalised] = score_samples(named, 3, 1, True, True)
-    [lenient] = score_samples(named, 3, 1, True, False)
+    [penalised] = score_samples(named, 3, 1, RULES)
+    [lenient] = score_samples(named, 3, 1, replace(RULES, name_penalty=False))
     assert penalised["full_marks"]["mean"] == 0.0 and lenient["full_marks"]["mean"] == 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,8 +17,13 @@ from skillmix.metrics import (
     score,
     summarize,
 )
+from skillmix.rules import ScoringRules
 
 NAN = float("nan")
+PLAIN = ScoringRules(length_override=False, name_penalty=False, unparseable="zero")  # the vote alone
+LENGTH = replace(PLAIN, length_override=True)
+NAMES = replace(PLAIN, name_penalty=True)
+BOTH = replace(PLAIN, length_override=True, name_penalty=True)
 
 
 @pytest.mark.parametrize(
@@ -32,11 +38,12 @@ NAN = float("nan")
     ],
 )
 def test_score_one_decided_text(points, full, all_skills, fraction):
-    assert score(points, k=2) == {"full_marks": full, "all_skills": all_skills, "skill_fraction": fraction}
+    expected = {"full_marks": full, "all_skills": all_skills, "skill_fraction": fraction}
+    assert score(points, 2, PLAIN) == expected
 
 
 def test_skill_fraction_k3():
-    assert score([1, 0, 1, 1, 1, 1], k=3)["skill_fraction"] == pytest.approx(2 / 3)
+    assert score([1, 0, 1, 1, 1, 1], 3, PLAIN)["skill_fraction"] == pytest.approx(2 / 3)
 
 
 def test_majority_vote_strict_and_missing_runs():
@@ -51,23 +58,21 @@ def test_majority_vote_strict_and_missing_runs():
 
 def test_score_votes_runs():
     runs = [[1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]]
-    assert score(runs, k=1)["full_marks"] == 1
+    assert score(runs, 1, PLAIN)["full_marks"] == 1
 
 
 def test_length_override_and_name_penalty():
     # k=2: at most one sentence. The grader gave the length point, but the text has two sentences.
     text = "The stitch held. The metaphor of a seam was lost on nobody."
-    got = score([1, 1, 1, 1, 1], 2, text=text, skills=["metaphor", "red herring"], length_override=True)
+    got = score([1, 1, 1, 1, 1], 2, LENGTH, text=text, skills=["metaphor", "red herring"])
     assert got["full_marks"] == 0 and got["all_skills"] == 1
     # The grader withheld the length point of a one-sentence text: the counter gives it back.
-    assert score([1, 1, 1, 1, 0], 2, text="One line only.", length_override=True)["full_marks"] == 1
+    assert score([1, 1, 1, 1, 0], 2, LENGTH, text="One line only.")["full_marks"] == 1
     # Naming a skill costs its point.
-    named = score(
-        [1, 1, 1, 1, 1], 2, text="A metaphor.", skills=["metaphor", "red herring"], name_penalty=True
-    )
+    named = score([1, 1, 1, 1, 1], 2, NAMES, text="A metaphor.", skills=["metaphor", "red herring"])
     assert named == {"full_marks": 0, "all_skills": 0, "skill_fraction": 0.5}
     with pytest.raises(ValueError, match="name_penalty needs the 2 skills"):
-        score([1, 1, 1, 1, 1], 2, text="x", name_penalty=True)
+        score([1, 1, 1, 1, 1], 2, NAMES, text="x")
 
 
 def test_metric_values_shape_and_missing():
@@ -91,7 +96,7 @@ def build_example():
 
 
 def test_aggregate_max_over_generations_then_mean():
-    result = aggregate(build_example(), k=1, n_bootstrap=200)
+    result = aggregate(build_example(), 1, PLAIN, n_bootstrap=200)
     assert result.n == 2 and result.excluded == 0
     assert result.per_combination.tolist() == [[1, 1, 1], [0, 1, 0]]
     assert result["full_marks"].mean == 0.5
@@ -105,26 +110,26 @@ def test_aggregate_max_over_generations_then_mean():
 def test_aggregate_excludes_ungraded_combinations():
     points = build_example()
     points[1] = NAN  # combination 1 never got a usable grade
-    result = aggregate(points, k=1)
+    result = aggregate(points, 1, PLAIN)
     assert result.n == 1 and result.excluded == 1
     assert result["full_marks"].mean == 1.0 and math.isnan(result["full_marks"].stderr)
     points = build_example()
     points[0, 0] = NAN  # only the first generation of combination 0 is ungraded: max over the other
-    assert aggregate(points, k=1).per_combination[0].tolist() == [0, 0, 0]
+    assert aggregate(points, 1, PLAIN).per_combination[0].tolist() == [0, 0, 0]
 
 
 def test_aggregate_with_text_checks():
     points = np.ones((1, 2, 3, 5))  # k=2, grader gave everything
     texts = [["Two sentences. Too long.", "A red herring in one sentence."]]
     skills = [["metaphor", "red herring"]]
-    plain = aggregate(points, 2)
+    plain = aggregate(points, 2, PLAIN)
     assert plain["full_marks"].mean == 1.0
-    length_only = aggregate(points, 2, texts=texts, length_override=True)
+    length_only = aggregate(points, 2, LENGTH, texts=texts)
     assert length_only["full_marks"].mean == 1.0  # the second generation still has full marks
-    both = aggregate(points, 2, texts=texts, skills=skills, length_override=True, name_penalty=True)
+    both = aggregate(points, 2, BOTH, texts=texts, skills=skills)
     assert both.per_combination.tolist() == [[0, 1, 0.5]]
     with pytest.raises(ValueError, match="need the texts"):
-        aggregate(points, 2, length_override=True)
+        aggregate(points, 2, LENGTH)
 
 
 def test_bootstrap_interval_is_pinned_by_its_seed_and_narrows_with_confidence():
@@ -153,11 +158,11 @@ def test_summarize_and_bad_input():
     assert s.mean == 0.5 and s.stderr == pytest.approx(np.std([1, 0, 0, 1], ddof=1) / 2)
     assert s.ci_low < 0.5 < s.ci_high
     with pytest.raises(ValueError, match="expected k\\+3 = 5 points"):
-        score([1, 1, 1, 1], k=2)
+        score([1, 1, 1, 1], 2, PLAIN)
     with pytest.raises(ValueError, match="must be 0, 1 or missing"):
-        score([1, 1, 1, 2], k=1)
+        score([1, 1, 1, 2], 1, PLAIN)
     with pytest.raises(ValueError, match="combinations, generations, grader_runs"):
-        aggregate(np.ones((2, 4)), k=1)
+        aggregate(np.ones((2, 4)), 1, PLAIN)
 
 
 # ---------------------------------------------------------------------- paired comparison

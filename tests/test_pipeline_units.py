@@ -15,6 +15,9 @@ from skillmix.pipelines.dataset import stage_concurrency
 from skillmix.pipelines.progress import ProgressLog
 from skillmix.pipelines.steps import decide_row
 from skillmix.pipelines.tasks import ENVELOPE, SkillMixLLM, open_envelope, skip_input
+from skillmix.rules import ScoringRules
+
+RULES = ScoringRules(length_override=True, name_penalty=True, unparseable="zero")
 
 
 def test_defaults_then_preset_then_flags(tmp_path):
@@ -118,27 +121,29 @@ def row(**changes):
 
 
 def test_decide_votes_over_parsed_runs():
-    decided = decide_row(row())
+    decided = decide_row(row(), RULES)
     assert decided["outcome"] == "kept" and decided["points"] == [1] * 5 and decided["full_marks"] == 1.0
 
 
 def test_decide_rejects_with_failed_points():
-    named = decide_row(row(answer="A metaphor, stitched quickly."))  # names a skill
+    named = decide_row(row(answer="A metaphor, stitched quickly."), RULES)  # names a skill
     assert named["outcome"] == "rejected" and named["failed_points"] == ["Correctly illustrates metaphor"]
-    long = decide_row(row(answer="One sentence. Two sentences."))  # k=2 allows one sentence
+    long = decide_row(row(answer="One sentence. Two sentences."), RULES)  # k=2 allows one sentence
     assert long["outcome"] == "rejected" and long["failed_points"] == ["At most one sentence"]
-    assert decide_row(row(answer="A metaphor."), name_penalty=False)["outcome"] == "kept"
+    lenient = ScoringRules(length_override=True, name_penalty=False, unparseable="zero")
+    assert decide_row(row(answer="A metaphor."), lenient)["outcome"] == "kept"
 
 
 def test_decide_failures_carry_reasons():
-    gen = decide_row(row(round1_status="api_error", round1_error="HTTP 400: bad", answer=None))
+    gen = decide_row(row(round1_status="api_error", round1_error="HTTP 400: bad", answer=None), RULES)
     assert (
         gen["outcome"] == "failed"
         and gen["status"] == "api_error"
         and gen["failure_reason"] == "round1: HTTP 400: bad"
     )
     unparsed = decide_row(row(grader_status=["unparseable"] * 3, grader_points=[None] * 3,
-                              grader_errors=["no rubric table, JSON or point lines found"] * 3))  # fmt: skip
+                              grader_errors=["no rubric table, JSON or point lines found"] * 3),
+                          RULES)  # fmt: skip
     assert unparsed["outcome"] == "failed" and unparsed["status"] == "unparseable"
     assert "no rubric table" in unparsed["failure_reason"]
     assert unparsed["points"] is None  # never zeros

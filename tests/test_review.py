@@ -85,21 +85,22 @@ def test_strata_and_the_two_annotator_share():
 
 def test_human_decisions_vote_and_apply_the_text_checks():
     from skillmix.review.decide import Annotation, decide
+    from skillmix.rules import ScoringRules
 
     row = {"k": 2, "skills": ["metaphor", "irony"], "topic": "Sewing", "answer": "A short text. Another one.",
            "points": [1, 1, 1, 1, 0], "full_marks": 0.0, "outcome": "rejected"}  # fmt: skip
-    config = {"length_override": True, "name_penalty": True}
+    rules = ScoringRules.from_config({"length_override": True, "name_penalty": True})
     yes = {q: "yes" for q in ("skill_1", "skill_2", "on_topic", "makes_sense", "within_length")}
     alice, bob = Annotation("alice", dict(yes)), Annotation("bob", {**yes, "skill_2": "no", "skill_3": "yes"})
-    both = decide(row, [bob, alice], config)
+    both = decide(row, [bob, alice], rules)
     assert [a.user for a in both.annotations] == ["alice", "bob"]
     assert both.human.tolist() == [1, 0, 1, 1, 1]  # a tie earns 0; skill_3 does not apply to k = 2
     assert both.decided.tolist() == [1, 0, 1, 1, 0]  # two sentences: the counter fails the length point
     assert both.full_marks == 0.0
-    named = decide({**row, "answer": "It reads like a metaphor."}, [alice], config)
+    named = decide({**row, "answer": "It reads like a metaphor."}, [alice], rules)
     assert named.decided.tolist() == [0, 1, 1, 1, 1] and named.full_marks == 0.0  # the name rule
-    assert decide({**row, "answer": "One sentence."}, [alice], config).full_marks == 1.0
-    gap = decide(row, [Annotation("carol", {**yes, "skill_2": ""})], config)
+    assert decide({**row, "answer": "One sentence."}, [alice], rules).full_marks == 1.0
+    gap = decide(row, [Annotation("carol", {**yes, "skill_2": ""})], rules)
     assert gap.decided is None and gap.full_marks is None  # an item nobody answered: no decision
 
 

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from skillmix.sampling import SamplingError, count_combinations, sample_combinations
+from skillmix.sampling import SamplingError, combination_key, count_combinations, sample_combinations
 
 
 def assert_valid(draw, skills, topics, k):
@@ -80,6 +80,11 @@ def test_skill_order_is_shuffled_but_id_is_order_free(builtin, k, n, setting):
     combo = draw[0]
     reordered = type(combo)(tuple(reversed(combo.skills)), combo.topic, combo.setting)
     assert reordered.id == combo.id and reordered.key == combo.key
+    # one key whoever holds the combination: Skill records, a row's names, records with a name
+    names = [sk.name for sk in combo.skills]
+    assert combination_key(reversed(names), combo.topic) == combo.key
+    assert combination_key([{"name": n} for n in names], combo.topic) == combo.key
+    assert combination_key([n.upper() for n in names], combo.topic) != combo.key  # names as written
 
 
 def test_dense_request_still_distinct(tiny):

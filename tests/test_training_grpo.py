@@ -127,6 +127,7 @@ def regraded(answer: dict, row: dict, recorder: RecordingJudge) -> tuple[float |
     from skillmix.grading import parse_grade
     from skillmix.metrics import score
     from skillmix.prompts import PromptSet
+    from skillmix.rules import ScoringRules
 
     catalog = load_catalog()
     skills = [catalog.skill(name) for name in row["skills"]]
@@ -138,7 +139,8 @@ def regraded(answer: dict, row: dict, recorder: RecordingJudge) -> tuple[float |
         points.append(grade.points if grade is not None and grade.ok else [float("nan")] * (len(skills) + 3))
     if all(p[0] != p[0] for p in points):  # NaN: no run parsed
         return None, [body for body, _ in runs]
-    metrics = score(points, len(skills), answer["answer"], skills, length_override=True, name_penalty=True)
+    rules = ScoringRules(length_override=True, name_penalty=True, unparseable="zero")
+    metrics = score(points, len(skills), rules, answer["answer"], skills)
     return (metrics["full_marks"] + metrics["skill_fraction"]) / 2, [body for body, _ in runs]
 
 

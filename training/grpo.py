@@ -159,7 +159,8 @@ def make_trainer(prepared: Prepared, judging: Judging, callbacks: list[Any], log
     config, out = prepared.config, prepared.config.output_path()
     rank = os.environ.get("RANK", "0")
     run_id = f"grpo-{uuid.uuid4().hex[:12]}-rank{rank}"  # names this process's reservations
-    judge = Judge(config.grpo.judge, judging.judge, out / CACHE_FILE, judging.prices, run_id)
+    rules = judging.protocol.scoring_rules
+    judge = Judge(config.grpo.judge, judging.judge, out / CACHE_FILE, judging.prices, run_id, rules)
     journal = out / (JOURNAL if rank == "0" else JOURNAL.replace(".jsonl", f"-rank{rank}.jsonl"))
     reward = JudgeReward(judge, judging.combinations, config.grpo.reward, journal)
     trainer = GRPOTrainer(

@@ -17,6 +17,7 @@ from typing import Any
 from skillmix.catalog import CatalogError, load_catalog
 from skillmix.release.audit import AuditReport, Check, audit
 from skillmix.release.evalsets import build_eval_sets, eval_config_name
+from skillmix.sampling import combination_key
 from skillmix.splits import Split
 from skillmix.text import extract_answer
 from skillmix.training.config import EvaluationSet
@@ -91,9 +92,11 @@ def _combination_check(training: list[dict], eval_rows: list[dict], settings: li
     """No training row has the skills and topic of a prompt of the evaluation sets of ``settings``."""
     names = ", ".join(eval_config_name(s) for s in settings)
     check = Check("evaluation_combination_in_training", f"no combination of {names} is trained on")
-    chosen = {(frozenset(r["skills"]), r["topic"]): r["id"] for r in eval_rows if r["setting"] in settings}
+    chosen = {
+        combination_key(r["skills"], r["topic"]): r["id"] for r in eval_rows if r["setting"] in settings
+    }
     for row in training:
-        hit = chosen.get((frozenset(row["skills"]), row["topic"]))
+        hit = chosen.get(combination_key(row["skills"], row["topic"]))
         if hit is not None:
             check.violations.append(f"{row['id']} (= {hit})")
     return check

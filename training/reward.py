@@ -7,14 +7,18 @@
 * :class:`Judge`: each answer graded ``grader_runs`` times through skillmix's own client
   (:class:`skillmix.llm.client.LLMClient`: the request cache in the output folder, rate limits, retries,
   prices) with the rubric prompts of :class:`skillmix.prompts.PromptSet`, parsed by
-  :func:`skillmix.grading.parse_grade` and decided by :func:`skillmix.pipelines.steps.decide_row`, the
-  dataset's own deciding step (majority vote, the sentence counter's length point, the name penalty).
+  :func:`skillmix.grading.parse_grade` and decided by :func:`grade_answer` (pure: no request), which is
+  :func:`skillmix.pipelines.steps.decide_row`, the dataset's own deciding step (majority vote, then the
+  text checks of the run's :class:`skillmix.rules.ScoringRules`: the sentence counter's length point, the
+  name penalty).
   Under a spending cap, one step's grading is reserved whole at its worst case before anything is sent; a
   step that does not fit raises :class:`JudgeCapReached` and sends nothing.
 * :class:`JudgeReward`: TRL's reward function (async, run on the trainer's event loop): the reward of a
   graded answer is its ``full_marks``, its ``skill_fraction`` (the protocol's: the share of the k skill
   points when topic, sense and length are earned, else 0) or their ``mean``; an answer the judge cannot
-  grade (no run parsed, or the request failed) earns 0 and is counted. Each step's means go to the
+  grade (no run parsed, or the request failed) earns 0 and is counted, whatever the rules' ``unparseable``
+  (the GRPO settings record none, so their rules say ``zero``; leaving such a completion out, a ``None``
+  reward that TRL excludes from its group's baseline, is not offered). Each step's means go to the
   trainer's log (``judge/...``) and, with every answer and its points, to ``rewards.jsonl``.
 """
 
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,8 @@ from skillmix.llm.client import Completion, Endpoint, LLMClient, Reservation
 from skillmix.llm.prices import PriceTable, token_bound
 from skillmix.llm.roles import ResolvedModel
 from skillmix.prompts import PromptSet
+from skillmix.rules import ScoringRules
+from skillmix.sampling import CombinationKey, combination_key
 from skillmix.skills import Skill
 from skillmix.text import extract_answer, max_sentences, number_word
 from skillmix.training.config import JudgeSettings
@@ -64,7 +70,7 @@ class Combination:
 
 def prompt_set(item: LoadedSource, catalog: Any, heldout: set[str]) -> tuple[list[Combination], int]:
     """The distinct combinations of ``item``'s rows, and how many k=1 rows of a held-out skill gave none."""
-    found: dict[tuple[frozenset[str], str], Combination] = {}
+    found: dict[CombinationKey, Combination] = {}
     skipped = 0
     for rows in item.rows.values():
         for row in rows:
@@ -77,7 +83,7 @@ def prompt_set(item: LoadedSource, catalog: Any, heldout: set[str]) -> tuple[lis
             except KeyError as exc:
                 raise ConfigError(f"dataset {item.source.path}: row {row['id']}: {exc.args[0]}") from None
             found.setdefault(
-                (frozenset(names), row["topic"]), Combination(str(row["id"]), skills, row["topic"])
+                combination_key(names, row["topic"]), Combination(str(row["id"]), skills, row["topic"])
             )
     return list(found.values()), skipped
 
@@ -144,12 +150,20 @@ def usd(value: float) -> str:
 
 
 class Judge:
-    """The judge's client and protocol (see the module docstring); ``run_id`` names its reservations."""
+    """The judge's client and protocol (see the module docstring); ``run_id`` names its reservations,
+    ``rules`` are the scoring rules of its settings (``ProtocolConfig.scoring_rules``)."""
 
     def __init__(
-        self, settings: JudgeSettings, model: ResolvedModel, cache: Path, prices: PriceTable, run_id: str
+        self,
+        settings: JudgeSettings,
+        model: ResolvedModel,
+        cache: Path,
+        prices: PriceTable,
+        run_id: str,
+        rules: ScoringRules,
     ) -> None:
         self.settings, self.model, self.prices, self.run_id = settings, model, prices, run_id
+        self.rules = rules
         endpoint = Endpoint(model.model, model.base_url, model.api_key_env, model.identity, model.mode)
         self.client = LLMClient(endpoint, settings.client, RequestCache(cache), prices)
         self.prompts = PromptSet()
@@ -181,31 +195,36 @@ class Judge:
             cap, spent = s.client.max_usd or 0.0, self.client.cache.spent_usd()
             raise JudgeCapReached(step, cap, spent, reservation.remaining_usd)
         return [
-            self._decide(combination, answer, done[i * runs : (i + 1) * runs])
+            grade_answer(combination, answer, done[i * runs : (i + 1) * runs], self.rules)
             for i, (combination, answer) in enumerate(items)
         ]
 
-    def _decide(self, combination: Combination, answer: str, runs: list[Completion]) -> Graded:
-        from skillmix.pipelines.steps import decide_row  # the dataset's deciding step (distilabel: late)
 
-        points, statuses, errors = [], [], []
-        for c in runs:
-            grade = parse_grade(c.text, combination.skills, combination.topic) if c.ok else None
-            points.append(grade.points if grade is not None else None)
-            statuses.append(c.status if grade is None else "ok" if grade.ok else "unparseable")
-            errors.append(c.error if grade is None else grade.error)
-        row = {
-            "skills": [skill.name for skill in combination.skills],
-            "topic": combination.topic,
-            "answer": answer,
-            "round1_status": "ok",  # the student's one reply stands for both generation rounds
-            "round2_status": "ok",
-            "grader_points": points,
-            "grader_status": statuses,
-            "grader_errors": errors,
-        }
-        decided = decide_row(row, self.settings.length_override, self.settings.name_penalty)
-        return Graded(combination.id, answer, decided, sum(1 for c in runs if not c.cached and c.attempts))
+def grade_answer(
+    combination: Combination, answer: str, runs: Sequence[Completion], rules: ScoringRules
+) -> Graded:
+    """One answer's grade from the judge's replies (one per grader run): each parsed, then decided by the
+    dataset's deciding step under ``rules``. Pure: it sends nothing."""
+    from skillmix.pipelines.steps import decide_row  # the dataset's deciding step (distilabel: late)
+
+    points, statuses, errors = [], [], []
+    for c in runs:
+        grade = parse_grade(c.text, combination.skills, combination.topic) if c.ok else None
+        points.append(grade.points if grade is not None else None)
+        statuses.append(c.status if grade is None else "ok" if grade.ok else "unparseable")
+        errors.append(c.error if grade is None else grade.error)
+    row = {
+        "skills": [skill.name for skill in combination.skills],
+        "topic": combination.topic,
+        "answer": answer,
+        "round1_status": "ok",  # the student's one reply stands for both generation rounds
+        "round2_status": "ok",
+        "grader_points": points,
+        "grader_status": statuses,
+        "grader_errors": errors,
+    }
+    decided = decide_row(row, rules)
+    return Graded(combination.id, answer, decided, sum(1 for c in runs if not c.cached and c.attempts))
 
 
 class JudgeReward:

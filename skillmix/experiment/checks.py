@@ -103,6 +103,7 @@ def _leakage(experiment: Any) -> None:
     from skillmix.catalog import load_catalog
     from skillmix.pipelines.run import draw
     from skillmix.release.evalsets import draw_eval_set
+    from skillmix.sampling import combination_key
 
     dataset, settings = experiment.dataset, experiment.eval_settings()
     wanted = settings.get("setting", ["train", "held-out", "all"])
@@ -116,22 +117,14 @@ def _leakage(experiment: Any) -> None:
     eval_ks = settings.get("k", [2, 3, 4, 5])
     for k in (k for k in dataset.k if k in eval_ks and k >= 2):
         size = dataset.count_for(k) or dataset.target_accepted or 0
-        trained = {_key(row["skills"], row["topic"]) for row in draw(dataset, catalog, k, 0, size)}
+        trained = {combination_key(row["skills"], row["topic"]) for row in draw(dataset, catalog, k, 0, size)}
         for setting in risky:
             asked = draw_eval_set(catalog, split, k, setting, settings.get("n", 100), seed)
-            shared = [c for c in asked if _key(c.skills, c.topic) in trained]
+            shared = [c for c in asked if c.key in trained]
             if shared:
                 raise ConfigError(
                     f"evaluation: {len(shared)} of the {len(asked)} k={k} combinations of the {setting} "
                     f"setting are in the dataset's draw (e.g. {shared[0].topic}: "
-                    f"{', '.join(_name(s) for s in shared[0].skills)}); the student would be tested on what "
+                    f"{', '.join(s.name for s in shared[0].skills)}); the student would be tested on what "
                     "it trained on. Evaluate held-out only, or change evaluation.settings.seed"
                 )
-
-
-def _name(skill: Any) -> str:
-    return str(getattr(skill, "name", None) or (skill.get("name") if isinstance(skill, dict) else skill))
-
-
-def _key(skills: Any, topic: str) -> tuple[tuple[str, ...], str]:
-    return tuple(sorted(_name(s) for s in skills)), str(topic)

@@ -16,10 +16,11 @@ Counted, not failing: training answers that nearly duplicate an evaluation promp
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from skillmix.sampling import combination_key
 from skillmix.splits import Split
 from skillmix.text import named_skills
 
@@ -117,7 +118,9 @@ def _leakage_checks(
     combos = Check("heldout_combination_in_training", "no held-out evaluation combination is trained on")
     named = Check("heldout_skill_named", "no training answer names a held-out skill")
     heldout_keys = {
-        _key(r["skills"], r["topic"]): r["id"] for r in evaluation_rows if r.get("setting") == "held-out"
+        combination_key(r["skills"], r["topic"]): r["id"]
+        for r in evaluation_rows
+        if r.get("setting") == "held-out"
     }
     for row in training_rows:
         rid = str(row["id"])
@@ -126,7 +129,7 @@ def _leakage_checks(
             composition.violations.append(f"{rid} ({', '.join(leaked)})")
         if row["topic"] in heldout_topics:
             topics.violations.append(f"{rid} ({row['topic']})")
-        key = _key(row["skills"], row["topic"])
+        key = combination_key(row["skills"], row["topic"])
         if key in heldout_keys:
             combos.violations.append(f"{rid} (= {heldout_keys[key]})")
         names = sorted(set(named_skills(row.get("answer"), sorted(heldout_skills))))
@@ -151,7 +154,3 @@ def _near_duplicates(
             if len(examples) < 5:
                 examples.append({"training_id": str(row["id"]), "evaluation_id": str(hit)})
     return duplicates, examples
-
-
-def _key(skills: Iterable[str], topic: str) -> tuple[frozenset[str], str]:
-    return frozenset(skills), topic

@@ -4,9 +4,10 @@
 ``no`` = 0, unanswered = NaN). They are combined by :func:`skillmix.metrics.majority_vote`, as the judge's
 runs are: an item is earned when a strict majority of the annotators who answered it give it, and a tie
 earns 0, so **with two annotators an item is earned only when both give it** (consensus). The protocol's
-text checks then apply as they did to the judge (:func:`skillmix.metrics.apply_text_checks` with the
-folder's ``length_override`` and ``name_penalty``), and :func:`skillmix.metrics.metric_values` says
-whether the row has full marks. A row with an applicable item nobody answered has no decision.
+text checks then apply as they did to the judge (:func:`skillmix.metrics.apply_text_checks` under the
+folder's :class:`skillmix.rules.ScoringRules`, read once from its manifest), and
+:func:`skillmix.metrics.metric_values` says whether the row has full marks. A row with an applicable item
+nobody answered has no decision.
 
 **Agreement** (:mod:`skillmix.review.agreement`: raw agreement and Cohen's kappa, 95% intervals from a
 bootstrap over records) is measured only on the **blind** records, whose annotators saw no answer of the
@@ -45,6 +46,7 @@ from skillmix.metrics import apply_text_checks, length_point, majority_vote, met
 from skillmix.review.agreement import agreement, proportion, stratum_weights
 from skillmix.review.records import LABELS, judge_raw, position, question_names
 from skillmix.review.sample import Stratum, stratum
+from skillmix.rules import ScoringRules
 
 RULE = (
     "an item is earned when a strict majority of the annotators who answered it give it (a tie earns 0: "
@@ -83,32 +85,25 @@ class Decision:
         return None if self.decided is None else float(metric_values(self.decided, self.k)[0])
 
 
-def checked(points: np.ndarray, row: Mapping[str, Any], config: Mapping[str, Any]) -> np.ndarray | None:
-    """``points`` after the folder's text checks; None when an item is missing."""
+def checked(points: np.ndarray, row: Mapping[str, Any], rules: ScoringRules) -> np.ndarray | None:
+    """``points`` after the text checks of ``rules`` (the folder's); None when an item is missing."""
     if np.isnan(points).any():
         return None
-    return apply_text_checks(
-        points,
-        int(row["k"]),
-        row.get("answer"),
-        list(row["skills"]),
-        length_override=bool(config.get("length_override", True)),
-        name_penalty=bool(config.get("name_penalty", True)),
-    )
+    return apply_text_checks(points, int(row["k"]), row.get("answer"), list(row["skills"]), rules)
 
 
 def decide(
-    row: Mapping[str, Any], annotations: Sequence[Annotation], config: Mapping[str, Any], shown: bool = False
+    row: Mapping[str, Any], annotations: Sequence[Annotation], rules: ScoringRules, shown: bool = False
 ) -> Decision:
     """The human decision of ``row`` from its annotations (at least one; see the module docstring)."""
     k = int(row["k"])
     annotations = sorted(annotations, key=lambda a: a.user)
     human = majority_vote(np.stack([a.points(k) for a in annotations]))
-    return Decision(dict(row), list(annotations), human, checked(human, row, config), shown)
+    return Decision(dict(row), list(annotations), human, checked(human, row, rules), shown)
 
 
-def _own_full_marks(annotation: Annotation, row: Mapping[str, Any], config: Mapping[str, Any]) -> float:
-    decided = checked(annotation.points(int(row["k"])), row, config)
+def _own_full_marks(annotation: Annotation, row: Mapping[str, Any], rules: ScoringRules) -> float:
+    decided = checked(annotation.points(int(row["k"])), row, rules)
     return np.nan if decided is None else float(metric_values(decided, int(row["k"]))[0])
 
 
@@ -189,7 +184,7 @@ def _precision(
 
 def figures(
     decisions: Sequence[Decision],
-    config: Mapping[str, Any],
+    rules: ScoringRules,
     population: Mapping[Stratum, int],
     n_boot: int = 1000,
     seed: int = 0,
@@ -212,7 +207,7 @@ def figures(
     def rater(n: int) -> Value:
         def value(d: Decision, i: int | None) -> float:
             note = d.annotations[n]
-            return _own_full_marks(note, d.row, config) if i is None else float(note.points(d.k)[i])
+            return _own_full_marks(note, d.row, rules) if i is None else float(note.points(d.k)[i])
 
         return value
 

@@ -25,6 +25,7 @@ from skillmix.review.push import DEFAULT_WORKSPACE, JUDGE_USER
 from skillmix.review.records import SHOWN
 from skillmix.review.reviewed import apply_decisions, write_folder
 from skillmix.review.sample import stratum
+from skillmix.rules import ScoringRules
 
 
 @dataclass
@@ -106,9 +107,9 @@ def pull(
             f"Argilla dataset {dataset} holds records that are not graded rows of {data} ({shown}): "
             "was it pushed from another folder?"
         )
-    config = folder.manifest["config"]
+    rules = ScoringRules.from_config(folder.manifest["config"], f"{data}: manifest config")
     decisions = {
-        rid: decide(graded[rid], notes, config, shown=rid in shown)
+        rid: decide(graded[rid], notes, rules, shown=rid in shown)
         for rid, notes in sorted(annotations.items())
     }
     configs, moved = apply_decisions(folder, decisions)
@@ -116,7 +117,7 @@ def pull(
     for row in graded.values():
         population[stratum(row)] = population.get(stratum(row), 0) + 1
     review = review_section(
-        dataset, workspace, records, list(decisions.values()), moved, config, population, seed, n_boot
+        dataset, workspace, records, list(decisions.values()), moved, rules, population, seed, n_boot
     )
     manifest = write_folder(out, {**folder.manifest, "review": review}, configs)
     return PullResult(out, review, {name: info["rows"] for name, info in manifest["configs"].items()})
@@ -134,7 +135,7 @@ def review_section(
     records: int,
     decisions: list[Decision],
     moved: list[dict[str, Any]],
-    config: Mapping[str, Any],
+    rules: ScoringRules,
     population: Mapping[Any, int],
     seed: int,
     n_boot: int,
@@ -168,5 +169,5 @@ def review_section(
             "bootstrap": f"{n_boot} resamples of the records (each keeping its weight), seed {seed}",
         },
         "moved": moved,
-        "agreement": figures(decided, config, population, n_boot=n_boot, seed=seed),
+        "agreement": figures(decided, rules, population, n_boot=n_boot, seed=seed),
     }

@@ -44,6 +44,7 @@ from skillmix.dataset_folder.layout import read_dataset_folder
 from skillmix.review.connect import ReviewError, argilla_errors, connect, dataset_url, sdk
 from skillmix.review.records import build_record, build_settings, render_guidelines, signature
 from skillmix.review.sample import shown_ids, strata_counts, stratified_sample, two_annotator_ids
+from skillmix.rules import ScoringRules
 
 JUDGE_USER = "skillmix-judge"
 DEFAULT_WORKSPACE = "skillmix"
@@ -92,7 +93,8 @@ def push(
     min_submitted = 2 if overlap else 1
     mode = "shown" if shown else "blind"
     catalog = folder.catalog()
-    guidelines = render_guidelines(ks, folder.judge, folder.manifest["config"], mode)
+    rules = ScoringRules.from_config(folder.manifest["config"], f"{data}: manifest config")
+    guidelines = render_guidelines(ks, folder.judge, rules, mode)
     client = connect(env)
     rg = sdk()
     with argilla_errors(client.api_url, f"pushing to dataset {dataset}"):

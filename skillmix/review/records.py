@@ -28,6 +28,7 @@ from typing import Any
 
 from skillmix.release.stats import judge_vote
 from skillmix.review.sample import failed_kinds
+from skillmix.rules import ScoringRules
 from skillmix.text import max_sentences, number_word
 
 LABELS = ("yes", "no")
@@ -121,9 +122,10 @@ def metadata(row: Mapping[str, Any], annotators: int, shown: bool) -> dict[str, 
     return out
 
 
-def render_guidelines(ks: Sequence[int], judge: str, config: Mapping[str, Any], mode: str = "blind") -> str:
-    """The annotation guidelines (markdown) for a sample whose rows have the k values ``ks``, in ``mode``
-    (``blind``, or ``shown`` when some records show the judge's answers)."""
+def render_guidelines(ks: Sequence[int], judge: str, rules: ScoringRules, mode: str = "blind") -> str:
+    """The annotation guidelines (markdown) for a sample whose rows have the k values ``ks``, under the
+    folder's scoring ``rules``, in ``mode`` (``blind``, or ``shown`` when some records show the judge's
+    answers)."""
     import jinja2
 
     template = (resources.files("skillmix.cards") / GUIDELINES).read_text("utf-8")
@@ -134,8 +136,8 @@ def render_guidelines(ks: Sequence[int], judge: str, config: Mapping[str, Any], 
         min_k=min(ks),
         judge=judge,
         mode=mode,
-        name_penalty=bool(config.get("name_penalty", True)),
-        length_override=bool(config.get("length_override", True)),
+        name_penalty=rules.name_penalty,
+        length_override=rules.length_override,
     )
 
 
