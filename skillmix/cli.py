@@ -109,7 +109,7 @@ def _publish_parser(sub: Any) -> None:
 
 
 def _train_parser(sub: Any) -> None:
-    from skillmix.training.sft import add_train_parser
+    from skillmix.training.cli import add_train_parser
 
     add_train_parser(sub)
 

@@ -67,7 +67,7 @@ def test_a_project_error_is_one_line(monkeypatch, capsys):
 
 
 def test_the_training_script_raises_what_is_not_bad_input(monkeypatch, capsys):
-    from skillmix.training import sft
+    from skillmix.training import cli as train_cli
 
     def train(exc):
         def cmd_train(args):
@@ -75,11 +75,13 @@ def test_the_training_script_raises_what_is_not_bad_input(monkeypatch, capsys):
 
         return cmd_train
 
-    monkeypatch.setattr(sft, "cmd_train", train(RuntimeError("NCCL error: unhandled system error")))
+    monkeypatch.setattr(train_cli, "cmd_train", train(RuntimeError("NCCL error: unhandled system error")))
     with pytest.raises(RuntimeError, match="NCCL"):
-        sft.main(["--config", "recipe.yaml"])
-    monkeypatch.setattr(sft, "cmd_train", train(ConfigError("recipe.yaml: max_steps: must be >= 1, got 0")))
-    assert sft.main(["--config", "recipe.yaml"]) == 2
+        train_cli.main(["--config", "recipe.yaml"])
+    monkeypatch.setattr(
+        train_cli, "cmd_train", train(ConfigError("recipe.yaml: max_steps: must be >= 1, got 0"))
+    )
+    assert train_cli.main(["--config", "recipe.yaml"]) == 2
     assert capsys.readouterr().err == "skillmix: error: recipe.yaml: max_steps: must be >= 1, got 0\n"
 
 
