@@ -76,9 +76,9 @@ publish: $(STAMP)  ## push DATA as release VERSION of the Hub dataset REPO (HF_T
 	$(BIN)/skillmix publish --repo $(REPO) --version $(VERSION) --data $(DATA) $(if $(PRIVATE),--private) $(if $(FORCE),--force)
 
 # DATA and OUT are passed only when given (their defaults belong to `dataset` and `publish`)
-train: $(STAMP)  ## fine-tune a student with the recipe RECIPE (TRL SFT); DATA= replaces its dataset
+train: $(STAMP)  ## fine-tune a student with the recipe RECIPE (TRL: SFT, DPO or GRPO); DATA= replaces its dataset
 	@test -n "$(RECIPE)" || { echo "usage: make train RECIPE=training/recipes/<model>/<variant>.yaml [DATA=out] [OUT=dir]"; exit 2; }
-	$(BIN)/python -m skillmix.training.sft --config $(RECIPE) $(if $(filter command line environment,$(origin DATA)),--data $(DATA)) $(if $(filter command line environment,$(origin OUT)),--output-dir $(OUT))
+	$(BIN)/python -m skillmix.training --config $(RECIPE) $(if $(filter command line environment,$(origin DATA)),--data $(DATA)) $(if $(filter command line environment,$(origin OUT)),--output-dir $(OUT))
 
 # K and OUT are passed only when given (the evaluation's defaults: k = 2,3,4,5, no default folder)
 eval: $(STAMP)  ## evaluate MODEL (API name + MODEL_BASE_URL, a folder, or org/model@rev) on Skill-Mix(K)

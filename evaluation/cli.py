@@ -21,17 +21,19 @@ from typing import Any
 
 
 def add_eval_parsers(sub: Any) -> None:
+    """``skillmix eval`` with its flags, and its actions ``rescore`` and ``compare`` nested under it."""
     from skillmix.evaluation.config import add_eval_flags
     from skillmix.rules import UNPARSEABLE
 
     ev = sub.add_parser(
         "eval",
-        help="evaluate a student model on Skill-Mix(k) (also: eval rescore DIR, eval compare DIR ...)",
+        help="evaluate a student on Skill-Mix(k); eval rescore, eval compare",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # required without an action (cmd_eval says so as argparse would): `eval rescore DIR` takes no --out
     ev.add_argument(
-        "--out", required=True, help="the evaluation folder (resumed if it holds this evaluation)"
+        "--out", help="the evaluation folder (resumed if it holds this evaluation); required with no action"
     )
     ev.add_argument("--config", default=None, help="an evaluation YAML or a `skillmix dataset` preset")
     ev.add_argument("--chat-template", dest="student_chat_template", default=None,
@@ -40,9 +42,35 @@ def add_eval_parsers(sub: Any) -> None:
                     help="add the results to this model's card (model-index)")  # fmt: skip
     ev.add_argument("--results-repo", default=None, metavar="ORG/NAME",
                     help="with --push-results: upload the folder to this dataset repo")  # fmt: skip
-    ev.set_defaults(func=cmd_eval, flags=add_eval_flags(ev))
+    ev.set_defaults(func=cmd_eval, flags=add_eval_flags(ev), usage_error=ev.error)
+    actions = ev.add_subparsers(dest="action", metavar="action", title="actions", action=ActionFirst,
+                                description="right after eval; without one, the evaluation runs")  # fmt: skip
+    _rescore_parser(actions)
+    _compare_parser(actions)
 
-    rs = sub.add_parser("eval-rescore", help="(skillmix eval rescore) recompute results, no request")
+
+class ActionFirst(argparse._SubParsersAction):
+    """The actions of ``skillmix eval``: a flag of the evaluation itself given before one is refused, since
+    the action would ignore it (``skillmix eval --k 3 rescore DIR``: exit code 2). Every flag of
+    ``skillmix eval`` defaults to ``None``, so a value that is not ``None`` was given."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        given = {a.dest: a.option_strings[0] for a in parser._actions
+                 if a.option_strings and getattr(namespace, a.dest, None) is not None}  # fmt: skip
+        if given:
+            parser.error(
+                f"{', '.join(given.values())}: a flag of skillmix eval, not of skillmix eval {values[0]} "
+                "(an action comes right after eval)"
+            )
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _rescore_parser(actions: Any) -> None:
+    rs = actions.add_parser(
+        "rescore",
+        help="recompute an evaluation folder's results, no request",
+        description="skillmix eval rescore DIR: the results again from the folder's grades; nothing sent.",
+    )
     rs.add_argument("dir", help="an evaluation folder")
     rs.add_argument("--name-penalty", action=argparse.BooleanOptionalAction, default=None)
     rs.add_argument("--length-override", action=argparse.BooleanOptionalAction, default=None)
@@ -50,7 +78,13 @@ def add_eval_parsers(sub: Any) -> None:
                     help="a generation none of whose grades parsed: scored 0, or left out")  # fmt: skip
     rs.set_defaults(func=cmd_rescore)
 
-    cmp = sub.add_parser("eval-compare", help="(skillmix eval compare) compare evaluation folders")
+
+def _compare_parser(actions: Any) -> None:
+    cmp = actions.add_parser(
+        "compare",
+        help="compare evaluation folders (the first is the baseline)",
+        description="skillmix eval compare DIR_A DIR_B ... --out CMP: the evaluations side by side.",
+    )
     cmp.add_argument("dirs", nargs="+", help="evaluation folders; the first is the baseline")
     cmp.add_argument("--out", required=True, help="folder for comparison.md, comparison.json, plots/")
     cmp.add_argument(
@@ -69,6 +103,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from skillmix.evaluation.config import build_eval_config
     from skillmix.evaluation.run import run_eval
 
+    if args.out is None:  # as argparse says it of a required flag (the usage, then this line; exit code 2)
+        args.usage_error("the following arguments are required: --out")
     if args.results_repo and not args.push_results:
         raise ConfigError("--results-repo goes with --push-results ORG/MODEL")
     config = build_eval_config(args.config, overrides(args, args.flags), args.flags)

@@ -1,9 +1,20 @@
-"""The ``skillmix`` command line.
+"""The ``skillmix`` command line: one command per stage, some with actions of their own.
 
     skillmix catalog [--catalog PATH] [--topics PATH]        # counts per category, hash
     skillmix catalog --split [--seed 0] [--json]             # the train/held-out split with its hashes
     skillmix sample --k 3 --n 10 [--setting train] [--seed 0] [--jsonl]
     skillmix prompts --k 3 [--seed 0] [--grader table|json]  # the prompts of one sampled combination
+    skillmix dataset | publish | download | doctor ...       # build, release, fetch; is this machine ready
+    skillmix train --config RECIPE ...                       # TRL: SFT, DPO or GRPO (skillmix.training.cli)
+    skillmix eval --student-model M --judge-model J --out D  # the evaluation (skillmix.evaluation.cli)
+    skillmix eval rescore DIR | eval compare DIR ... --out C # its actions: no request sent
+    skillmix review push ... | review pull ...               # Argilla (skillmix.review.cli)
+    skillmix experiment run FILE [--plan]                    # every stage (skillmix.experiment.cli)
+    skillmix batches status OUT | batches cancel OUT         # the provider batches a folder sent
+
+An action is a nested subcommand (``skillmix review push``); ``skillmix eval`` alone runs the evaluation,
+``review``, ``experiment`` and ``batches`` alone end with one line naming their actions. No parser takes a
+prefix of a flag for the flag (``allow_abbrev=False`` everywhere).
 
 Bad input ends with a one-line ``skillmix: error: ...`` on stderr and exit code 2, never a traceback; a run
 that could not finish (:data:`skillmix.errors.FAILED_RUN`) with one line and exit code 1. Only the project's
@@ -22,7 +33,7 @@ import signal
 import sys
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skillmix", description="Skill-Mix datasets: build, grade, evaluate.", allow_abbrev=False
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    # metavar: the usage names no command (the list below names each once); "command" as the errors said
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command", title="commands")
     for add in (_catalog_parser, _sample_parser, _prompts_parser, _dataset_parser, _publish_parser,
                 _download_parser, _train_parser, _eval_parser, _review_parser, _experiment_parser,
                 _batches_parser, _doctor_parser):  # fmt: skip
         add(sub)
-    for (
-        command
-    ) in sub.choices.values():  # a prefix of a longer flag never selects it (--batch: not --batch-size)
+    for command in parsers(parser):  # a prefix of a longer flag never selects it (--batch: not --batch-size)
         command.allow_abbrev = False
     return parser
+
+
+def parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """``parser`` and every parser nested under it (commands, their actions)."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in dict.fromkeys(action.choices.values()):
+                yield from parsers(nested)
 
 
 def _catalog_parser(sub: Any) -> None:
@@ -109,7 +128,7 @@ def _publish_parser(sub: Any) -> None:
 
 
 def _train_parser(sub: Any) -> None:
-    from skillmix.training.sft import add_train_parser
+    from skillmix.training.cli import add_train_parser
 
     add_train_parser(sub)
 
@@ -132,21 +151,31 @@ def _experiment_parser(sub: Any) -> None:
     add_experiment_parsers(sub)
 
 
+BATCHES = {"status": "show the batches a folder sent", "cancel": "cancel those still running"}
+
+
 def _batches_parser(sub: Any) -> None:
-    for action, text in (
-        ("status", "show the batches a folder sent"),
-        ("cancel", "cancel those still running"),
-    ):
-        parser = sub.add_parser(f"batches-{action}", help=f"(skillmix batches {action} OUT) {text}")
+    bat = sub.add_parser(
+        "batches",
+        help="the provider batches of a folder: batches status, batches cancel",
+        description="skillmix batches status OUT | skillmix batches cancel OUT: the batches a dataset or "
+        "evaluation folder run with --teacher-batch/--judge-batch sent.",
+    )
+    bat.set_defaults(func=cmd_batches)
+    actions = bat.add_subparsers(dest="action", metavar="action", title="actions")
+    for action, text in BATCHES.items():
+        parser = actions.add_parser(action, help=text, description=f"skillmix batches {action} OUT: {text}.")
         parser.add_argument(
             "out", help="a dataset or evaluation folder run with --teacher-batch/--judge-batch"
         )
-        parser.set_defaults(func=cmd_batches, action=action)
 
 
 def cmd_batches(args: argparse.Namespace) -> None:
+    from skillmix.config import ConfigError
     from skillmix.pipelines.batches import cancel_lines, status_lines
 
+    if args.action is None:
+        raise ConfigError("skillmix batches needs an action: status or cancel (skillmix batches status OUT)")
     print("\n".join(status_lines(args.out) if args.action == "status" else cancel_lines(args.out)))
 
 
@@ -292,20 +321,6 @@ def _hub_error_types() -> tuple[type[BaseException], ...]:
     return (HfHubHTTPError,)
 
 
-# Commands with actions of their own: `skillmix eval rescore` is parsed as `eval-rescore` (argparse has no
-# optional sub-subcommands: a bare `skillmix eval --student-model ...` must still parse).
-NESTED = {"eval": ("rescore", "compare"), "review": ("push", "pull"), "experiment": ("run",),
-          "batches": ("status", "cancel")}  # fmt: skip
-
-
-def route(argv: Sequence[str]) -> list[str]:
-    """``eval rescore ...`` -> ``eval-rescore ...``, ``review push ...`` -> ``review-push ...``."""
-    argv = list(argv)
-    if len(argv) >= 2 and argv[1] in NESTED.get(argv[0], ()):
-        return [f"{argv[0]}-{argv[1]}", *argv[2:]]
-    return argv
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     # distilabel 1.5.3 declares fields pydantic 2.14 warns about on every import; it is not the user's concern
     warnings.filterwarnings("ignore", message="The 'default' attribute with value None")
@@ -313,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # it forks (a C-level handler: it answers even when Python is stuck on a lock)
     with contextlib.suppress(AttributeError, OSError, ValueError):  # stderr without a file (a test's capture)
         faulthandler.register(signal.SIGUSR1, all_threads=True)
-    args = build_parser().parse_args(route(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     from skillmix.pipelines.interrupt import Interrupted, kill_children
 
     try:

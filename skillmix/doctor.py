@@ -348,7 +348,7 @@ def add_doctor_parser(sub: Any) -> None:
 
     doc = sub.add_parser(
         "doctor",
-        help="check Python, packages, model servers, Argilla, the Hub, disk space",
+        help="check Python, packages, servers, Argilla, the Hub, disk space",
         description="Takes the flags of `skillmix dataset`: the servers it would use are probed.",
     )
     doc.add_argument("--preset", default="smoke", help="smoke (default), paper, or a YAML file")

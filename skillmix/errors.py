@@ -1,4 +1,4 @@
-"""Which exceptions the entry points (``skillmix``, ``python -m skillmix.training.sft``) turn into one line.
+"""Which exceptions the entry points (``skillmix``, ``python -m skillmix.training``) turn into one line.
 
 The project raises its own types for what a user can fix, each with a message written for the user: those
 end a command with one ``skillmix: error: ...`` line, exit code 2 (:data:`BAD_INPUT`), or, for a run that

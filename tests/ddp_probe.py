@@ -115,7 +115,7 @@ if __name__ == "__main__":
     here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != here]
     install()
-    from skillmix.training.sft import main
+    from skillmix.training.cli import main
 
     code = main(sys.argv[1:])
     dump()

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from skillmix.cli import main
 
@@ -44,20 +42,17 @@ def test_prompts_command(capsys):
     assert "=== round 1" in out and "at most one sentence" in out and '"criteria"' in out
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "skillmix.cli", *args], capture_output=True, text=True)
-
-
-def test_bad_input_is_one_line_exit_2(tmp_path):
-    result = run_cli("catalog", "--catalog", str(tmp_path / "missing.csv"))
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == [
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["catalog", "--catalog", str(tmp_path / "missing.csv")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
         f"skillmix: error: {tmp_path / 'missing.csv'}: no such catalog file"
     ]
     bad = tmp_path / "bad.csv"
     bad.write_text("category,skill,definition\nliterary,metaphor,d\n")
-    result = run_cli("catalog", "--split", "--catalog", str(bad))
-    assert result.returncode == 2 and "missing column 'example'" in result.stderr
-    result = run_cli("sample", "--k", "60", "--n", "3")
-    assert result.returncode == 2 and "k=60 exceeds the 53 skills" in result.stderr
-    assert result.stdout == ""
+    assert main(["catalog", "--split", "--catalog", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "missing column 'example'" in err
+    assert main(["sample", "--k", "60", "--n", "3"]) == 2
+    captured = capsys.readouterr()
+    assert len(captured.err.splitlines()) == 1 and "k=60 exceeds the 53 skills" in captured.err
+    assert captured.out == ""

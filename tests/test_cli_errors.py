@@ -5,10 +5,8 @@ traceback and exit code 1 (``skillmix.errors``), in ``skillmix`` and in the trai
 from __future__ import annotations
 
 import importlib
-import sys
 
 import pytest
-from cli_runs import run_cli
 
 from skillmix import cli, errors
 from skillmix.config import ConfigError
@@ -67,7 +65,7 @@ def test_a_project_error_is_one_line(monkeypatch, capsys):
 
 
 def test_the_training_script_raises_what_is_not_bad_input(monkeypatch, capsys):
-    from skillmix.training import sft
+    from skillmix.training import cli as train_cli
 
     def train(exc):
         def cmd_train(args):
@@ -75,23 +73,22 @@ def test_the_training_script_raises_what_is_not_bad_input(monkeypatch, capsys):
 
         return cmd_train
 
-    monkeypatch.setattr(sft, "cmd_train", train(RuntimeError("NCCL error: unhandled system error")))
+    monkeypatch.setattr(train_cli, "cmd_train", train(RuntimeError("NCCL error: unhandled system error")))
     with pytest.raises(RuntimeError, match="NCCL"):
-        sft.main(["--config", "recipe.yaml"])
-    monkeypatch.setattr(sft, "cmd_train", train(ConfigError("recipe.yaml: max_steps: must be >= 1, got 0")))
-    assert sft.main(["--config", "recipe.yaml"]) == 2
+        train_cli.main(["--config", "recipe.yaml"])
+    monkeypatch.setattr(
+        train_cli, "cmd_train", train(ConfigError("recipe.yaml: max_steps: must be >= 1, got 0"))
+    )
+    assert train_cli.main(["--config", "recipe.yaml"]) == 2
     assert capsys.readouterr().err == "skillmix: error: recipe.yaml: max_steps: must be >= 1, got 0\n"
 
 
-def test_a_chat_template_without_a_student_model_is_one_line(tmp_path):
+def test_a_chat_template_without_a_student_model_is_one_line(tmp_path, capsys):
     template = tmp_path / "t.jinja"
     template.write_text("{% for m in messages %}{{ m.content }}{% endfor %}")
     out = tmp_path / "X"
-    cmd = [sys.executable, "-m", "skillmix.cli", "eval", "--chat-template", str(template),
-           "--judge-model", "j", "--out", str(out)]  # fmt: skip
-    result = run_cli(cmd, timeout=120)
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert result.stderr.splitlines() == [
+    assert cli.main(["eval", "--chat-template", str(template), "--judge-model", "j", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
         "skillmix: error: --chat-template needs --student-model (a local checkpoint or Hub id)"
     ]
     assert not out.exists()

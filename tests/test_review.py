@@ -104,14 +104,18 @@ def test_human_decisions_vote_and_apply_the_text_checks():
     assert gap.decided is None and gap.full_marks is None  # an item nobody answered: no decision
 
 
-def test_review_commands_route_and_need_an_action(capsys):
-    from skillmix.cli import route
+def test_review_commands_nest_and_need_an_action(capsys):
+    from skillmix.cli import build_parser
+    from skillmix.review.cli import cmd_pull, cmd_push
 
-    assert (
-        route(["eval", "rescore", "d"]) == ["eval-rescore", "d"] and route(["eval", "--k", "3"])[0] == "eval"
+    args = build_parser().parse_args(["review", "push", "--data", "d", "--dataset", "n", "--n", "3"])
+    assert (args.func, args.action, args.n) == (cmd_push, "push", 3)
+    args = build_parser().parse_args(["review", "pull", "--data", "d", "--dataset", "n", "--out", "o"])
+    assert (args.func, args.out) == (cmd_pull, "o")
+    assert main(["review"]) == 2
+    assert capsys.readouterr().err == (
+        "skillmix: error: skillmix review needs an action: push or pull (see skillmix review push --help)\n"
     )
-    assert route(["review", "push", "--n", "3"]) == ["review-push", "--n", "3"]
-    assert route(["review", "--help"]) == ["review", "--help"]
     with pytest.raises(SystemExit) as exit_info:
         main(["review", "publish"])
     assert exit_info.value.code == 2 and "invalid choice" in capsys.readouterr().err

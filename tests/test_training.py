@@ -63,12 +63,12 @@ def make_train_command(**variables: str) -> list[str]:
     assigns = [f"{k}={v}" for k, v in variables.items()] + [f"BIN={Path(sys.executable).parent}"]
     dry = subprocess.run(["make", "--no-print-directory", "-n", "train", *assigns], cwd=ROOT,
                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
-    (line,) = [line for line in dry.stdout.splitlines() if "skillmix.training.sft" in line]
+    (line,) = [line for line in dry.stdout.splitlines() if "-m skillmix.training " in line]
     return shlex.split(line)
 
 
 def run_main(argv: list[str], capsys) -> tuple[int, list[str]]:
-    from skillmix.training.sft import main
+    from skillmix.training.cli import main
 
     capsys.readouterr()  # what the set-up printed
     code = main(argv)
@@ -142,7 +142,7 @@ def test_smoke_recipe_trains_through_make_and_pushes_a_loadable_model(
     seed_model_repo(hub, monkeypatch, tmp_path / "hf-test")
     out = tmp_path / "run"
     cmd = make_train_command(RECIPE=str(SMOKE), DATA=str(dataset), OUT=str(out))
-    assert cmd[1:] == ["-m", "skillmix.training.sft", "--config", str(SMOKE), "--data", str(dataset),
+    assert cmd[1:] == ["-m", "skillmix.training", "--config", str(SMOKE), "--data", str(dataset),
                        "--output-dir", str(out)]  # fmt: skip
     cmd += ["--push-to-hub", MODEL_REPO, "--checkpoints-branch", "checkpoints", "--save-steps", "5"]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=hub_env(hub, tmp_path / "hf"),

@@ -184,7 +184,7 @@ def _from_first_answer(mask):
 
 
 def run_main(argv: list[str], capsys) -> tuple[int, list[str]]:
-    from skillmix.training.sft import main
+    from skillmix.training.cli import main
 
     capsys.readouterr()
     code = main(argv)

@@ -71,7 +71,7 @@ class RecordingJudge:
 
 def train(argv: list[str], capsys) -> tuple[int, list[str]]:
     """``skillmix train`` in this process; its ``skillmix:`` lines on stderr."""
-    from skillmix.training.sft import main
+    from skillmix.training.cli import main
 
     capsys.readouterr()
     code = main(argv)
@@ -101,7 +101,7 @@ def grpo_run(dataset, tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("grpo") / "run"
     recorder = RecordingJudge()
-    from skillmix.training.sft import main
+    from skillmix.training.cli import main
 
     with FakeOpenAIServer(responder=recorder, model=JUDGE) as server:
         code = main(judge_flags(server, out, dataset, "--max-steps", "3", "--save-steps", "3"))
@@ -252,9 +252,9 @@ def test_a_held_out_skill_in_the_prompts_is_refused_before_step_0(dataset, tmp_p
 
 
 def test_plan_prints_the_judges_requests_per_step(capsys, tmp_path):
+    from skillmix.training.cli import main
     from skillmix.training.config import build_config
     from skillmix.training.plan import judge_requests_per_step
-    from skillmix.training.sft import main
 
     out = tmp_path / "never"
     argv = ["--config", GRPO, "--plan", "--output-dir", str(out), "--grpo-judge-model", "gpt-4o-mini",

@@ -1,1 +1,1 @@
-"""Supervised fine-tuning of students on Skill-Mix data with TRL (installed as ``skillmix.training``)."""
+"""Fine-tuning of students on Skill-Mix data with TRL: SFT, DPO, GRPO (installed as ``skillmix.training``)."""

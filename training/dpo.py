@@ -4,7 +4,7 @@
     skillmix train --config training/recipes/tiny/dpo.yaml --data out --max-steps 3
 
     # the paper's student, after (or instead of) its SFT recipe; 4 GPUs
-    accelerate launch --config_file training/accelerate/fsdp.yaml training/sft.py \\
+    accelerate launch --config_file training/accelerate/fsdp.yaml -m skillmix.training \\
         --config training/recipes/mistral-7b-instruct-v0.2/dpo.yaml --data org/skill-mix@v1.1.0
 
 A pair is one prompt (the round-1 request) and two continuations of it (answer 1, the round-2 request,

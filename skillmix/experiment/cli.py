@@ -19,11 +19,21 @@ from typing import Any
 def add_experiment_parsers(sub: Any) -> None:
     from skillmix.experiment.config import add_experiment_flags
 
-    ex = sub.add_parser("experiment", help="run an experiment file: experiment run FILE [--plan]")
-    ex.add_argument("action", choices=("run",), help="run the experiment's stages")
+    ex = sub.add_parser(
+        "experiment",
+        help="run an experiment file: experiment run FILE [--plan]",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ex.set_defaults(func=cmd_experiment)
+    actions = ex.add_subparsers(dest="action", metavar="action", title="actions")
 
-    run = sub.add_parser("experiment-run", help="(skillmix experiment run) every stage of an experiment")
+    run = actions.add_parser(
+        "run",
+        help="every stage of an experiment, or its plan",
+        description="skillmix experiment run FILE [--plan]: every stage of the experiment; the same command "
+        "again re-runs only the stages whose inputs changed.",
+    )
     run.add_argument("file", help="an experiment YAML (experiments/paper.yaml, experiments/smoke.yaml)")
     run.add_argument("--plan", action="store_true", help="print every stage and what it costs, run nothing")
     add_experiment_flags(run)
@@ -33,7 +43,7 @@ def add_experiment_parsers(sub: Any) -> None:
 def cmd_experiment(args: argparse.Namespace) -> None:
     from skillmix.config import ConfigError
 
-    raise ConfigError("run `skillmix experiment run FILE [--plan]`")
+    raise ConfigError("skillmix experiment needs an action: run (skillmix experiment run FILE [--plan])")
 
 
 def cmd_run(args: argparse.Namespace) -> None:

@@ -5,11 +5,11 @@ training set's configs (and subsample), its evaluation set by the experiment's (
 leakage check refuses any row an evaluation will ask about), its output folder by the stage's, and, with
 ``hub.models``, its Hub repo ``<models>/<student>-<set>``; it is written to
 ``runs/<experiment>/recipes/<student>--<set>.yaml`` (the record of what was trained) and given to
-``python -m skillmix.training.sft``. With ``launcher.num_processes`` > 1 or an accelerate config, the run
-goes through ``accelerate launch``; where no GPU is visible, several processes go through ``torchrun``
-(torch.distributed over gloo, the path the tests take: ``accelerate launch --cpu`` starts one process on
-one machine, whatever ``--num_processes`` says). The run's output goes to the terminal and to
-``runs/<experiment>/logs/``.
+``python -m skillmix.training`` (``skillmix train``, any method). With ``launcher.num_processes`` > 1 or an
+accelerate config, the run goes through ``accelerate launch``; where no GPU is visible, several processes
+go through ``torchrun`` (torch.distributed over gloo, the path the tests take: ``accelerate launch --cpu``
+starts one process on one machine, whatever ``--num_processes`` says). The run's output goes to the
+terminal and to ``runs/<experiment>/logs/``.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def write_recipe(config: ExperimentConfig, student: str, training_set: str, data
 
 def command(config: ExperimentConfig, recipe: Path, cuda: bool) -> list[str]:
     """The command line of a training run under the experiment's launcher."""
-    train = ["-m", "skillmix.training.sft", "--config", str(recipe)]
+    train = ["-m", "skillmix.training", "--config", str(recipe)]
     launcher = config.launcher
     if launcher.num_processes == 1 and not launcher.accelerate_config:
         return [sys.executable, *train]

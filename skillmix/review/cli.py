@@ -15,8 +15,6 @@ import argparse
 import sys
 from typing import Any
 
-ACTIONS = ("push", "pull")
-
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="a dataset folder made by `skillmix dataset`")
@@ -32,11 +30,13 @@ def add_review_parsers(sub: Any) -> None:
         description=__doc__.split("\n\n")[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    rv.add_argument("action", choices=ACTIONS, help="push a sample, or pull the answers")
     rv.set_defaults(func=cmd_review)
+    actions = rv.add_subparsers(dest="action", metavar="action", title="actions")
 
-    push = sub.add_parser(
-        "review-push", help="(skillmix review push) send a sample of graded rows to Argilla"
+    push = actions.add_parser(
+        "push",
+        help="send a sample of graded rows to Argilla",
+        description="skillmix review push: send a stratified sample of a folder's graded rows to Argilla.",
     )
     _common(push)
     push.add_argument("--n", type=int, default=100, help="rows to sample, stratified (default 100)")
@@ -57,7 +57,12 @@ def add_review_parsers(sub: Any) -> None:
     )
     push.set_defaults(func=cmd_push)
 
-    pull = sub.add_parser("review-pull", help="(skillmix review pull) agreement, and a reviewed folder")
+    pull = actions.add_parser(
+        "pull",
+        help="agreement, and a reviewed folder",
+        description="skillmix review pull: the agreement figures, and a new folder where the human decisions "
+        "override the judge.",
+    )
     _common(pull)
     pull.add_argument("--out", required=True, help="the new folder to write (must not exist, or be empty)")
     pull.set_defaults(func=cmd_pull)
@@ -66,7 +71,7 @@ def add_review_parsers(sub: Any) -> None:
 def cmd_review(args: argparse.Namespace) -> None:
     from skillmix.review.connect import ReviewError
 
-    raise ReviewError(f"run `skillmix review {args.action} ...` (see skillmix review-{args.action} --help)")
+    raise ReviewError("skillmix review needs an action: push or pull (see skillmix review push --help)")
 
 
 def cmd_push(args: argparse.Namespace) -> None:
