@@ -1,5 +1,6 @@
 # Every target creates .venv on first use and reinstalls when pyproject.toml changes.
-#   make test                       lint + the default offline test suite
+#   make test                       lint + the documentation build + the default offline test suite
+#   make docs                       the documentation site (mkdocs build --strict) into ./site
 #   make dataset K=3                D_SKILL-MIX(3) into ./out (embedded local model unless a key/URL is set)
 #   make dataset K=1,2,3 N=100 TEACHER_MODEL=gpt-4o OUT=out/d123     (OPENAI_API_KEY in the environment)
 #   make train RECIPE=training/recipes/tiny/smoke.yaml [DATA=out] [OUT=dir]   fine-tune a student (TRL SFT)
@@ -44,7 +45,7 @@ EVAL_FLAGS = $(strip $(if $(MODEL),--student-model $(MODEL)) $(if $(MODEL_BASE_U
   $(if $(CONFIG),--config $(CONFIG)) $(if $(MAX_USD),--max-usd $(MAX_USD)) \
   $(if $(EVAL_DATA),--data $(EVAL_DATA)))
 
-.PHONY: test test-slow lint format catalog dataset publish train eval reproduce bench clean
+.PHONY: test test-slow docs lint format catalog dataset publish train eval reproduce bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,10 +59,17 @@ $(EMBEDDED_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,pipeline,hub,train,embedded]'
 	@touch $(EMBEDDED_STAMP)
 
-test: $(STAMP)  ## lint, then the default (fast, offline) test suite
+test: $(STAMP)  ## lint, the documentation build, then the default (fast, offline) test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@$(MAKE) --no-print-directory docs
 	$(BIN)/pytest
+
+# --strict: any warning fails the build; mkdocs.yml's validation settings make a page missing from the nav,
+# a link to a missing page or anchor, and an unreadable link warnings (mkdocs' default would only log them).
+# Never --quiet: it silences the warnings, and --strict then has nothing to count.
+docs: $(STAMP)  ## build the documentation site into site/ (mkdocs-material; API pages from the docstrings)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 test-slow: $(EMBEDDED_STAMP)  ## the end-to-end tests marked slow (embedded llama.cpp model)
 	$(BIN)/pytest -m slow
@@ -107,7 +115,7 @@ catalog: $(STAMP)  ## print the catalog's train/held-out split with its hashes
 	$(BIN)/skillmix catalog --split
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .ruff_cache
 
 # A local Argilla for review and the tests: argilla-server 2.8.0 in .venv-argilla (installed once), SQLite,
 # Redis (apt-get install redis-server), an SQL search engine; data in .argilla/. Prints two lines to export:

@@ -28,7 +28,8 @@ class FakeHubServer(_HubState):
         user: the token's user name (``whoami``), also the namespace it may write to.
         orgs: organisations the user belongs to (``whoami``). When given, writes are limited to the user's
             and these namespaces (403 elsewhere); when ``None`` (default) any namespace is writable.
-        host, port: where to listen (port 0: a free port).
+        host: the address to listen on.
+        port: the port to listen on (0: a free port).
         lfs_threshold: files of at least this many bytes are uploaded as LFS.
         tree_page_size: entries per page of the tree listing (the Hub uses 1000, and 50 with ``expand``).
     """
