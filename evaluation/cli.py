@@ -23,7 +23,6 @@ from typing import Any
 def add_eval_parsers(sub: Any) -> None:
     """``skillmix eval`` with its flags, and its actions ``rescore`` and ``compare`` nested under it."""
     from skillmix.evaluation.config import add_eval_flags
-    from skillmix.rules import UNPARSEABLE
 
     ev = sub.add_parser(
         "eval",
@@ -66,6 +65,8 @@ class ActionFirst(argparse._SubParsersAction):
 
 
 def _rescore_parser(actions: Any) -> None:
+    from skillmix.rules import UNPARSEABLE
+
     rs = actions.add_parser(
         "rescore",
         help="recompute an evaluation folder's results, no request",

@@ -66,7 +66,8 @@ def test_every_row_is_accounted_for_under_faults(tmp_path):
     statuses = [s for r in kept + rejected for s in r["grader_status"]]
     assert "unparseable" in statuses
     assert "Skill-Mix dataset written to" in result.stdout and "failures by reason" in result.stdout
-    hint = f'datasets.load_dataset("parquet", data_files="{out}/k1/train-00000-of-00001.parquet", split="train")'
+    parquet = out / "k1" / "train-00000-of-00001.parquet"
+    hint = f'datasets.load_dataset("parquet", data_files="{parquet}", split="train")'
     assert hint in result.stdout
     assert f"skillmix publish --data {out}" in result.stdout and f"{out}/README.md" in result.stdout
     if rejected:
