@@ -5,7 +5,9 @@ where each rank writes ``rank<R>.json``:
 * ``batches``: per micro-batch, the samples this rank trained on (a hash of each row's tokens);
 * ``writes``: every file under the output folder this process opened for writing or saved through torch,
   safetensors or the Trainer (so the test sees which rank wrote what; rank 0's list proves the probe sees);
-* ``first_step``: the global step at which this launch's first training step began (a resume's start).
+* ``first_step``: the global step at which this launch's first training step began (a resume's start);
+* ``ddp_alive_at_end``: whether a ``DistributedDataParallel`` model was still alive when the Trainer
+  destroyed the process group (it must not be: its later destruction can hang the process at exit).
 
 ``SKILLMIX_PROBE_SLOW`` (seconds) sleeps after every step past the first checkpoint, so that the test can
 kill the launch while it trains.
@@ -109,6 +111,18 @@ def install() -> None:
         self.data_collator = recorded
 
     SFTTrainer.__init__ = init
+    original_end = SFTTrainer.end
+
+    def end(self):  # the process group is destroyed here: no DDP model may outlive it (training/run.py)
+        import gc
+
+        from torch.nn.parallel import DistributedDataParallel
+
+        record["ddp_alive_at_end"] = any(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
+        dump()
+        original_end(self)
+
+    SFTTrainer.end = end
 
 
 if __name__ == "__main__":

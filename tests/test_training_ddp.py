@@ -78,6 +78,7 @@ def test_two_cpu_processes_train_as_one_job_and_resume_after_a_kill(dataset, tmp
 
     zero, one = ranks(tmp_path / "probe2")
     assert zero["first_step"] == one["first_step"] == SAVE  # resumed at the checkpoint's step
+    assert zero["ddp_alive_at_end"] is one["ddp_alive_at_end"] is False  # no hang at exit (run.py: _end)
     state = json.loads((out / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())
     assert state["global_step"] == STEPS
     # the effective batch: per device x accumulation x world size samples per optimizer step

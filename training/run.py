@@ -209,9 +209,27 @@ def fit(prepared: Prepared, make_trainer: Callable[[list[Any]], Any], log: Log =
         record.extra.update(getattr(trainer, "record_extra", {}))  # a method's own (grpo: the judge, a stop)
         _write_run_file(out, config, asdict(record))
         _finish(prepared, record, out, log)
-    if hasattr(trainer, "end"):
-        trainer.end()
+    _end(getattr(trainer, "trainer", trainer))  # GRPO's stop-at-the-cap wrapper holds TRL's trainer
     return out
+
+
+def _end(trainer: Any) -> None:
+    """The end of the launch's process group, once the wrapped (DDP) model is gone.
+
+    ``Trainer.end`` destroys the process group. A ``DistributedDataParallel`` model still alive then holds
+    the group's last reference, and its destruction (with the GIL held) joins gloo's worker threads while
+    one of them waits for the GIL to free a tensor: the process never exits (pytorch/pytorch#56297; seen
+    here as rank 0 of tests/test_training_ddp.py hanging after its last checkpoint). So the wrapped model
+    and accelerate's references to it go first, while the group is still registered, and the group's own
+    destructor (which releases the GIL) runs last."""
+    import gc
+
+    if not hasattr(trainer, "end"):
+        return
+    trainer.model_wrapped = trainer.model
+    trainer.accelerator.free_memory()
+    gc.collect()
+    trainer.end()
 
 
 def _resume_point(out: Path, resume: bool, log: Log) -> str | None:
