@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,8 @@ def run_pipeline(
     if worst_usd is not None:
         rows = [{**row, "worst_usd": worst_usd[row["id"]]} for row in rows]
     _quiet_third_party()
+    _import_before_the_fork()
+    _poll_faster()
     run_id = uuid.uuid4().hex
     pipeline = build_pipeline(config, rows, models, workdir, run_id)
     try:
@@ -193,6 +196,41 @@ def run_pipeline(
             }
         out.append(found)
     return out
+
+
+def _import_before_the_fork() -> None:
+    """Import the HTTP client's modules here, once, before distilabel forks a process per step.
+
+    The openai SDK imports its resources lazily (``client.chat`` imports ``openai.resources.chat`` on first
+    use): imported after the fork, each LLM step's process paid for ``import openai`` and its resources
+    again, about 1.5 s of CPU each, on every run (measured with py-spy on a 4-row build: 4.4 s of 11.8)."""
+    import openai.resources.chat
+    import openai.resources.completions  # noqa: F401
+
+
+POLL_SECONDS = 0.05  # distilabel's own: 2.5 s (steps loaded?) and 0.5 s (steps finished?)
+
+
+class _ShortSleeps:
+    """The ``time`` module as distilabel's pipeline sees it, with every sleep cut to ``POLL_SECONDS``."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(min(seconds, POLL_SECONDS))
+
+
+def _poll_faster() -> None:
+    """distilabel 1.5.3 (pinned, unmaintained) waits in fixed sleeps between two looks at its steps: 2.5 s
+    until every step of a stage is loaded, 0.5 s per step until it has finished. Every run paid for them
+    (about 2.5 s of a 4-row build's 5.2 s: measured with and without this). Its only two sleeps
+    (``distilabel/pipeline/base.py``) now look again every 50 ms; each look reads a dict, so the CPU cost is
+    nil. Idempotent."""
+    import distilabel.pipeline.base as base
+
+    base.time = _ShortSleeps()  # type: ignore[assignment]
 
 
 def _quiet_third_party() -> None:

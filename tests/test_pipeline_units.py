@@ -172,3 +172,20 @@ def test_the_judge_follows_the_teacher_unless_named(judge, env, expected, monkey
     teacher, resolved = resolve_models(config)
     assert (teacher.model, teacher.base_url) == ("t", "http://teacher/v1")
     assert (resolved.model, resolved.base_url) == expected
+
+
+def test_distilabels_polls_are_cut_to_50_ms(monkeypatch):
+    """distilabel sleeps 2.5 s between two looks at its loading steps: the run sees 50 ms instead."""
+    import time
+
+    import distilabel.pipeline.base as base
+
+    from skillmix.pipelines.dataset import POLL_SECONDS, _poll_faster
+
+    slept = []
+    monkeypatch.setattr(base, "time", time)  # distilabel's own module back, whatever ran before
+    monkeypatch.setattr(time, "sleep", slept.append)
+    _poll_faster()
+    base.time.sleep(2.5)
+    base.time.sleep(0.01)
+    assert slept == [POLL_SECONDS, 0.01] and base.time.monotonic is time.monotonic
