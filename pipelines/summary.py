@@ -61,11 +61,17 @@ def summary_text(manifest: dict[str, Any], out: str) -> str:
         lines.append(f"rejected rows missed {item} most often ({detail})")
     lines.extend(next_steps(manifest, out))
     if manifest.get("embedded"):
+        judge = manifest.get("judge") or {}
         lines.append("")
         lines.append(
             "Note: the embedded Gemma 3 270M base model was teacher and judge. Its texts and grades are poor;"
             " use a GPT-4-class teacher and judge for real data."
         )
+        if judge.get("temperature") is not None:
+            lines.append(
+                f"Its grader runs sampled at temperature {judge['temperature']:g} (a smoke-only setting; the "
+                "protocol's 0.7 left half of its grades unparseable)."
+            )
     return "\n".join(lines)
 
 

@@ -29,6 +29,7 @@ parser = argparse.ArgumentParser()
 for name in ("--host", "--port", "--model_alias", "--pid-file"):
     parser.add_argument(name)
 parser.add_argument("--ignore-sigterm", action="store_true")
+parser.add_argument("--crash-on-completion", action="store_true")  # as llama.cpp's AMX kernels did here
 args, _ = parser.parse_known_args()
 if args.ignore_sigterm:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -40,6 +41,19 @@ with open(args.pid_file, "w") as f:
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = json.dumps({"object": "list", "data": [{"id": args.model_alias}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        if args.crash_on_completion:
+            import os
+            os.kill(os.getpid(), signal.SIGSEGV)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.dumps({"object": "text_completion", "choices": [{"index": 0, "text": "Hi",
+                           "finish_reason": "length"}]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -149,6 +163,16 @@ def test_server_that_exits_at_once_reports_its_log(model_file, tmp_path):
         server.start()
     assert server.process is None
     assert (tmp_path / "server.log").exists()
+
+
+def test_a_server_that_dies_on_its_first_completion_is_named_with_the_rebuild(model_file, fake_server):
+    server = EmbeddedServer(model_file, command=[*fake_server, "--crash-on-completion"])
+    with pytest.raises(EmbeddedServerError) as raised:
+        server.start()
+    message = str(raised.value)
+    assert message.startswith("the embedded server crashed (exit code -11) on its first completion")
+    assert "-DGGML_NATIVE=OFF" in message and "--force-reinstall" in message
+    assert server.process is None or server.process.poll() is not None  # stopped, nothing left running
 
 
 def test_server_that_never_answers_times_out_and_is_killed(model_file, tmp_path):

@@ -208,6 +208,34 @@ def shipped_python_files() -> list[Path]:
     )  # fmt: skip
 
 
+STARTS_SOMETHING = (
+    "subprocess",
+    "run_cli",
+    "run_here",
+    "build_dataset",
+    "FakeOpenAIServer",
+    "FakeHubServer",
+    "argilla",
+    "from_pretrained",
+    "torchrun",
+    "sys.executable",
+)
+
+
+def test_make_check_runs_only_modules_that_start_nothing():
+    """`make check` (the inner loop) names test modules that start no process or server and load no model."""
+    dry = subprocess.run(
+        ["make", "-n", "check", "STAMP="], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    (line,) = [line for line in dry.stdout.splitlines() if "pytest" in line]
+    modules = [ROOT / word for word in line.split() if word.startswith("tests/")]
+    assert len(modules) >= 10 and all(m.is_file() for m in modules), line
+    for module in modules:
+        source = module.read_text()
+        found = [word for word in STARTS_SOMETHING if word in source]
+        assert not found, f"{module.name} uses {found}: it belongs to make test, not make check"
+
+
 def test_no_browser_driver_outside_the_tests():
     """The UI tests drive Chromium with Playwright (a dev dependency); nothing that ships does."""
     files = shipped_python_files()

