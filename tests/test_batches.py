@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from cli_runs import cli_env, dataset_cmd, run_cli
+from cli_runs import cli_env, dataset_cmd, run_cli, run_here
 
 from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
 from skillmix.testing.fake_openai.batches import BatchBehaviour
 
-FAST = {"SKILLMIX_BATCH_POLL_SECONDS": "0.2"}
+FAST = {"SKILLMIX_BATCH_POLL_SECONDS": "0.05"}
 
 
 def rows(folder: Path) -> dict[str, dict]:
@@ -35,7 +35,7 @@ def rows(folder: Path) -> dict[str, dict]:
 
 @pytest.fixture(autouse=True)
 def fast_polls(monkeypatch):
-    """Batches are looked at every 0.2 s (the run's default is 5 s)."""
+    """Batches are looked at every 0.05 s (the run's default is 5 s); the server's turnaround is its own."""
     for name, value in FAST.items():
         monkeypatch.setenv(name, value)
 
@@ -47,23 +47,19 @@ def batched_env() -> dict[str, str]:
 def test_a_batched_dataset_has_the_rows_of_a_direct_one(tmp_path):
     with FakeOpenAIServer(responder=SkillMixResponder(seed=4, accept_rate=0.6),
                           batches=BatchBehaviour(turnaround=0.2)) as server:  # fmt: skip
-        direct = run_cli(dataset_cmd(server, tmp_path / "direct", "--k", "2,3", "--n", "4"))
+        direct = run_here(dataset_cmd(server, tmp_path / "direct", "--k", "2,3", "--n", "4"))
         assert direct.returncode == 0, direct.stderr[-3000:]
         chat_before = server.count(path="/v1/chat/completions")
         flags = ["--k", "2,3", "--n", "4", "--teacher-batch", "--judge-batch"]
-        batched = run_cli(dataset_cmd(server, tmp_path / "batched", *flags))
+        batched = run_here(dataset_cmd(server, tmp_path / "batched", *flags))
         assert batched.returncode == 0, batched.stderr[-3000:]
         assert server.count(path="/v1/chat/completions") == chat_before  # nothing was sent one by one
         created = server.batch_api.created()
         assert len(created) == 3  # round 1, round 2, grading
-        status = run_cli(
-            [sys.executable, "-m", "skillmix.cli", "batches", "status", str(tmp_path / "batched")]
-        )
+        status = run_here(["batches", "status", str(tmp_path / "batched")])
         assert status.returncode == 0 and all(f"{b}  " in status.stdout for b in created), status.stderr
         assert status.stdout.count("completed") == 3
-        cancel = run_cli(
-            [sys.executable, "-m", "skillmix.cli", "batches", "cancel", str(tmp_path / "batched")]
-        )
+        cancel = run_here(["batches", "cancel", str(tmp_path / "batched")])
         assert cancel.returncode == 0 and "no batch is running" in cancel.stdout
     assert rows(tmp_path / "batched") == rows(tmp_path / "direct")
     assert "batches: 3 created for" in batched.stderr and "saved against direct prices" in batched.stderr
@@ -194,7 +190,7 @@ def test_a_capped_batched_run_bills_at_most_the_cap(tmp_path):
     with FakeOpenAIServer(responder=SkillMixResponder(seed=2, accept_rate=0.6)) as server:
         flags = ["--k", "2", "--n", "8", "--max-usd", str(cap), "--prices", str(prices), "--teacher-batch",
                  "--judge-batch", *MAX_TOKENS]  # fmt: skip
-        result = run_cli(dataset_cmd(server, out, *flags))
+        result = run_here(dataset_cmd(server, out, *flags))
         totals = server.batch_api.usage_totals().get(
             "fake-teacher", {"prompt_tokens": 0, "completion_tokens": 0}
         )
@@ -211,12 +207,12 @@ def test_a_capped_batched_run_bills_at_most_the_cap(tmp_path):
 
 
 def evaluate(server, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    """`skillmix eval` of the fake server's model, judged by it (k = 2, held-out, 4 x 2 generations)."""
+    """`skillmix eval` of the fake server's model, judged by it (k = 2, held-out, 4 x 2 generations), in
+    this process (its fast polls from ``fast_polls``)."""
     roles = ["--student-model", "fake-teacher", "--student-base-url", server.base_url, "--judge-model",
              "fake-teacher", "--judge-base-url", server.base_url]  # fmt: skip
     sizes = ["--k", "2", "--setting", "held-out", "--n", "4", "--generations", "2"]
-    cmd = [sys.executable, "-m", "skillmix.cli", "eval", *roles, *sizes, "--out", str(out), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, env=batched_env(), timeout=600)
+    return run_here(["eval", *roles, *sizes, "--out", str(out), *extra])
 
 
 def test_an_evaluation_with_a_batched_judge_scores_as_a_direct_one(tmp_path):
@@ -240,10 +236,10 @@ def test_the_plan_shows_the_batch_and_the_direct_cost(tmp_path):
     prices = tmp_path / "prices.yaml"
     prices.write_text(f"fake-teacher: {{input: {PRICE[0]}, output: {PRICE[1]}}}\n")
     teacher = ["--teacher-model", "fake-teacher", "--teacher-base-url", "http://127.0.0.1:9/v1"]
-    cmd = [sys.executable, "-m", "skillmix.cli", "dataset", *teacher, "--k", "2", "--n", "4", "--prices",
-           str(prices), "--dry-run", "--out", str(tmp_path / "out")]  # fmt: skip
-    direct = run_cli(cmd)
-    batched = run_cli([*cmd, "--teacher-batch", "--judge-batch"])
+    cmd = ["dataset", *teacher, "--k", "2", "--n", "4", "--prices", str(prices), "--dry-run", "--out",
+           str(tmp_path / "out")]  # fmt: skip
+    direct = run_here(cmd)
+    batched = run_here([*cmd, "--teacher-batch", "--judge-batch"])
     assert direct.returncode == batched.returncode == 0, batched.stderr
 
     def worst(text: str) -> float:
@@ -258,7 +254,7 @@ def test_the_plan_shows_the_batch_and_the_direct_cost(tmp_path):
 
 def test_a_server_without_a_batch_api_is_refused_before_the_run(tmp_path):
     with FakeOpenAIServer(batches=None) as server:
-        result = run_cli(dataset_cmd(server, tmp_path / "out", "--k", "2", "--n", "2", "--judge-batch"))
+        result = run_here(dataset_cmd(server, tmp_path / "out", "--k", "2", "--n", "2", "--judge-batch"))
         assert server.count(path="/v1/chat/completions") == 0
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "serves no batch API" in result.stderr and not (tmp_path / "out").exists()
@@ -313,7 +309,6 @@ def test_only_a_remote_chat_model_can_be_batched(tmp_path):
     base = ResolvedModel("teacher", "base", "http://127.0.0.1:1/v1", mode="completion")
     with pytest.raises(ConfigError, match="--teacher-batch: batch mode sends chat requests"):
         check_batchable(base, reach=False)
-    cmd = [sys.executable, "-m", "skillmix.cli", "dataset", "--judge-batch", "--k", "2", "--n", "2"]
-    embedded = run_cli([*cmd, "--out", str(tmp_path / "out")])
+    embedded = run_here(["dataset", "--judge-batch", "--k", "2", "--n", "2", "--out", str(tmp_path / "out")])
     assert embedded.returncode == 2 and "the embedded model runs here and has no batch API" in embedded.stderr
     assert not (tmp_path / "out").exists()

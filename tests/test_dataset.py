@@ -8,12 +8,11 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from cli_runs import cli_env, dataset_cmd, run_cli
+from cli_runs import cli_env, dataset_cmd, run_cli, run_here
 from datasets import load_dataset
 
 from skillmix.testing.fake_openai import FakeOpenAIServer, Fault, SkillMixResponder, request_key
@@ -133,7 +132,7 @@ def assert_clean_error(result, message):
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, args, message):
     out = tmp_path / "out"
     with FakeOpenAIServer() as server:
-        result = run_cli(dataset_cmd(server, out, *args), timeout=60)
+        result = run_here(dataset_cmd(server, out, *args))
         assert server.count(path=CHAT) == 0
     assert_clean_error(result, message)
     assert not out.exists()
@@ -142,11 +141,11 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, args, message
 def test_unreachable_base_url_and_missing_key(tmp_path):
     out = tmp_path / "out"
     dead = "http://127.0.0.1:9/v1"  # the discard port: nothing listens there
-    cmd = [sys.executable, "-m", "skillmix.cli", "dataset", "--out", str(out), "--teacher-model", "m",
-           "--teacher-base-url", dead, "--judge-base-url", dead]  # fmt: skip
-    assert_clean_error(run_cli(cmd, timeout=60), f"the teacher base URL {dead} does not answer")
-    cmd = [sys.executable, "-m", "skillmix.cli", "dataset", "--out", str(out), "--teacher-model", "gpt-4o"]
-    assert_clean_error(run_cli(cmd, timeout=60), "OPENAI_API_KEY is not set")
+    cmd = ["dataset", "--out", str(out), "--teacher-model", "m", "--teacher-base-url", dead,
+           "--judge-base-url", dead]  # fmt: skip
+    assert_clean_error(run_here(cmd), f"the teacher base URL {dead} does not answer")
+    cmd = ["dataset", "--out", str(out), "--teacher-model", "gpt-4o"]
+    assert_clean_error(run_here(cmd), "OPENAI_API_KEY is not set")
     assert not out.exists()
 
 
@@ -159,8 +158,8 @@ def test_folder_of_another_run_is_left_intact(tmp_path):
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     with FakeOpenAIServer() as server:
-        assert_clean_error(run_cli(dataset_cmd(server, out), timeout=60), "holds another run's data")
-        assert_clean_error(run_cli(dataset_cmd(server, foreign), timeout=60), "holds no skillmix run")
+        assert_clean_error(run_here(dataset_cmd(server, out)), "holds another run's data")
+        assert_clean_error(run_here(dataset_cmd(server, foreign)), "holds no skillmix run")
         assert server.count(path=CHAT) == 0
     assert (out / "manifest.json").read_text() == "{}"
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]

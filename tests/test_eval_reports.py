@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_runs import HUB_TOKEN as TOKEN
 
 from skillmix.cli import main
 from skillmix.config import ConfigError
@@ -20,9 +21,7 @@ from skillmix.evaluation.report import compare, render_results_md, write_compari
 from skillmix.evaluation.score import errored_ids, score_samples
 from skillmix.metrics import METRICS
 from skillmix.rules import ScoringRules
-from skillmix.testing.fake_hub import FakeHubServer
 
-TOKEN = "hf_skillmixEvalToken0123456789abcdef"
 MODEL_REPO = "skillmix-tester/student"
 RESULTS_REPO = "skillmix-tester/skillmix-results"
 SETTINGS = ("train", "held-out", "all")
@@ -568,10 +567,9 @@ def test_update_card_touches_only_the_model_index():
 
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch):
-    with FakeHubServer(token=TOKEN, storage=tmp_path / "hub") as server:
-        server.configure_clients(monkeypatch, tmp_path / "hf-home")
-        yield server
+def clients(hub, tmp_path, monkeypatch):
+    """This process's huggingface_hub pointed at the test's ``hub`` (conftest)."""
+    hub.configure_clients(monkeypatch, tmp_path / "hf-home")
 
 
 def eval_folder(path: Path, results: dict) -> Path:
@@ -605,7 +603,7 @@ def check_card_results(ours: list, results: dict) -> None:
         assert r.dataset_name == f"Skill-Mix {setting} (k={k})" and r.metric_name == NAMES[r.metric_type]
 
 
-def test_push_results_updates_the_card_and_uploads_the_run(hub, tmp_path):
+def test_push_results_updates_the_card_and_uploads_the_run(hub, clients, tmp_path):
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=hub.endpoint, token=TOKEN)
@@ -659,7 +657,7 @@ def test_push_results_updates_the_card_and_uploads_the_run(hub, tmp_path):
     assert sorted(hub.refs(RESULTS_REPO)["tags"]) == ["3f2a9c", "77b0e1"]
 
 
-def test_push_results_to_a_repo_without_a_card(hub, tmp_path):
+def test_push_results_to_a_repo_without_a_card(hub, clients, tmp_path):
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=hub.endpoint, token=TOKEN)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_runs import cli_env
+from cli_runs import HUB_TOKEN, cli_env, hub_env, run_here
 
 from skillmix.config import ConfigError
 from skillmix.experiment.config import BASE, build_experiment
@@ -96,9 +96,19 @@ def run(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess
                           capture_output=True, text=True, env=env or cli_env(), timeout=timeout)  # fmt: skip
 
 
-def test_the_paper_plan_needs_no_key_and_no_gpu_and_the_run_says_what_it_needs(tmp_path):
-    env = {**cli_env(), "CUDA_VISIBLE_DEVICES": ""}
-    plan = run(str(PAPER), "--plan", "--out", str(tmp_path / "runs"), env=env)
+def here(*args: str, changes: dict | None = None) -> subprocess.CompletedProcess:
+    """`skillmix experiment run ARGS` in this process (``run_here``); run from ROOT, as ``run``."""
+    return run_here(["experiment", "run", *args], changes)
+
+
+def test_the_paper_plan_needs_no_key_and_no_gpu_and_the_run_says_what_it_needs(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(ROOT)
+    # no GPU visible; torch reads CUDA_VISIBLE_DEVICES once per process, and this one may have looked already
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    env = {"CUDA_VISIBLE_DEVICES": ""}
+    plan = here(str(PAPER), "--plan", "--out", str(tmp_path / "runs"), changes=env)
     assert plan.returncode == 0, plan.stderr[-2000:]
     lines = plan.stdout.splitlines()
     assert lines[0].startswith("Experiment paper") and "19 stages" in lines[0]
@@ -106,7 +116,7 @@ def test_the_paper_plan_needs_no_key_and_no_gpu_and_the_run_says_what_it_needs(t
     assert any(line.split()[0] == "eval/mistral-7b/base" and "6,000 requests" in line for line in lines[1:])
     assert any("needs: OPENAI_API_KEY" in line for line in lines) and "to run:" in lines[-1]
     assert not (tmp_path / "runs").exists()  # the plan writes nothing
-    stopped = run(str(PAPER), "--out", str(tmp_path / "runs"), env=env)
+    stopped = here(str(PAPER), "--out", str(tmp_path / "runs"), changes=env)
     assert stopped.returncode == 2 and stopped.stderr.count("\n") == 1, stopped.stderr
     assert "cannot run here: it needs OPENAI_API_KEY" in stopped.stderr and "4 GPUs" in stopped.stderr
     assert not (tmp_path / "runs").exists()
@@ -132,6 +142,7 @@ def ran(stderr: str) -> list[str]:
                   if line.startswith("[") and line.endswith(": running"))  # fmt: skip
 
 
+@pytest.mark.slow  # 71 s on 2 cores (every stage its own process, the experiment run 3 times)
 def test_the_smoke_experiment_runs_every_stage_then_only_what_changed(tmp_path):
     from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
 
@@ -187,14 +198,15 @@ def write_experiment(tmp_path: Path, **changes) -> Path:
     return path
 
 
-def test_what_cannot_finish_is_refused_before_the_first_request(tmp_path):
+def test_what_cannot_finish_is_refused_before_the_first_request(tmp_path, monkeypatch):
     from skillmix.processes import free_port
     from skillmix.testing.fake_openai import FakeOpenAIServer
 
+    monkeypatch.chdir(ROOT)
     out = tmp_path / "runs"
     roles = ["--teacher-model", "fake-teacher", "--out", str(out)]
     closed = f"http://127.0.0.1:{free_port()}/v1"
-    unreachable = run(str(SMOKE), *roles, "--teacher-base-url", closed)
+    unreachable = here(str(SMOKE), *roles, "--teacher-base-url", closed)
     assert unreachable.returncode == 2 and unreachable.stderr.count("\n") == 1, unreachable.stderr
     assert "skillmix: error:" in unreachable.stderr and closed.split("/v1")[0] in unreachable.stderr
     # an evaluation in the train setting whose combinations the dataset will train on
@@ -204,7 +216,7 @@ def test_what_cannot_finish_is_refused_before_the_first_request(tmp_path):
                              evaluation={"settings": {"k": [2], "setting": ["train"], "n": 100}},
                              findings={"student": "tiny", "richer": None, "poorer": None})  # fmt: skip
     with FakeOpenAIServer() as server:
-        refused = run(str(leaky), *roles, "--teacher-base-url", server.base_url)
+        refused = here(str(leaky), *roles, "--teacher-base-url", server.base_url)
         assert [
             r.path for r in server.requests if r.path != "/v1/models"
         ] == []  # only the reachability check
@@ -216,11 +228,10 @@ def test_what_cannot_finish_is_refused_before_the_first_request(tmp_path):
 
 
 @pytest.mark.slow  # about 50 s; each push is tested on its own in the default suite (publish, eval, train)
-def test_with_hub_targets_the_dataset_models_and_report_go_to_the_hub(tmp_path):
-    from skillmix.testing.fake_hub import FakeHubServer
+def test_with_hub_targets_the_dataset_models_and_report_go_to_the_hub(tmp_path, hub):
     from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
 
-    token = "hf_skillmixExperimentToken0123456789"
+    token = HUB_TOKEN
     experiment = write_experiment(
         tmp_path,
         training_sets={"D23": {"configs": ["k2", "k3"], "label": "D(2,3)"}},
@@ -229,13 +240,8 @@ def test_with_hub_targets_the_dataset_models_and_report_go_to_the_hub(tmp_path):
         findings={"student": "tiny", "full": "D23", "richer": None, "poorer": None},
     )
     out = tmp_path / "runs"
-    with (
-        FakeHubServer(token=token, storage=tmp_path / "hub") as hub,
-        FakeOpenAIServer(responder=SkillMixResponder(seed=3, accept_rate=0.8)) as server,
-    ):
-        env = {k: v for k, v in cli_env().items() if not k.startswith("HF_")}
-        env.update({k: v for k, v in hub.client_env(tmp_path / "hf").items() if v is not None})
-        env.update(HF_TOKEN=token, HF_HUB_DISABLE_PROGRESS_BARS="1", OMP_NUM_THREADS="1")
+    with FakeOpenAIServer(responder=SkillMixResponder(seed=3, accept_rate=0.8)) as server:
+        env = {**hub_env(hub, tmp_path / "hf", token), "OMP_NUM_THREADS": "1"}
         roles = ["--teacher-model", "fake-teacher", "--teacher-base-url", server.base_url,
                  "--judge-base-url", server.base_url]  # fmt: skip
         result = run(str(experiment), *roles, "--out", str(out), env=env)

@@ -4,9 +4,9 @@ and the plan prints each method's judge requests per step (nothing is run or sen
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
+
+from cli_runs import run_here
 
 from skillmix.experiment.config import build_experiment
 from skillmix.experiment.launch import recipe_data
@@ -30,11 +30,12 @@ def test_each_training_set_trains_with_its_method_and_the_experiments_judge(tmp_
     assert per_step == {"SFT": 0, "DPO": 0, "GRPO": 4 * 2}  # 4 completions a step x 2 grader runs
 
 
-def test_the_plan_prints_judge_requests_per_step_of_each_method(tmp_path):
-    cmd = [sys.executable, "-m", "skillmix.cli", "experiment", "run", "experiments/methods.yaml", "--plan",
+def test_the_plan_prints_judge_requests_per_step_of_each_method(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    cmd = ["experiment", "run", "experiments/methods.yaml", "--plan",
            "--teacher-model", "gpt-4o-mini", "--judge-model", "gpt-4o-mini",
            "--teacher-base-url", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "runs")]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = run_here(cmd)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  train/")}
     assert "sft: 0 judge requests per step" in lines["train/tiny/SFT"]

@@ -11,8 +11,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from cli_runs import HUB_TOKEN as TOKEN
 
-from skillmix.testing.fake_hub import DEFAULT_USER, FakeHubServer, HubRequest
+from skillmix.testing.fake_hub import DEFAULT_TOKEN, DEFAULT_USER, FakeHubServer, HubRequest
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
 datasets = pytest.importorskip("datasets")
@@ -39,7 +40,6 @@ from huggingface_hub.errors import (  # noqa: E402
 # huggingface_hub's LFS upload passes a file object as `data=` (its own deprecation warning, not ours).
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
-TOKEN = "hf_test_token"
 REPO = f"{DEFAULT_USER}/skill-mix-k3"
 PARQUET = "k3/train-00000-of-00001.parquet"
 CARD = """---
@@ -56,17 +56,18 @@ PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 2
 
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch):
-    with FakeHubServer(token=TOKEN, storage=tmp_path / "hub") as server:
-        server.configure_clients(monkeypatch, tmp_path / "hf-home")
-        HfFileSystem.clear_instance_cache()
-        yield server
+def clients(hub, tmp_path, monkeypatch):
+    """This process's huggingface_hub and datasets pointed at the test's ``hub`` (conftest), with no file
+    system listing cached from another test."""
+    hub.configure_clients(monkeypatch, tmp_path / "hf-home")
+    HfFileSystem.clear_instance_cache()
+    yield hub
     HfFileSystem.clear_instance_cache()
 
 
 @pytest.fixture
-def api(hub) -> HfApi:
-    return HfApi(endpoint=hub.endpoint, token=TOKEN)
+def api(clients) -> HfApi:
+    return HfApi(endpoint=clients.endpoint, token=TOKEN)
 
 
 def rows(version: str) -> dict[str, list]:
@@ -286,7 +287,7 @@ def test_existing_tag_is_a_conflict(hub, api):
     assert hub.refs(REPO)["tags"] == {"v1.0.0": second.oid}
 
 
-def test_datasets_push_to_hub_round_trip(hub, tmp_path):
+def test_datasets_push_to_hub_round_trip(hub, clients, tmp_path):
     data = datasets.Dataset.from_dict(rows("v1"))
     data.push_to_hub(REPO, config_name="k3", token=TOKEN, private=True)
     assert hub.is_private(REPO)
@@ -352,10 +353,10 @@ def test_commit_operations_parent_commit_and_pagination(tmp_path, monkeypatch):
 
 
 def test_storage_survives_a_restart_and_the_cli(tmp_path, monkeypatch):
-    storage = tmp_path / "hub"
-    with FakeHubServer(token=TOKEN, storage=storage) as hub:
+    storage, token = tmp_path / "hub", DEFAULT_TOKEN  # the command line's token, as it starts below
+    with FakeHubServer(token=token, storage=storage) as hub:
         hub.configure_clients(monkeypatch, tmp_path / "home1")
-        api = HfApi(endpoint=hub.endpoint, token=TOKEN)
+        api = HfApi(endpoint=hub.endpoint, token=token)
         api.create_repo(REPO, repo_type="dataset", private=True)
         info = api.upload_file(path_or_fileobj=PNG, path_in_repo="a.png", repo_id=REPO, repo_type="dataset")
         api.create_tag(REPO, tag="v1", repo_type="dataset")
@@ -371,10 +372,10 @@ def test_storage_survives_a_restart_and_the_cli(tmp_path, monkeypatch):
         assert line[0] == "ENDPOINT"
         endpoint = line[1]
         status, headers, body = get(
-            f"{endpoint}/datasets/{REPO}/resolve/v1/a.png", {"Authorization": f"Bearer {TOKEN}"}
+            f"{endpoint}/datasets/{REPO}/resolve/v1/a.png", {"Authorization": f"Bearer {token}"}
         )
         assert status == 200 and body == PNG and headers["X-Repo-Commit"] == info.oid
-        status, _, body = get(f"{endpoint}/api/datasets/{REPO}/refs", {"Authorization": f"Bearer {TOKEN}"})
+        status, _, body = get(f"{endpoint}/api/datasets/{REPO}/refs", {"Authorization": f"Bearer {token}"})
         assert json.loads(body)["tags"] == [{"name": "v1", "ref": "refs/tags/v1", "targetCommit": info.oid}]
     finally:
         proc.terminate()

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_runs import cli_env, dataset_cmd
+from cli_runs import cli_env, dataset_cmd, run_here
 from cli_runs import run_cli as run
 
 from skillmix.testing.fake_openai import CHAT_PATH, FakeOpenAIServer, SkillMixResponder
@@ -51,21 +51,13 @@ def server():
         yield fake
 
 
-@pytest.fixture(scope="module")
-def built_once(tmp_path_factory):
-    out = tmp_path_factory.mktemp("finished") / "out"
-    with FakeOpenAIServer(latency=0.1, responder=SkillMixResponder(seed=8, accept_rate=0.6)) as fake:
-        result = run(cmd(fake, out, 4))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
-
-
 @pytest.fixture
-def finished(tmp_path, built_once):
-    """A finished folder of 4 rows, to be protected by the cases below: a copy of one built once for the
-    module, answered by another server (whose replies this test's server would repeat, at a new URL)."""
+def finished(tmp_path, build_dataset):
+    """A finished folder of 4 rows, to be protected by the cases below: a copy of ``cmd(server, out, 4)``
+    built once for the session, answered by another server (whose replies this test's server would repeat,
+    at a new URL)."""
     out = tmp_path / "out"
-    shutil.copytree(built_once, out)
+    shutil.copytree(build_dataset("2", 4, 8, 0.6), out)
     return out
 
 
@@ -83,14 +75,14 @@ def test_a_corrupt_cache_is_named_and_nothing_is_touched(finished, server):
         Path(f"{cache}{extra}").unlink(missing_ok=True)
     cache.write_bytes(b"\x13garbage from a half-synced copy" * 100)
     sent = server.count(path=CHAT_PATH)
-    result = run(cmd(server, finished, 8))
+    result = run_here(cmd(server, finished, 8))
     assert result.returncode == 2
     line = one_error_line(result)
     assert str(cache) in line and "move it aside" in line and "nothing is deleted" in line
     assert server.count(path=CHAT_PATH) == sent  # before any request
     assert snapshot(finished) == before and cache.exists()  # nothing deleted, not even the broken cache
     cache.rename(cache.with_suffix(".broken"))
-    result = run(cmd(server, finished, 8))
+    result = run_here(cmd(server, finished, 8))
     assert result.returncode == 0, result.stderr[-3000:]
     assert accounted(finished, 8)
 
@@ -109,7 +101,7 @@ def test_a_broken_state_file_is_named_before_any_request(finished, server, name,
         pytest.skip(f"the finished folder has no {name} (no row kept)")
     damage(target)
     before, sent = snapshot(finished), server.count(path=CHAT_PATH)
-    result = run(cmd(server, finished, 8))
+    result = run_here(cmd(server, finished, 8))
     assert result.returncode == 2
     line = one_error_line(result)
     assert str(target) in line and says in line
@@ -291,10 +283,10 @@ def test_a_finished_dataset_run_again_is_left_byte_identical(tmp_path, server):
     """The same command again finds nothing to do: exit 0, "already complete", every file of the dataset
     byte for byte as it was (the card of a $500 dataset keeps saying $500, not $0)."""
     out = tmp_path / "out"
-    first = run(cmd(server, out, 4))
+    first = run_here(cmd(server, out, 4))
     assert first.returncode == 0, first.stderr[-3000:]
     before, sent = snapshot(out), server.count(path=CHAT_PATH)
-    again = run(cmd(server, out, 4))
+    again = run_here(cmd(server, out, 4))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already complete" in again.stderr and server.count(path=CHAT_PATH) == sent
     assert snapshot(out) == before

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_runs import cli_env, dataset_cmd, run_cli
+from cli_runs import cli_env, dataset_cmd, run_cli, run_here
 from datasets import load_dataset
 
 from skillmix.testing.fake_openai import CHAT_PATH, FakeOpenAIServer, SkillMixResponder
@@ -57,7 +57,7 @@ def test_the_cap_is_never_passed_and_rows_are_whole(tmp_path, cap, concurrency):
     with FakeOpenAIServer(latency=0.05, responder=SkillMixResponder(seed=2, accept_rate=0.6)) as server:
         cmd = dataset_cmd(server, out, "--k", "2", "--n", "16", "--max-usd", str(cap), "--concurrency",
                           str(concurrency), "--prices", str(prices_file(tmp_path)), *MAX_TOKENS)  # fmt: skip
-        result = run_cli(cmd)
+        result = run_here(cmd)
         spent = billed(server)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 0 < spent <= cap, f"billed ${spent:.4f} under a cap of ${cap}"
@@ -104,7 +104,7 @@ def test_target_accepted_keeps_exactly_n_and_the_rest_in_surplus(tmp_path, targe
     out = tmp_path / "out"
     with FakeOpenAIServer(responder=SkillMixResponder(seed=target, accept_rate=accept)) as server:
         cmd = dataset_cmd(server, out, "--k", "2,3", "--target-accepted", str(target))
-        result = run_cli(cmd)
+        result = run_here(cmd)
     assert result.returncode == 0, result.stderr[-3000:]
     counts = manifest_of(out)["counts"]["per_k"]
     for k in (2, 3):
@@ -157,7 +157,7 @@ def test_dry_run_prints_the_plan_and_sends_nothing(tmp_path):
     with FakeOpenAIServer() as server:
         cmd = dataset_cmd(server, out, "--k", "3", "--n", "30", "--max-usd", "2", "--prices",
                           str(prices_file(tmp_path)), "--dry-run")  # fmt: skip
-        result = run_cli(cmd)
+        result = run_here(cmd)
         assert server.count() == 0
     assert result.returncode == 0, result.stderr
     assert "Plan: 30 combinations (k=3), 150 requests" in result.stderr
@@ -187,7 +187,7 @@ def test_the_plan_counts_combinations_and_generations_apart(tmp_path, capsys, mo
 def test_an_unpriced_model_under_a_cap_is_refused_by_name(tmp_path):
     out = tmp_path / "out"
     with FakeOpenAIServer() as server:
-        result = run_cli(dataset_cmd(server, out, "--k", "2", "--n", "2", "--max-usd", "1"))
+        result = run_here(dataset_cmd(server, out, "--k", "2", "--n", "2", "--max-usd", "1"))
         assert server.count(path=CHAT_PATH) == 0
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()

@@ -1,34 +1,31 @@
 """Versioned Hub releases against a loopback Hub-protocol server, with the real huggingface_hub/datasets.
 
-Every Hub client runs in a subprocess with its environment pointing at the fake Hub (huggingface_hub reads
-its endpoint at import time), exactly as a user's shell would.
+The commands run in this process (``cli_runs.run_here``) with the environment a user's shell would give
+them (``cli_runs.hub_changes``); huggingface_hub and datasets read their endpoint at import time, so the
+module's clients are pointed at the fake Hub as well (``hub.configure_clients``), and each command and each
+load starts with no cached file-system listing, as a new process would.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from cli_runs import HUB_TOKEN as TOKEN
+from cli_runs import dataset_cmd, hub_changes, run_here
 
-from skillmix.testing.fake_hub import FakeHubServer
 from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
 
-TOKEN = "hf_skillmixTestToken0123456789abcdef"
 REPO = "skillmix-tester/skill-mix"
+# huggingface_hub's LFS upload passes a file object as `data=` (its own deprecation warning, not ours).
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
 
-def build_dataset(out: Path, n: int, server, *extra: str) -> None:
-    cmd = [sys.executable, "-m", "skillmix.cli", "dataset", "--out", str(out), "--k", "1,2", "--n", str(n),
-           "--teacher-model", "fake-teacher", "--teacher-base-url", server.base_url,
-           "--judge-base-url", server.base_url, *extra]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+def build(out: Path, n: int, server, *extra: str) -> None:
+    result = run_here(dataset_cmd(server, out, "--k", "1,2", "--n", str(n), *extra))
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -37,32 +34,32 @@ def datasets_dir(tmp_path_factory):
     """Two builds of the same run: v1 with 6 combinations per k, v2 grown to 10 (same settings)."""
     root = tmp_path_factory.mktemp("data")
     with FakeOpenAIServer(responder=SkillMixResponder(seed=5, accept_rate=0.8)) as server:
-        build_dataset(root / "run", 6, server)
+        build(root / "run", 6, server)
         shutil.copytree(root / "run", root / "v1")
-        build_dataset(root / "run", 10, server)
+        build(root / "run", 10, server)
         shutil.copytree(root / "run", root / "v2")
     return root
 
 
-@pytest.fixture
-def hub(tmp_path):
-    with FakeHubServer(token=TOKEN, storage=tmp_path / "hub") as server:
-        yield server
+def no_cached_listings() -> None:
+    """Forget the Hub file systems' cached listings (a tag can move between two calls), as a new process."""
+    from huggingface_hub import HfFileSystem
+
+    HfFileSystem.clear_instance_cache()
 
 
-def hub_env(hub, tmp_path, token=TOKEN):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(HF_ENDPOINT=hub.endpoint, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "hf_home"),
-               HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
-               HF_UPDATE_DOWNLOAD_COUNTS="0")  # fmt: skip
-    if token:
-        env["HF_TOKEN"] = token
-    return env
+@pytest.fixture(autouse=True)
+def clients(hub, tmp_path, monkeypatch):
+    """This process's huggingface_hub and datasets pointed at the test's ``hub`` (every test here has one)."""
+    hub.configure_clients(monkeypatch, tmp_path / "hf_home")
+    no_cached_listings()
+    yield
+    no_cached_listings()
 
 
 def skillmix(hub, tmp_path, *args, token=TOKEN):
-    cmd = [sys.executable, "-m", "skillmix.cli", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=hub_env(hub, tmp_path, token), timeout=300)
+    no_cached_listings()
+    return run_here(list(args), hub_changes(hub, tmp_path / "hf_home", token))
 
 
 def publish(hub, tmp_path, data, version, *extra):
@@ -70,20 +67,17 @@ def publish(hub, tmp_path, data, version, *extra):
                     "--eval-n", "5", *extra)  # fmt: skip
 
 
-LOAD = """
-import json, sys
-from datasets import load_dataset
-rows = load_dataset(sys.argv[1], sys.argv[2], split=sys.argv[3], revision=sys.argv[4]).to_list()
-print(json.dumps([[r["id"], r.get("answer")] for r in rows]))
-"""
+def load(config, revision, split="train", cache=None, token=TOKEN) -> list:
+    """The rows datasets loads from the Hub, with a fresh cache (as a new process with its own home)."""
+    from datasets import load_dataset
+
+    no_cached_listings()
+    dataset = load_dataset(REPO, config, split=split, revision=revision, cache_dir=str(cache), token=token)
+    return [[r["id"], r.get("answer")] for r in dataset.to_list()]
 
 
 def load_remote(hub, tmp_path, config, revision, split="train", token=TOKEN):
-    env = hub_env(hub, tmp_path / f"load-{config}-{revision}", token)  # a fresh cache per load
-    result = subprocess.run([sys.executable, "-c", LOAD, REPO, config, split, revision],
-                            capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return load(config, revision, split, tmp_path / f"load-{config}-{revision}", token)  # a fresh cache
 
 
 def local_rows(folder: Path, config: str):
@@ -187,16 +181,14 @@ def test_failed_audit_pushes_nothing(hub, tmp_path, datasets_dir, builtin):
 
 def test_private_release_needs_the_token(hub, tmp_path, datasets_dir):
     assert publish(hub, tmp_path, datasets_dir / "v1", "v1.0.0", "--private").returncode == 0
-    env = hub_env(hub, tmp_path / "anon", token=None)
+    from datasets.exceptions import DatasetNotFoundError
+
     before = len(hub.requests)
-    anonymous = subprocess.run([sys.executable, "-c", LOAD, REPO, "k1", "train", "v1.0.0"],
-                               capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
-    assert anonymous.returncode != 0 and anonymous.stdout == ""
-    # refused for want of credentials (not a crash, not a missing file): the Hub answered 401 ...
+    with pytest.raises(DatasetNotFoundError, match="cannot be accessed"):  # datasets says so ...
+        load("k1", "v1.0.0", cache=tmp_path / "anon", token=None)  # no HF_TOKEN here, no saved login
+    # ... refused for want of credentials (not a crash, not a missing file): the Hub answered 401
     refused = [r for r in hub.requests[before:] if REPO in r.path]
     assert refused and all(r.status == 401 for r in refused)
-    # ... and datasets said so
-    assert "DatasetNotFoundError" in anonymous.stderr and "cannot be accessed" in anonymous.stderr
     assert load_remote(hub, tmp_path, "k1", "v1.0.0") == local_rows(datasets_dir / "v1", "k1")
 
 
@@ -224,7 +216,7 @@ def test_eval_on_a_dataset_asks_its_release_combinations(hub, tmp_path):
     asks exactly the published eval-held-out combinations (not those of its own default seed 0)."""
     data = tmp_path / "seed7"
     with FakeOpenAIServer(responder=SkillMixResponder(seed=5, accept_rate=0.8)) as server:
-        build_dataset(data, 3, server, "--seed", "7")
+        build(data, 3, server, "--seed", "7")
         published = publish(hub, tmp_path, data, "v1.0.0", "--eval-n", "3")
         assert published.returncode == 0, published.stderr[-3000:]
         released = {i for i, _ in load_remote(hub, tmp_path, "eval-held-out", "v1.0.0", split="test")}
