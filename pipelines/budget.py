@@ -59,6 +59,21 @@ class RowCosts:
         self.prompts = PromptSet(config.template_dir)
         self.generator, self.judge = models
         self.direct = direct  # direct prices even for a batched role (the plan shows both)
+        self._rendered: dict[str, tuple[list[dict[str, str]], ...]] = {}
+
+    def _messages(self, row: dict[str, Any]) -> tuple[list[dict[str, str]], ...]:
+        """Round 1's, round 2's and the grader's messages of ``row``'s combination, rendered once (the worst
+        and the expected case both need them: the paper's plan renders about 76,000 combinations)."""
+        key = row.get("combination") or row["id"]
+        if key not in self._rendered:
+            skills, topic = row["skill_records"], row["topic"]
+            grade = self.prompts.grader("", skills, topic, self.config.grader_format)
+            self._rendered[key] = (
+                self.prompts.conversation(skills, topic),
+                self.prompts.conversation(skills, topic, ""),
+                [{"role": "user", "content": grade}],
+            )
+        return self._rendered[key]
 
     def _cost(self, model: Any, prompt_tokens: float, output_tokens: float) -> float:
         if not model.priced:
@@ -68,16 +83,15 @@ class RowCosts:
 
     def worst(self, row: dict[str, Any]) -> RowCost:
         """The worst case of a pipeline row (its ``skill_records`` and ``topic``)."""
-        skills, topic = row["skill_records"], row["topic"]
         t_max, j_max, runs = (
             self.config.generator.max_tokens,
             self.config.judge.max_tokens,
             self.config.grader_runs,
         )
-        round1 = token_bound(self.prompts.conversation(skills, topic))
-        round2 = token_bound(self.prompts.conversation(skills, topic, "")) + t_max + BOUNDARY_TOKENS
-        grade_prompt = self.prompts.grader("", skills, topic, self.config.grader_format)
-        grade = token_bound([{"role": "user", "content": grade_prompt}]) + t_max + BOUNDARY_TOKENS
+        first, second, grader = self._messages(row)
+        round1 = token_bound(first)
+        round2 = token_bound(second) + t_max + BOUNDARY_TOKENS
+        grade = token_bound(grader) + t_max + BOUNDARY_TOKENS
         return RowCost(
             self._cost(self.generator, round1, t_max),
             self._cost(self.generator, round2, t_max),
@@ -86,17 +100,16 @@ class RowCosts:
 
     def expected(self, row: dict[str, Any]) -> float:
         """A typical row: prompts at about four bytes a token, replies at half their ``max_tokens``."""
-        skills, topic = row["skill_records"], row["topic"]
         t_out = self.config.generator.max_tokens * EXPECTED_REPLY_SHARE
         j_out = self.config.judge.max_tokens * EXPECTED_REPLY_SHARE
 
         def tokens(messages: list[dict[str, str]]) -> float:
             return sum(len((m.get("content") or "").encode()) for m in messages) / EXPECTED_BYTES_PER_TOKEN
 
-        round1 = tokens(self.prompts.conversation(skills, topic))
-        round2 = tokens(self.prompts.conversation(skills, topic, "")) + t_out
-        grade_text = self.prompts.grader("", skills, topic, self.config.grader_format)
-        grade = tokens([{"role": "user", "content": grade_text}]) + t_out
+        first, second, grader = self._messages(row)
+        round1 = tokens(first)
+        round2 = tokens(second) + t_out
+        grade = tokens(grader) + t_out
         generator = self._cost(self.generator, round1, t_out) + self._cost(self.generator, round2, t_out)
         return generator + self.config.grader_runs * self._cost(self.judge, grade, j_out)
 
