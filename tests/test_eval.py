@@ -18,6 +18,8 @@ from skillmix.testing.fake_openai.wire import last_user_message
 MARK = re.compile(r"The (.+?) report, take (\d)\.")
 FULL, MISS_1ST, MISS_BOTH, LONG = [1, 1, 1, 1, 1], [0, 1, 1, 1, 1], [0, 0, 1, 1, 1], [1, 1, 1, 1, 0]
 BAD = "I would rather not fill in a table today."  # an unparseable grade
+# the warnings a process does not print by default: pytest records the others, which a process would print
+PROCESS_HIDES = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 
 
 def combos() -> list:
@@ -186,7 +188,7 @@ def test_rescore_needs_no_request_and_can_switch_the_checks_off(evaluated, tmp_p
         (["--max-usd", "1"], "the student model 'fake-teacher', which is not known"),  # the cap needs prices
     ],
 )
-def test_bad_input_is_one_line_before_any_request_or_file(tmp_path, extra, says):
+def test_bad_input_is_one_line_before_any_request_or_file(tmp_path, recwarn, extra, says):
     out = tmp_path / "out"
     with FakeOpenAIServer(responder=Scripted()) as server:
         cmd = eval_cmd(server, out, *extra)
@@ -198,6 +200,7 @@ def test_bad_input_is_one_line_before_any_request_or_file(tmp_path, extra, says)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("skillmix: error: ") and says in lines[0], lines
+    assert not [str(w.message) for w in recwarn if not issubclass(w.category, PROCESS_HIDES)]
     assert not out.exists()
 
 

@@ -119,7 +119,7 @@ def test_a_local_checkpoint_is_evaluated_in_process_with_hand_computed_metrics(s
     assert (out / ".skillmix" / "student-server.log").exists()
 
 
-def test_a_checkpoint_without_a_chat_template_is_refused_before_anything(student, tmp_path):
+def test_a_checkpoint_without_a_chat_template_is_refused_before_anything(student, tmp_path, recwarn):
     import shutil
 
     bare = tmp_path / "bare"
@@ -136,6 +136,8 @@ def test_a_checkpoint_without_a_chat_template_is_refused_before_anything(student
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "chat template" in lines[0] and "--chat-template" in lines[0]
+    hidden = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)  # by a process
+    assert not [str(w.message) for w in recwarn if not issubclass(w.category, hidden)]  # none on stderr
     assert not (tmp_path / "out").exists()
 
 
