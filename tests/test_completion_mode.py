@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from cli_runs import dataset_cmd, run_cli
+from cli_runs import dataset_cmd, run_here
 
 from skillmix.catalog import load_catalog
 from skillmix.llm.cache import RequestCache
@@ -68,11 +68,11 @@ def test_a_dataset_of_base_models_is_graded(tmp_path):
     with FakeOpenAIServer() as server:
         cmd = dataset_cmd(server, out, "--k", "2", "--n", "4", "--teacher-mode", "completion",
                           "--judge-mode", "completion")  # fmt: skip
-        result = run_cli(cmd)
+        result = run_here(cmd)
         sent = server.count(path=COMPLETIONS_PATH)
         assert result.returncode == 0, result.stderr[-3000:]
         assert server.count(path=CHAT_PATH) == 0 and sent == 4 * 5
         assert "(completion mode: a base model)" in result.stderr
-        assert run_cli(cmd).returncode == 0 and server.count(path=COMPLETIONS_PATH) == sent  # all cached
+        assert run_here(cmd).returncode == 0 and server.count(path=COMPLETIONS_PATH) == sent  # all cached
     counts = json.loads((out / "manifest.json").read_text())["counts"]["per_k"]["k2"]
     assert counts["kept"] + counts["rejected"] == 4 and counts["failed"] == 0  # every row reached the judge

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from cli_runs import cli_env, run_cli
+from cli_runs import CLI, HUB_TOKEN, hub_changes, run_here
 
 from skillmix.catalog import load_catalog
 from skillmix.release.evalsets import draw_eval_set
@@ -20,6 +18,8 @@ from skillmix.testing.fake_openai.wire import last_user_message
 MARK = re.compile(r"The (.+?) report, take (\d)\.")
 FULL, MISS_1ST, MISS_BOTH, LONG = [1, 1, 1, 1, 1], [0, 1, 1, 1, 1], [0, 0, 1, 1, 1], [1, 1, 1, 1, 0]
 BAD = "I would rather not fill in a table today."  # an unparseable grade
+# the warnings a process does not print by default: pytest records the others, which a process would print
+PROCESS_HIDES = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 
 
 def combos() -> list:
@@ -70,7 +70,7 @@ class Scripted:
 
 def eval_cmd(server, out: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "skillmix.cli", "eval", "--out", str(out),
+        *CLI, "eval", "--out", str(out),
         "--student-model", "fake-teacher", "--student-base-url", server.base_url,
         "--judge-model", "fake-teacher", "--judge-base-url", server.base_url,
         "--k", "2", "--setting", "held-out", "--n", "3", "--generations", "2", "--max-retries", "0",
@@ -82,10 +82,10 @@ def eval_cmd(server, out: Path, *extra: str) -> list[str]:
 def evaluated(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "out"
     with FakeOpenAIServer(responder=Scripted()) as server:
-        first = run_cli(eval_cmd(server, out))
+        first = run_here(eval_cmd(server, out))
         sent = server.count(path=CHAT_PATH)
         graded = [r.body for r in server.requests if "The text to grade" in last_user_message(r.body)]
-        again = run_cli(eval_cmd(server, out))
+        again = run_here(eval_cmd(server, out))
         resent = server.count(path=CHAT_PATH) - sent
     evaluated.graded = graded
     return out, first, again, sent, resent
@@ -162,17 +162,13 @@ def test_rescore_needs_no_request_and_can_switch_the_checks_off(evaluated, tmp_p
     out = tmp_path / "copy"
     shutil.copytree(evaluated[0], out)
     before = json.loads((out / "results.json").read_text())
-    result = run_cli(
-        [sys.executable, "-m", "skillmix.cli", "eval", "rescore", str(out), "--no-length-override"]
-    )
+    result = run_here([*CLI, "eval", "rescore", str(out), "--no-length-override"])
     assert result.returncode == 0, result.stderr[-3000:]
     after = json.loads((out / "results.json").read_text())
     assert after["protocol"]["length_override"] is False and after["run_id"] == before["run_id"]
     # without the sentence counter C's best generation keeps the judge's 0 for length: 1 of 3 full marks
     assert after["results"][0]["full_marks"]["mean"] == pytest.approx(1 / 3)
-    rescored = run_cli(
-        [sys.executable, "-m", "skillmix.cli", "eval", "rescore", str(out), "--length-override"]
-    )
+    rescored = run_here([*CLI, "eval", "rescore", str(out), "--length-override"])
     assert rescored.returncode == 0
     assert json.loads((out / "results.json").read_text())["results"] == before["results"]
     assert (out / "results.md").read_text().count("±") >= 3 and list((out / "plots").glob("*.png"))
@@ -192,18 +188,19 @@ def test_rescore_needs_no_request_and_can_switch_the_checks_off(evaluated, tmp_p
         (["--max-usd", "1"], "the student model 'fake-teacher', which is not known"),  # the cap needs prices
     ],
 )
-def test_bad_input_is_one_line_before_any_request_or_file(tmp_path, extra, says):
+def test_bad_input_is_one_line_before_any_request_or_file(tmp_path, recwarn, extra, says):
     out = tmp_path / "out"
     with FakeOpenAIServer(responder=Scripted()) as server:
         cmd = eval_cmd(server, out, *extra)
         if "--student-model" in extra:  # a local student: no base URL
             at = cmd.index("--student-base-url")
             del cmd[at : at + 2]
-        result = run_cli(cmd)
+        result = run_here(cmd)
         assert server.count(path=CHAT_PATH) == 0
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("skillmix: error: ") and says in lines[0], lines
+    assert not [str(w.message) for w in recwarn if not issubclass(w.category, PROCESS_HIDES)]
     assert not out.exists()
 
 
@@ -212,7 +209,7 @@ def test_an_eval_without_a_judge_says_how_to_name_one(tmp_path):
         cmd = eval_cmd(server, tmp_path / "out")
         at = cmd.index("--judge-model")
         del cmd[at : at + 4]
-        result = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), timeout=120)
+        result = run_here(cmd)
     assert (
         result.returncode == 2 and "--judge-model" in result.stderr and "never grades itself" in result.stderr
     )
@@ -229,8 +226,7 @@ def test_compare_puts_two_runs_side_by_side(evaluated, tmp_path):
     results["student"]["model"] = "tuned-student"
     (tuned / "results.json").write_text(json.dumps(results))
     cmp = tmp_path / "cmp"
-    cmd = [sys.executable, "-m", "skillmix.cli", "eval", "compare", str(base), str(tuned), "--out", str(cmp)]
-    result = run_cli(cmd)
+    result = run_here([*CLI, "eval", "compare", str(base), str(tuned), "--out", str(cmp)])
     assert result.returncode == 0, result.stderr[-3000:]
     table = (cmp / "comparison.md").read_text()
     assert "fake-teacher" in table and "tuned-student" in table
@@ -240,36 +236,31 @@ def test_compare_puts_two_runs_side_by_side(evaluated, tmp_path):
     ]  # fmt: skip
 
 
-def test_push_results_writes_the_model_index_and_a_tagged_run(tmp_path, monkeypatch):
+def test_push_results_writes_the_model_index_and_a_tagged_run(hub, tmp_path, monkeypatch):
     from huggingface_hub import HfApi, ModelCard
 
-    from skillmix.testing.fake_hub import FakeHubServer
-
-    with FakeHubServer(token="hf_eval", storage=tmp_path / "hub") as hub:
-        hub.configure_clients(monkeypatch, tmp_path / "hf-home")
-        monkeypatch.setenv("HF_TOKEN", "hf_eval")
-        HfApi().create_repo("org/student")
-        env = {k: v for k, v in cli_env().items() if not k.startswith("HF_")}
-        env.update({k: v for k, v in hub.client_env(tmp_path / "hf-cli").items() if v is not None})
-        env["HF_TOKEN"] = "hf_eval"
-        out = tmp_path / "out"
-        with FakeOpenAIServer(responder=Scripted()) as server:
-            cmd = eval_cmd(server, out, "--push-results", "org/student", "--results-repo", "org/evals")
-            result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-        assert result.returncode == 0, result.stderr[-3000:]
-        results = json.loads((out / "results.json").read_text())
-        entries = ModelCard.load("org/student").data.eval_results
-        assert len(entries) == 3  # one k, one setting, three metrics
-        by_metric = {e.metric_type: e for e in entries}
-        for metric in ("full_marks", "all_skills", "skill_fraction"):
-            assert by_metric[metric].metric_value == pytest.approx(results["results"][0][metric]["mean"])
-            assert by_metric[metric].dataset_config == "held-out-k2"
-        run_id = results["run_id"]
-        files = HfApi().list_repo_files("org/evals", repo_type="dataset")
-        assert f"runs/{run_id}/results.json" in files and f"runs/{run_id}/samples.jsonl" in files
-        assert not [f for f in files if ".skillmix" in f]
-        tags = [t.name for t in HfApi().list_repo_refs("org/evals", repo_type="dataset").tags]
-        assert run_id in tags
+    home = tmp_path / "hf-home"
+    hub.configure_clients(monkeypatch, home)  # huggingface_hub and datasets read their endpoint at import
+    monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)
+    HfApi().create_repo("org/student")
+    out = tmp_path / "out"
+    with FakeOpenAIServer(responder=Scripted()) as server:
+        cmd = eval_cmd(server, out, "--push-results", "org/student", "--results-repo", "org/evals")
+        result = run_here(cmd, hub_changes(hub, home))
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    entries = ModelCard.load("org/student").data.eval_results
+    assert len(entries) == 3  # one k, one setting, three metrics
+    by_metric = {e.metric_type: e for e in entries}
+    for metric in ("full_marks", "all_skills", "skill_fraction"):
+        assert by_metric[metric].metric_value == pytest.approx(results["results"][0][metric]["mean"])
+        assert by_metric[metric].dataset_config == "held-out-k2"
+    run_id = results["run_id"]
+    files = HfApi().list_repo_files("org/evals", repo_type="dataset")
+    assert f"runs/{run_id}/results.json" in files and f"runs/{run_id}/samples.jsonl" in files
+    assert not [f for f in files if ".skillmix" in f]
+    tags = [t.name for t in HfApi().list_repo_refs("org/evals", repo_type="dataset").tags]
+    assert run_id in tags
 
 
 def test_the_judge_mode_reaches_the_judge(tmp_path):
@@ -278,7 +269,7 @@ def test_the_judge_mode_reaches_the_judge(tmp_path):
     from skillmix.testing.fake_openai.completions import COMPLETIONS_PATH
 
     with FakeOpenAIServer(responder=Scripted()) as server:
-        done = run_cli(eval_cmd(server, tmp_path / "out", "--judge-mode", "completion"))
+        done = run_here(eval_cmd(server, tmp_path / "out", "--judge-mode", "completion"))
         records = server.requests
     assert done.returncode == 0, done.stderr[-3000:]
     chat = [r for r in records if r.path == CHAT_PATH]
@@ -296,11 +287,11 @@ def test_infrastructure_errors_are_left_out_listed_and_retried(tmp_path):
     out = tmp_path / "out"
     with FakeOpenAIServer(responder=Scripted(), faults=[Fault(status=500, match=f'"{b}"', every=1,
                                                               attempts=None)]) as server:  # fmt: skip
-        first = run_cli(eval_cmd(server, out))
+        first = run_here(eval_cmd(server, out))
         results = json.loads((out / "results.json").read_text())
         server.faults = ()  # the server is healthy again
         seen = len(server.requests)
-        again = run_cli(eval_cmd(server, out))
+        again = run_here(eval_cmd(server, out))
         resent = [r for r in server.requests[seen:] if r.path == CHAT_PATH]
     assert first.returncode == 1, first.stderr[-3000:]
     assert "2 generations errored" in first.stderr and "Run the same command again" in first.stderr

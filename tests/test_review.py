@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from cli_runs import cli_env, dataset_cmd, run_cli
+from cli_runs import CLI, cli_env, hub_changes, run_cli, run_here
 
 from skillmix.cli import main
 from skillmix.review.agreement import bootstrap_intervals
@@ -32,7 +31,6 @@ from skillmix.review.sample import (
     stratified_sample,
     two_annotator_ids,
 )
-from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
 
 pytest_plugins = ["argilla_fixtures"]
 pytestmark = [
@@ -42,7 +40,7 @@ pytestmark = [
 ]
 
 DATASET, WORKSPACE, N, SHARE = "review-test", "review-test", 8, "0.5"
-HUB_TOKEN, REPO = "hf_skillmixReviewToken0123456789abc", "skillmix-tester/reviewed"
+REPO = "skillmix-tester/reviewed"
 
 
 # ---- without a server -----------------------------------------------------------------------------------
@@ -125,12 +123,9 @@ def test_review_commands_nest_and_need_an_action(capsys):
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("review") / "data"
-    with FakeOpenAIServer(responder=SkillMixResponder(seed=3, accept_rate=0.5)) as server:
-        result = run_cli(dataset_cmd(server, out, "--k", "2,3", "--n", "6"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
+def folder(build_dataset) -> Path:
+    """The session's D(2,3) of 6 rows each (about half kept); shared, never changed."""
+    return build_dataset("2,3", 6, 3, 0.5)
 
 
 def rows_of(folder: Path) -> dict[str, dict]:
@@ -142,13 +137,19 @@ def rows_of(folder: Path) -> dict[str, dict]:
     }
 
 
-def argilla_env(server, **changes) -> dict[str, str]:
-    return {**cli_env(), "ARGILLA_API_URL": server.api_url, "ARGILLA_API_KEY": server.api_key, **changes}
+def argilla_changes(server, **changes: str) -> dict[str, str]:
+    return {"ARGILLA_API_URL": server.api_url, "ARGILLA_API_KEY": server.api_key, **changes}
 
 
-def skillmix(*args, env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "skillmix.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=300)  # fmt: skip
+def argilla_env(server, **changes: str) -> dict[str, str]:
+    """A process's environment for the session's Argilla server (also what ``push(env=...)`` reads)."""
+    return cli_env(argilla_changes(server, **changes))
+
+
+def skillmix(*args: str, server, **changes: str) -> subprocess.CompletedProcess:
+    """``skillmix ARGS`` in this process (``run_here``) against the Argilla ``server``, ``changes`` to the
+    environment applied for the call; its stdout and stderr captured."""
+    return run_here([*CLI, *args], argilla_changes(server, **changes))
 
 
 def push_args(folder, dataset=DATASET, *extra):
@@ -159,7 +160,7 @@ def push_args(folder, dataset=DATASET, *extra):
 def pushed(folder, argilla_server, argilla_sdk):
     """The sample pushed by the real command line: its output, the owner's client and the dataset."""
     result = skillmix(*push_args(folder, DATASET, "--n", str(N), "--two-annotators", SHARE),
-                      env=argilla_env(argilla_server))  # fmt: skip
+                      server=argilla_server)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Sending records" not in result.stderr and "batch/s" not in result.stderr  # no SDK progress bar
     owner = argilla_sdk.Argilla(api_url=argilla_server.api_url, api_key=argilla_server.api_key)
@@ -240,7 +241,7 @@ def test_an_annotator_sees_no_answer_but_their_own(pushed, argilla_server):
 
 def test_pushing_again_adds_nothing(pushed, folder, argilla_server):
     again = skillmix(*push_args(folder, DATASET, "--n", str(N), "--two-annotators", SHARE),
-                     env=argilla_env(argilla_server))  # fmt: skip
+                     server=argilla_server)  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]
     assert "0 added, 8 already there" in again.stdout and len(records_of(pushed)) == N
 
@@ -332,7 +333,7 @@ def pulled(answered, folder, argilla_server, tmp_path_factory):
     out = tmp_path_factory.mktemp("pulled") / "reviewed"
     out.mkdir()  # an empty folder is taken (and replaced whole)
     result = skillmix("review", "pull", "--data", str(folder), "--dataset", DATASET, "--workspace", WORKSPACE,
-                      "--out", str(out), env=argilla_env(argilla_server))  # fmt: skip
+                      "--out", str(out), server=argilla_server)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return {"out": out, "stdout": result.stdout, "manifest": json.loads((out / "manifest.json").read_text())}
 
@@ -481,22 +482,16 @@ def test_the_reviewed_folder(pulled, answered, folder, tmp_path):
     assert not (folder / "review").exists() and rows_of(folder) == before  # the input is untouched
 
 
-def hub_env(hub, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in cli_env().items() if not k.startswith("HF_")}
-    return env | {"HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(home),
-                  "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-                  "HF_UPDATE_DOWNLOAD_COUNTS": "0", "HF_TOKEN": HUB_TOKEN}  # fmt: skip
-
-
-def test_publishing_the_reviewed_folder_names_the_moved_rows(pulled, answered, folder, tmp_path):
-    from skillmix.testing.fake_hub import FakeHubServer
-
-    with FakeHubServer(token=HUB_TOKEN, storage=tmp_path / "hub") as hub:
-        for data, version in ((folder, "v1.0.0"), (pulled["out"], "v1.1.0")):
-            result = skillmix("publish", "--repo", REPO, "--version", version, "--data", str(data),
-                              "--eval-n", "5", env=hub_env(hub, tmp_path / "hf"))  # fmt: skip
-            assert result.returncode == 0, result.stderr[-3000:]
-        files = hub.uploaded_files(REPO, revision="v1.1.0")
+def test_publishing_the_reviewed_folder_names_the_moved_rows(
+    pulled, answered, folder, hub, tmp_path, monkeypatch
+):
+    home = tmp_path / "hf"
+    hub.configure_clients(monkeypatch, home)  # huggingface_hub and datasets read their endpoint at import
+    for data, version in ((folder, "v1.0.0"), (pulled["out"], "v1.1.0")):
+        result = run_here([*CLI, "publish", "--repo", REPO, "--version", version, "--data", str(data),
+                           "--eval-n", "5"], hub_changes(hub, home))  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+    files = hub.uploaded_files(REPO, revision="v1.1.0")
     log = json.loads(files["manifest.json"])["release"]["changelog"]
     assert log["previous_version"] == "v1.0.0" and log["review"]["dataset"] == DATASET
     assert {m["id"] for m in log["review"]["moved"]} == {answered[r] for r in ("r1", "r2", "r3")}
@@ -514,7 +509,7 @@ def test_publishing_the_reviewed_folder_names_the_moved_rows(pulled, answered, f
 def test_a_push_with_the_judge_shown_on_a_share_is_reported_apart(folder, argilla_server, pushed, tmp_path):
     rg, owner, rows = pushed["rg"], pushed["owner"], rows_of(folder)
     result = skillmix(*push_args(folder, "review-shown", "--n", str(N), "--two-annotators", "0.5",
-                                 "--show-judge", "0.25"), env=argilla_env(argilla_server))  # fmt: skip
+                                 "--show-judge", "0.25"), server=argilla_server)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 records show the judge's answers (not measured), the others are blind" in result.stdout
     dataset = owner.datasets("review-shown", workspace=WORKSPACE)
@@ -555,7 +550,7 @@ def test_a_push_with_the_judge_shown_on_a_share_is_reported_apart(folder, argill
         submit(rg, argilla_server.api_url, key, record, answers)
     out = tmp_path / "reviewed"
     pulled = skillmix("review", "pull", "--data", str(folder), "--dataset", "review-shown", "--workspace",
-                      WORKSPACE, "--out", str(out), env=argilla_env(argilla_server))  # fmt: skip
+                      WORKSPACE, "--out", str(out), server=argilla_server)  # fmt: skip
     assert pulled.returncode == 0, pulled.stderr[-3000:]
     review = json.loads((out / "manifest.json").read_text())["review"]
     assert review["mode"] == "mixed" and (review["counts"]["blind"], review["counts"]["shown"]) == (N - 2, 2)
@@ -606,7 +601,8 @@ def test_bad_push_input(folder, argilla_server, pushed, capsys, monkeypatch, tmp
     not_data = one_line_error(capsys, push_args(tmp_path / "not-a-dataset"), good, monkeypatch)
     assert "is not a skillmix dataset folder (no manifest.json)" in not_data
     assert pushed["owner"].datasets("review-bad", workspace=WORKSPACE) is None  # never created
-    process = skillmix(*args, env=argilla_env(argilla_server, ARGILLA_API_KEY="wrong"))  # as a user runs it
+    # as a user runs it, a process: one line on the terminal, whatever the SDK's imports and logs would print
+    process = run_cli([*CLI, *args], env=argilla_env(argilla_server, ARGILLA_API_KEY="wrong"))
     assert process.returncode == 2 and process.stderr.count("\n") == 1 and process.stdout == ""
 
 
@@ -717,16 +713,18 @@ class RecordingProxy:
         self.server.server_close()
 
 
-def test_extra_headers_reach_the_server(folder, argilla_server, pushed):
+def test_extra_headers_reach_the_server(folder, argilla_server, pushed, recwarn):
     bearer = "Bearer hf_proxyToken0123456789"
     with RecordingProxy(argilla_server.api_url) as proxy:
-        env = argilla_env(argilla_server, ARGILLA_API_URL=proxy.url,
-                          ARGILLA_EXTRA_HEADERS=json.dumps({"Authorization": bearer}))  # fmt: skip
-        result = skillmix(*push_args(folder, "review-proxy", "--n", "2", "--two-annotators", "0"), env=env)
+        headers = json.dumps({"Authorization": bearer})
+        changes = {"ARGILLA_API_URL": proxy.url, "ARGILLA_EXTRA_HEADERS": headers}
+        args = push_args(folder, "review-proxy", "--n", "2", "--two-annotators", "0")
+        result = skillmix(*args, server=argilla_server, **changes)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (
         "2 rows sampled, 2 added" in result.stdout and bearer.split()[1] not in result.stdout + result.stderr
     )
+    assert not [w for w in recwarn if bearer.split()[1] in str(w.message)]  # a process prints its warnings
     assert len(proxy.seen) >= 3  # connect, workspace, dataset, records ...
     assert all(h.get("authorization") == bearer for h in proxy.seen)
     assert all(h.get("x-argilla-api-key") == argilla_server.api_key for h in proxy.seen)

@@ -7,7 +7,6 @@ dataset stopped before training, with nothing written.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -17,45 +16,20 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
-from skillmix.testing.fake_hub import FakeHubServer
-from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
+from cli_runs import HUB_TOKEN, cli_env, hub_changes
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "training" / "recipes" / "tiny" / "smoke.yaml"
-TOKEN = "hf_skillmixTrainToken0123456789abcdef"
 MODEL_REPO = "skillmix-tester/tiny-student"
 DATA_REPO = "skillmix-tester/skill-mix"
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
+def dataset(build_dataset) -> Path:
     """D(1,2,3) with a few kept rows per k, made by `skillmix dataset` against the fake teacher and judge."""
-    out = tmp_path_factory.mktemp("data") / "d123"
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    with FakeOpenAIServer(responder=SkillMixResponder(seed=7, accept_rate=0.9)) as server:
-        cmd = [sys.executable, "-m", "skillmix.cli", "dataset", "--out", str(out), "--k", "1,2,3", "--n", "4",
-               "--teacher-model", "fake-teacher", "--teacher-base-url", server.base_url,
-               "--judge-base-url", server.base_url]  # fmt: skip
-        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
-
-
-@pytest.fixture
-def hub(tmp_path):
-    with FakeHubServer(token=TOKEN, storage=tmp_path / "hub") as server:
-        yield server
-
-
-def hub_env(hub, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and k != "HUGGING_FACE_HUB_TOKEN"}
-    env.update({k: v for k, v in hub.client_env(home).items() if v is not None})
-    env.update(HF_TOKEN=TOKEN, HF_HUB_DISABLE_PROGRESS_BARS="1", PYTHONUNBUFFERED="1")
-    env["OMP_NUM_THREADS"] = "1"  # a tiny model: one thread is as fast, and no slower on a busy machine
-    return env
+    return build_dataset("1,2,3", 4, 7, 0.9)
 
 
 def make_train_command(**variables: str) -> list[str]:
@@ -75,21 +49,25 @@ def run_main(argv: list[str], capsys) -> tuple[int, list[str]]:
     return code, capsys.readouterr().err.strip().splitlines()
 
 
-LOAD_BACK = """
-import json, sys, torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-repo, local = sys.argv[1], sys.argv[2]
-model = AutoModelForCausalLM.from_pretrained(repo)
-tokenizer = AutoTokenizer.from_pretrained(repo)
-mine = AutoModelForCausalLM.from_pretrained(local)
-same = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), mine.state_dict().values()))
-branch = AutoModelForCausalLM.from_pretrained(repo, revision="checkpoints")
-ids = tokenizer.apply_chat_template([{"role": "user", "content": "Knots?"}], add_generation_prompt=True,
-                                    return_tensors="pt", return_dict=True)["input_ids"]
-out = model.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-print(json.dumps({"same": same, "new_tokens": out.shape[1] - ids.shape[1], "params": model.num_parameters(),
-                  "branch_params": branch.num_parameters()}))
-"""
+def load_back(hub, monkeypatch, home: Path, local: Path) -> dict:
+    """The pushed model as a user loads it from the Hub (a fresh cache in ``home``): the same weights as the
+    local folder's, a generation through its chat template, and the checkpoints branch."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hub.configure_clients(monkeypatch, home)
+    monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)
+    model = AutoModelForCausalLM.from_pretrained(MODEL_REPO)
+    tokenizer = AutoTokenizer.from_pretrained(MODEL_REPO)
+    mine = AutoModelForCausalLM.from_pretrained(local)
+    pairs = zip(model.state_dict().values(), mine.state_dict().values(), strict=True)
+    same = all(torch.equal(a, b) for a, b in pairs)
+    branch = AutoModelForCausalLM.from_pretrained(MODEL_REPO, revision="checkpoints")
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Knots?"}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)["input_ids"]  # fmt: skip
+    out = model.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    return {"same": same, "new_tokens": out.shape[1] - ids.shape[1], "params": model.num_parameters(),
+            "branch_params": branch.num_parameters()}  # fmt: skip
 
 
 def eval_results() -> list[dict]:
@@ -111,7 +89,7 @@ def seed_model_repo(hub, monkeypatch, home: Path) -> None:
     from huggingface_hub import HfApi
 
     hub.configure_clients(monkeypatch, home)
-    api = HfApi(endpoint=hub.endpoint, token=TOKEN)
+    api = HfApi(endpoint=hub.endpoint, token=HUB_TOKEN)
     api.create_repo(MODEL_REPO)
     header = yaml.safe_dump({"model-index": [{"name": "tiny-student", "results": RESULTS}]})
     api.upload_file(path_or_fileobj=f"---\n{header}---\nold\n".encode(), path_in_repo="README.md",
@@ -145,8 +123,9 @@ def test_smoke_recipe_trains_through_make_and_pushes_a_loadable_model(
     assert cmd[1:] == ["-m", "skillmix.training", "--config", str(SMOKE), "--data", str(dataset),
                        "--output-dir", str(out)]  # fmt: skip
     cmd += ["--push-to-hub", MODEL_REPO, "--checkpoints-branch", "checkpoints", "--save-steps", "5"]
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=hub_env(hub, tmp_path / "hf"),
-                            timeout=300)  # fmt: skip
+    # a process, as `make train` starts it: the token must reach nothing it prints, from any thread
+    env = cli_env({**hub_changes(hub, tmp_path / "hf"), "OMP_NUM_THREADS": "1"})  # a tiny model: 1 thread
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
 
     losses = [loss for _, loss in json.loads((out / "train_losses.json").read_text())]
@@ -154,13 +133,10 @@ def test_smoke_recipe_trains_through_make_and_pushes_a_loadable_model(
     files = check_pushed(hub, dataset)
     # the token is nowhere: not pushed, not in the output folder, not printed
     blobs = [*files.values(), *(p.read_bytes() for p in out.rglob("*") if p.is_file())]
-    assert all(TOKEN.encode() not in blob for blob in blobs)
-    assert TOKEN not in result.stdout + result.stderr
+    assert all(HUB_TOKEN.encode() not in blob for blob in blobs)
+    assert HUB_TOKEN not in result.stdout + result.stderr
 
-    load = subprocess.run([sys.executable, "-c", LOAD_BACK, MODEL_REPO, str(out)], capture_output=True,
-                          text=True, env=hub_env(hub, tmp_path / "hf-load"), timeout=300)  # fmt: skip
-    assert load.returncode == 0, load.stderr[-3000:]
-    loaded = json.loads(load.stdout.strip().splitlines()[-1])
+    loaded = load_back(hub, monkeypatch, tmp_path / "hf-load", out)
     assert loaded["same"] and loaded["new_tokens"] > 0 and loaded["params"] == loaded["branch_params"]
 
     # the folder holds this run: the same command with other settings is refused, and the folder kept
@@ -193,12 +169,12 @@ def release_on_hub(hub, monkeypatch, home: Path, dataset: Path) -> None:
     from huggingface_hub import HfApi
 
     hub.configure_clients(monkeypatch, home)
-    api = HfApi(endpoint=hub.endpoint, token=TOKEN)
+    api = HfApi(endpoint=hub.endpoint, token=HUB_TOKEN)
     api.create_repo(DATA_REPO, repo_type="dataset")
     api.upload_folder(folder_path=str(dataset), repo_id=DATA_REPO, repo_type="dataset",
                       ignore_patterns=[".skillmix/*"])  # fmt: skip
     api.create_tag(DATA_REPO, tag="v1.0.0", repo_type="dataset")
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)
 
 
 def bad_inputs(tmp_path: Path, dataset: Path) -> list[tuple[list[str], str]]:

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -33,17 +30,10 @@ GRADED = re.compile(r"<<<\n(.*?)\n>>>", re.S)
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    """D(1,2,3) with a few kept rows per k, made by `skillmix dataset` against the fake teacher and judge."""
-    out = tmp_path_factory.mktemp("data") / "d123"
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    with FakeOpenAIServer(responder=SkillMixResponder(seed=7, accept_rate=0.9)) as server:
-        cmd = [sys.executable, "-m", "skillmix.cli", "dataset", "--out", str(out), "--k", "1,2,3", "--n", "4",
-               "--teacher-model", "fake-teacher", "--teacher-base-url", server.base_url,
-               "--judge-base-url", server.base_url]  # fmt: skip
-        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
+def dataset(build_dataset) -> Path:
+    """D(1,2,3) with a few kept rows per k, made by `skillmix dataset` against the fake teacher and judge (the
+    same build as test_training's)."""
+    return build_dataset("1,2,3", 4, 7, 0.9)
 
 
 class RecordingJudge:
