@@ -11,10 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from cli_runs import dataset_cmd, run_cli
 from datasets import load_dataset
-from test_publish import TOKEN, load_remote, publish
+from test_publish import load_remote, publish
 
 from skillmix.dataset_folder.preference import preference_pairs, split_conversation
-from skillmix.testing.fake_hub import FakeHubServer
 from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
 
 
@@ -39,7 +38,7 @@ def by_combination(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 @pytest.mark.slow  # two builds and a release; the default suite is near its 20-minute budget
-def test_generations_keep_one_text_per_combination_and_pair_the_rest(tmp_path):
+def test_generations_keep_one_text_per_combination_and_pair_the_rest(tmp_path, hub, monkeypatch):
     out = tmp_path / "out"
     with FakeOpenAIServer(responder=SkillMixResponder(seed=3, accept_rate=0.5)) as server:
         result = run_cli(dataset_cmd(server, out, "--k", "2", "--n", "6", "--generations", "3"))
@@ -89,12 +88,12 @@ def test_generations_keep_one_text_per_combination_and_pair_the_rest(tmp_path):
     assert {p["pairing"] for p in every_pair} == {"all"}
 
     # a release carries the config: `load_dataset(repo, "preference")` from the (loopback) Hub
-    with FakeHubServer(token=TOKEN, storage=tmp_path / "hub") as hub:
-        released = publish(hub, tmp_path, out, "v1.0.0")
-        assert released.returncode == 0, released.stderr[-3000:]
-        assert [pair_id for pair_id, _ in load_remote(hub, tmp_path, "preference", "v1.0.0")] == [
-            p["id"] for p in every_pair
-        ]
+    hub.configure_clients(monkeypatch, tmp_path / "hf_home")  # publish and load run in this process
+    released = publish(hub, tmp_path, out, "v1.0.0")
+    assert released.returncode == 0, released.stderr[-3000:]
+    assert [pair_id for pair_id, _ in load_remote(hub, tmp_path, "preference", "v1.0.0")] == [
+        p["id"] for p in every_pair
+    ]
 
 
 def test_failed_rows_never_pair_and_one_generation_is_the_paper():
