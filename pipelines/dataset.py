@@ -13,15 +13,14 @@ ends as kept, rejected or failed with its reason.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from skillmix.dataset_folder.layout import CACHE_FILE
 from skillmix.llm.roles import ResolvedModel, teacher_and_judge
+from skillmix.pipelines.beneath import distilabel_run
 from skillmix.pipelines.config import DatasetConfig, ProtocolConfig
 from skillmix.pipelines.interrupt import Guard, Interrupted
 from skillmix.pipelines.progress import PROGRESS_DIR, ProgressLog, StageProgress, after_fork
@@ -166,22 +165,19 @@ def run_pipeline(
     """
     if worst_usd is not None:
         rows = [{**row, "worst_usd": worst_usd[row["id"]]} for row in rows]
-    _quiet_third_party()
-    _import_before_the_fork()
-    _poll_faster()
     run_id = uuid.uuid4().hex
-    pipeline = build_pipeline(config, rows, models, workdir, run_id)
     try:
-        stopping = guard.running(pipeline) if guard else contextlib.nullcontext()
-        with stopping, StageProgress(workdir / PROGRESS_DIR, run_id, total=len(rows)) as progress:
-            after_fork(pipeline, progress.start)
-            distiset = pipeline.run(use_cache=False)
+        with distilabel_run():
+            pipeline = build_pipeline(config, rows, models, workdir, run_id)
+            stopping = guard.running(pipeline) if guard else contextlib.nullcontext()
+            with stopping, StageProgress(workdir / PROGRESS_DIR, run_id, total=len(rows)) as progress:
+                after_fork(pipeline, progress.start)
+                distiset = pipeline.run(use_cache=False)
     except Interrupted as exc:
         decided = ProgressLog(workdir / PROGRESS_DIR).counts(run_id).get("decide", {})
         exc.done = sum(decided.values())
         raise
     finally:
-        _quiet_distilabel_logging()
         shutil.rmtree(workdir / "distilabel" / run_id, ignore_errors=True)
     produced = {row["id"]: row for row in distiset["default"]["train"].to_list()} if distiset else {}
     out = []
@@ -196,64 +192,3 @@ def run_pipeline(
             }
         out.append(found)
     return out
-
-
-def _import_before_the_fork() -> None:
-    """Import the HTTP client's modules here, once, before distilabel forks a process per step.
-
-    The openai SDK imports its resources lazily (``client.chat`` imports ``openai.resources.chat`` on first
-    use): imported after the fork, each LLM step's process paid for ``import openai`` and its resources
-    again, about 1.5 s of CPU each, on every run (measured with py-spy on a 4-row build: 4.4 s of 11.8)."""
-    import openai.resources.chat
-    import openai.resources.completions  # noqa: F401
-
-
-POLL_SECONDS = 0.05  # distilabel's own: 2.5 s (steps loaded?) and 0.5 s (steps finished?)
-
-
-class _ShortSleeps:
-    """The ``time`` module as distilabel's pipeline sees it, with every sleep cut to ``POLL_SECONDS``."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-    @staticmethod
-    def sleep(seconds: float) -> None:
-        time.sleep(min(seconds, POLL_SECONDS))
-
-
-def _poll_faster() -> None:
-    """distilabel 1.5.3 (pinned, unmaintained) waits in fixed sleeps between two looks at its steps: 2.5 s
-    until every step of a stage is loaded, 0.5 s per step until it has finished. Every run paid for them
-    (about 2.5 s of a 4-row build's 5.2 s: measured with and without this). Its only two sleeps
-    (``distilabel/pipeline/base.py``) now look again every 50 ms; each look reads a dict, so the CPU cost is
-    nil. Idempotent."""
-    import distilabel.pipeline.base as base
-
-    base.time = _ShortSleeps()  # type: ignore[assignment]
-
-
-def _quiet_third_party() -> None:
-    """Only our lines on the terminal: no progress bars of ``datasets`` (distilabel loads its result with
-    it), no log lines of distilabel or of the HTTP clients below it."""
-    import logging
-
-    from datasets.utils import logging as datasets_logging
-
-    os.environ.setdefault("DISTILABEL_LOG_LEVEL", "ERROR")
-    datasets_logging.disable_progress_bar()
-    datasets_logging.set_verbosity_error()
-    for name in ("httpx", "httpcore", "openai"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _quiet_distilabel_logging() -> None:
-    """distilabel leaves a queue handler on the root logger that logs errors after run(): remove it."""
-    import logging.handlers
-
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if isinstance(handler, logging.handlers.QueueHandler):
-            root.removeHandler(handler)
-    for name in ("distilabel", "distilabel.pipeline"):
-        logging.getLogger(name).handlers.clear()

@@ -163,3 +163,24 @@ def test_folder_of_another_run_is_left_intact(tmp_path):
         assert server.count(path=CHAT) == 0
     assert (out / "manifest.json").read_text() == "{}"
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+def test_a_run_in_this_process_gives_back_the_callers_logging(tmp_path):
+    """distilabel clears the root logger's handlers, raises its level and silences library loggers at each
+    run: a notebook (or a test) calling skillmix keeps its own logging afterwards."""
+    import logging
+
+    from datasets.utils import logging as datasets_logging
+
+    root, handler = logging.getLogger(), logging.NullHandler()
+    before = (root.level, logging.getLogger("datasets").level, logging.getLogger("httpx").level)
+    root.addHandler(handler)
+    bars = datasets_logging.is_progress_bar_enabled()
+    try:
+        with FakeOpenAIServer(responder=SkillMixResponder(seed=1)) as server:
+            result = run_here(dataset_cmd(server, tmp_path / "out", "--k", "2", "--n", "1"))
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert handler in root.handlers and datasets_logging.is_progress_bar_enabled() == bars
+        assert (root.level, logging.getLogger("datasets").level, logging.getLogger("httpx").level) == before
+    finally:
+        root.removeHandler(handler)

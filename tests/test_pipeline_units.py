@@ -180,7 +180,7 @@ def test_distilabels_polls_are_cut_to_50_ms(monkeypatch):
 
     import distilabel.pipeline.base as base
 
-    from skillmix.pipelines.dataset import POLL_SECONDS, _poll_faster
+    from skillmix.pipelines.beneath import POLL_SECONDS, _poll_faster
 
     slept = []
     monkeypatch.setattr(base, "time", time)  # distilabel's own module back, whatever ran before
