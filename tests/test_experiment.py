@@ -1,4 +1,4 @@
-"""`skillmix experiment run`: the findings' verdicts on fed results, the experiment file's checks, the plan
+"""`skillmix experiment run`: the experiment file's checks, the plan
 of the paper's experiment on a machine with no key and no GPU, and the smoke experiment end to end against
 the fake OpenAI server (teacher and judge) with the tiny model: every stage, then a second run that sends
 no request and trains nothing, then an edit of one student's recipe that re-runs only its stages."""
@@ -15,69 +15,10 @@ import yaml
 from cli_runs import HUB_TOKEN, cli_env, hub_env, run_here
 
 from skillmix.config import ConfigError
-from skillmix.experiment.config import BASE, build_experiment
-from skillmix.experiment.report import findings, overall, verdict
+from skillmix.experiment.config import build_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER, SMOKE = ROOT / "experiments" / "paper.yaml", ROOT / "experiments" / "smoke.yaml"
-
-
-def paired(low: float, high: float, n: int = 100) -> dict:
-    return {"n": n, "difference": (low + high) / 2, "ci_low": low, "ci_high": high, "p": 0.01}
-
-
-def test_the_verdict_rule():
-    assert verdict(paired(0.02, 0.10)) == "reproduced"
-    assert verdict(paired(-0.10, -0.02)) == "not reproduced"
-    assert verdict(paired(-0.05, 0.08)) == "inconclusive" and verdict(paired(0.0, 0.1)) == "inconclusive"
-    assert verdict(None) == verdict({"n": 0, "ci_low": None, "ci_high": None}) == "not run"
-    assert verdict(paired(-0.10, -0.02), direction=-1) == "reproduced"  # a finding that expects a drop
-    assert overall(["reproduced", "reproduced"]) == "reproduced"
-    assert overall(["reproduced", "inconclusive"]) == "inconclusive"
-    assert overall(["reproduced", "not reproduced"]) == "not reproduced"
-    assert overall(["not run", "reproduced"]) == "inconclusive" and overall(["not run"]) == "not run"
-
-
-def fed(config, table: dict) -> list[dict]:
-    """The findings of ``config`` on paired results fed by (a, b, k) -> (low, high)."""
-
-    def lookup(student, a, b, setting, k):
-        found = table.get((a, b, k))
-        return None if found is None or setting != "held-out" else paired(*found)
-
-    return findings(config, lookup, rows={"D12": 9000, "D123-8k": 8000, "D123": 20000, "D1": 1000})
-
-
-def test_finding_1_holds_fails_and_is_inconclusive_on_fed_results():
-    config = build_experiment(PAPER)
-    holds = {(BASE, "D123", 4): (0.05, 0.20), (BASE, "D123", 5): (0.01, 0.08)}
-    fails = {(BASE, "D123", 4): (-0.20, -0.05), (BASE, "D123", 5): (0.01, 0.08)}
-    unsure = {(BASE, "D123", 4): (-0.02, 0.20), (BASE, "D123", 5): (0.01, 0.08)}
-    for table, expected in ((holds, "reproduced"), (fails, "not reproduced"), (unsure, "inconclusive")):
-        first = fed(config, table)[0]
-        assert (first["finding"], first["verdict"]) == ("1", expected), first
-        assert [c["k"] for c in first["checks"]] == [4, 5] and first["reason"] is None
-    verdicts = [c["verdict"] for c in fed(config, unsure)[0]["checks"]]
-    assert verdicts == ["inconclusive", "reproduced"]
-    assert fed(config, {})[0]["verdict"] == "not run"  # no held-out result at k = 4, 5
-
-
-def test_findings_2_and_3_and_what_is_not_run():
-    config = build_experiment(PAPER)
-    table = {(BASE, "D123", 2): (0.1, 0.3), (BASE, "D123", 3): (0.2, 0.4),
-             ("D12", "D123-8k", 3): (0.01, 0.2), ("D12", "D123-8k", 4): (0.02, 0.1),
-             ("D12", "D123-8k", 5): (0.0, 0.1)}  # fmt: skip
-    second, third = fed(config, table)[1:]
-    assert second["verdict"] == "reproduced" and third["verdict"] == "inconclusive"  # k = 5 touches 0
-    assert third["compared"] == ["D(1,2)", "D(1,2,3) 8k"]
-    # finding 3 needs D(1,2) with at least as many rows as the skill-richer set
-    short = findings(config, lambda *a: paired(0.1, 0.2), rows={"D12": 100, "D123-8k": 8000})[2]
-    assert short["verdict"] == "not run" and "fewer training rows" in short["reason"]
-    # a student without a base: findings 1 and 2 are not run, and say why
-    smoke = build_experiment(SMOKE)
-    first, second, third = findings(smoke, lambda *a: paired(0.1, 0.2), rows={"D2": 6, "D23": 12})
-    assert first["verdict"] == second["verdict"] == "not run" and "no base model" in first["reason"]
-    assert third["verdict"] == "not run" and "fewer training rows" in third["reason"]
 
 
 def test_the_experiment_file_is_checked(tmp_path):
@@ -152,8 +93,8 @@ def test_the_smoke_experiment_runs_every_stage_then_only_what_changed(tmp_path):
                  "--judge-base-url", server.base_url, "--out", str(out)]  # fmt: skip
         first = run(str(experiment), *roles)
         assert first.returncode == 0, first.stderr[-4000:]
-        stages = ["dataset", "train/tiny/D2", "train/tiny/D23", "train/tiny-b/D2", "eval/tiny/D2",
-                  "eval/tiny/D23", "eval/tiny-b/D2", "compare", "report"]  # fmt: skip
+        stages = ["dataset", "train/tiny/D1", "train/tiny/D123", "train/tiny-b/D1", "eval/tiny/D1",
+                  "eval/tiny/D123", "eval/tiny-b/D1", "compare", "report"]  # fmt: skip
         assert ran(first.stderr) == sorted(stages)
         requests = len(server.requests)
         assert requests > 0
@@ -162,16 +103,20 @@ def test_the_smoke_experiment_runs_every_stage_then_only_what_changed(tmp_path):
         report = out / "report"
         assert {p.name for p in report.iterdir()} >= {"report.md", "results.csv", "findings.json", "plots"}
         text = (report / "report.md").read_text()
-        assert "## Full Marks" in text and "| tiny | D(2,3) |" in text and "## Findings" in text
-        verdicts = [f["verdict"] for f in json.loads((report / "findings.json").read_text())]
-        assert verdicts[:2] == ["not run", "not run"] and verdicts[2] in ("inconclusive", "not run")
+        assert "## Full Marks" in text and "| tiny | D(1,2,3) |" in text and "## Findings" in text
+        (finding,) = json.loads((report / "findings.json").read_text())["findings"]
+        assert finding["student"] == "tiny" and [c["k"] for c in finding["checks"]] == [2, 3]
+        assert finding["verdict"] in ("inconclusive", "reproduced", "not reproduced")  # decided by the rule
+        assert all(c["paired"]["n"] == 3 for c in finding["checks"])  # 3 combinations each, both answered
+        assert "tiny D(1,2,3) − D(1), held-out k = 2" in text  # a line names the student and both sets
+        assert (out / "compare" / "tiny" / "comparison.json").is_file()  # one comparison per student
         rows = (report / "results.csv").read_text().splitlines()
         assert rows[0] == "student,training_set,setting,k,metric,mean,stderr,ci_low,ci_high,n"
         assert len(rows) == 1 + 3 * 2 * 3  # 3 models x (held-out k = 2, 3) x 3 metrics
-        trained = out / "train" / "tiny--D23"
+        trained = out / "train" / "tiny--D123"
         assert (trained / "model.safetensors").is_file()
-        recipe = yaml.safe_load((out / "recipes" / "tiny--D23.yaml").read_text())
-        assert recipe["data"]["datasets"] == [{"path": str(out / "dataset"), "configs": ["k2", "k3"]}]
+        recipe = yaml.safe_load((out / "recipes" / "tiny--D123.yaml").read_text())
+        assert recipe["data"]["datasets"] == [{"path": str(out / "dataset"), "configs": ["k1", "k2", "k3"]}]
         weights = (trained / "model.safetensors").stat().st_mtime_ns
 
         second = run(str(experiment), *roles)  # nothing changed: nothing runs, nothing is sent
@@ -185,8 +130,8 @@ def test_the_smoke_experiment_runs_every_stage_then_only_what_changed(tmp_path):
         edited.write_text(edited.read_text().replace("learning_rate: 3.0e-3", "learning_rate: 2.0e-3"))
         third = run(str(experiment), *roles)
         assert third.returncode == 0, third.stderr[-3000:]
-        assert ran(third.stderr) == ["compare", "eval/tiny-b/D2", "report", "train/tiny-b/D2"]
-        assert (out / "train" / "tiny-b--D2.previous").is_dir()  # the old run is kept aside, not mixed in
+        assert ran(third.stderr) == ["compare", "eval/tiny-b/D1", "report", "train/tiny-b/D1"]
+        assert (out / "train" / "tiny-b--D1.previous").is_dir()  # the old run is kept aside, not mixed in
         assert (trained / "model.safetensors").stat().st_mtime_ns == weights
 
 
@@ -214,7 +159,7 @@ def test_what_cannot_finish_is_refused_before_the_first_request(tmp_path, monkey
                              training_sets={"D2": {"configs": ["k2"]}},
                              students={"tiny": {"recipe": "training/recipes/tiny/smoke.yaml"}},
                              evaluation={"settings": {"k": [2], "setting": ["train"], "n": 100}},
-                             findings={"student": "tiny", "richer": None, "poorer": None})  # fmt: skip
+                             findings=[])  # fmt: skip
     with FakeOpenAIServer() as server:
         refused = here(str(leaky), *roles, "--teacher-base-url", server.base_url)
         assert [
@@ -237,7 +182,7 @@ def test_with_hub_targets_the_dataset_models_and_report_go_to_the_hub(tmp_path, 
         training_sets={"D23": {"configs": ["k2", "k3"], "label": "D(2,3)"}},
         students={"tiny": {"recipe": "training/recipes/tiny/smoke.yaml"}},
         hub={"dataset_repo": "tester/smoke-data", "models": "tester", "results_repo": "tester/smoke-results"},
-        findings={"student": "tiny", "full": "D23", "richer": None, "poorer": None},
+        findings=[],
     )
     out = tmp_path / "runs"
     with FakeOpenAIServer(responder=SkillMixResponder(seed=3, accept_rate=0.8)) as server:

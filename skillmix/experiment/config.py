@@ -8,7 +8,9 @@
     evaluation:    {settings: {k: [2, 3, 4, 5], setting: [held-out], n: 100, generations: 3}}
     launcher:      {num_processes: 4, accelerate_config: training/accelerate/fsdp.yaml}
     hub:           {dataset_repo: null, models: null, results_repo: null}
-    findings:      {student: mistral-7b, full: D123, richer: D123-8k, poorer: D12}
+    findings:      [{name: "2", statement: ..., family: [{a: D1, b: D123, setting: [held-out], k: [2, 3]}],
+                     beside: [...], data_efficiency: false}]      # none: the paper's three (findings.PAPER)
+    comparisons:   [{a: SFT, b: DPO, setting: [held-out], k: [2, 3, 4, 5]}]   # differences, no verdict
 
 ``dataset.settings`` are the settings of ``skillmix dataset`` (its preset's keys; validated by its own
 config), ``evaluation.settings`` those of ``skillmix eval`` but the student and the data, which the runner
@@ -26,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from skillmix.config import build, read_yaml
+from skillmix.experiment.findings import PAPER, Contrast, Finding, efficiency_problem
 
 _STRICT = ConfigDict(extra="forbid")
 BASE = "base"  # the training-set name of a student before fine-tuning
@@ -101,15 +104,6 @@ class HubTargets(BaseModel):
     private: bool = False
 
 
-class Findings(BaseModel):
-    model_config = _STRICT
-
-    student: str | None = Field(None, description="whose numbers test the findings (none: the first)")
-    full: str = Field("D123", description="the training set of findings 1 and 2")
-    richer: str | None = Field("D123-8k", description="finding 3: the skill-richer set")
-    poorer: str | None = Field("D12", description="finding 3: the set with more k <= 2 data")
-
-
 class ExperimentConfig(BaseModel):
     model_config = _STRICT
 
@@ -121,7 +115,12 @@ class ExperimentConfig(BaseModel):
     evaluation: Evaluation = Field(default_factory=Evaluation)
     launcher: Launcher = Field(default_factory=Launcher)
     hub: HubTargets = Field(default_factory=HubTargets)
-    findings: Findings = Field(default_factory=Findings)
+    findings: list[Finding] | None = Field(
+        None, description="the findings and the contrasts that decide them (none: the paper's three)"
+    )
+    comparisons: list[Contrast] = Field(
+        default_factory=list, description="other contrasts, reported as differences with no verdict"
+    )
     source: str | None = Field(None, description="the file these values came from")
 
     @model_validator(mode="after")
@@ -132,9 +131,31 @@ class ExperimentConfig(BaseModel):
             unknown = set(student.training_sets or []) - set(self.training_sets)
             if unknown:
                 raise ValueError(f"students.{name}.training_sets: no training set {sorted(unknown)[0]!r}")
-        if self.findings.student and self.findings.student not in self.students:
-            raise ValueError(f"findings.student: no student {self.findings.student!r}")
+        known = {*self.training_sets, BASE}
+        for where, contrast in self._declared():
+            unknown = [n for n in (contrast.a, contrast.b) if n not in known]
+            if unknown:
+                raise ValueError(f"{where}: no training set {unknown[0]!r}")
+        for finding in self.findings or []:
+            for contrast in finding.family if finding.data_efficiency else []:
+                if problem := efficiency_problem(self, contrast):
+                    raise ValueError(f"findings {finding.name}: {problem}")
         return self
+
+    def _declared(self) -> list[tuple[str, Contrast]]:
+        """The contrasts the file itself names (the paper's default findings may name absent sets)."""
+        found = [(f"comparisons[{i}]", c) for i, c in enumerate(self.comparisons)]
+        for finding in self.findings or []:
+            found += [(f"findings {finding.name}", c) for c in [*finding.family, *finding.beside]]
+        return found
+
+    def finding_list(self) -> list[Finding]:
+        return self.findings if self.findings is not None else [Finding(**f) for f in PAPER]
+
+    def sets_of(self, student: str) -> set[str]:
+        """The training sets a student is evaluated on, ``base`` included when it has one."""
+        spec = self.students[student]
+        return set(spec.training_sets or self.training_sets) | ({BASE} if spec.base else set())
 
     def root(self) -> Path:
         return Path(self.out or Path("runs") / self.name)

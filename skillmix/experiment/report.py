@@ -4,135 +4,26 @@
 * ``results.csv``: one row per student x training set (``base`` before fine-tuning) x setting x k x metric,
   with the mean over combinations, its standard error and 95% interval and n, as each evaluation's
   results.json holds them.
-* The paired differences, fine-tuned minus base and (finding 3) one training set minus another, are those
-  of ``skillmix eval compare`` (:func:`skillmix.evaluation.report.compare`): per combination both runs
+* The paired differences of every contrast the findings and comparisons name, and base -> each set, are
+  those of ``skillmix eval compare`` (:func:`skillmix.evaluation.report.compare`): per combination both runs
   answered, a paired bootstrap 95% interval and a sign-flip permutation p.
-* **Findings**, each a check on our numbers decided by one rule (:func:`verdict`): *reproduced* when the
-  paired 95% interval of the difference excludes 0 in the finding's direction, *not reproduced* when it
-  excludes 0 in the other direction, *inconclusive* when it includes 0, *not run* when the experiment lacks
-  the models, settings or k the check needs (the reason is given). A finding of several checks (one per k)
-  is reproduced when every check is, not reproduced when any check is, not run when none ran, and
-  inconclusive otherwise.
+* **Findings** (``findings.json``): each finding's family decides its verdict by the rule of
+  :mod:`skillmix.experiment.findings`, for every student that has the sets; the contrasts beside it and the
+  declared comparisons are reported as differences, with no verdict. Base -> fine-tuned is reported beside
+  the paper, with the judge named.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from skillmix.experiment.config import BASE, ExperimentConfig
+from skillmix.experiment.findings import RULE, comparisons, decide
 
 METRICS = ("full_marks", "all_skills", "skill_fraction")
-RULE = (
-    "reproduced when the paired 95% interval of the difference excludes 0 in the finding's direction, not "
-    "reproduced when it excludes 0 in the other direction, inconclusive when it includes 0"
-)
-Lookup = Callable[[str, str, str, str, int], dict[str, Any] | None]  # student, a, b, setting, k -> paired
-
-
-def verdict(paired: dict[str, Any] | None, direction: int = 1) -> str:
-    """The rule of the module docstring on one paired difference (b - a) expected to have ``direction``."""
-    if not paired or not paired.get("n") or paired.get("ci_low") is None or paired.get("ci_high") is None:
-        return "not run"
-    low, high = sorted((direction * paired["ci_low"], direction * paired["ci_high"]))
-    if low > 0:
-        return "reproduced"
-    if high < 0:
-        return "not reproduced"
-    return "inconclusive"
-
-
-def overall(verdicts: list[str]) -> str:
-    ran = [v for v in verdicts if v != "not run"]
-    if not ran:
-        return "not run"
-    if "not reproduced" in ran:
-        return "not reproduced"
-    return "reproduced" if len(ran) == len(verdicts) and set(ran) == {"reproduced"} else "inconclusive"
-
-
-def findings(config: ExperimentConfig, lookup: Lookup, rows: dict[str, int]) -> list[dict[str, Any]]:
-    """The three findings as checks on the paired differences ``lookup`` gives (module docstring);
-    ``rows`` is the number of training rows of each training set."""
-    f = config.findings
-    student = f.student or next(iter(config.students))
-    has_base = bool(config.students[student].base)
-    trained = set(config.students[student].training_sets or config.training_sets)
-    specs = [
-        (
-            "1",
-            "training on k = 2, 3 improves k = 4, 5: fine-tuned minus base, Full Marks, held-out k = 4, 5",
-            BASE,
-            f.full,
-            (4, 5),
-        ),
-        (
-            "2",
-            "training on training-skill compositions improves held-out-skill compositions: fine-tuned minus "
-            "base, Full Marks, held-out k = 2, 3",
-            BASE,
-            f.full,
-            (2, 3),
-        ),
-        (
-            "3",
-            "skill-richer data is more data-efficient: fine-tuned on the skill-richer set minus fine-tuned "
-            "on D(1,2) of at least as many rows, Full Marks, held-out k = 3, 4, 5",
-            f.poorer,
-            f.richer,
-            (3, 4, 5),
-        ),
-    ]
-    out = []
-    for number, statement, a, b, ks in specs:
-        reason = _missing(config, student, a, b, has_base, trained)
-        if reason is None and number == "3" and rows.get(a, 0) < rows.get(b, 0):
-            poorer, richer = f"{config.label(a)} ({rows.get(a, 0)})", f"{config.label(b)} ({rows.get(b, 0)})"
-            reason = f"{poorer} has fewer training rows than {richer}: not a test of data efficiency"
-        checks = []
-        for k in ks:
-            paired = None if reason else lookup(student, a, b, "held-out", k)
-            checks.append(
-                {
-                    "setting": "held-out",
-                    "k": k,
-                    "metric": "full_marks",
-                    "paired": paired,
-                    "verdict": verdict(paired),
-                }
-            )
-        result = overall([c["verdict"] for c in checks])
-        if reason is None and result == "not run":
-            reason = "the evaluation has no held-out result at these k"
-        out.append(
-            {
-                "finding": number,
-                "statement": statement,
-                "student": student,
-                "compared": [config.label(a) if a else None, config.label(b) if b else None],
-                "verdict": result,
-                "reason": reason,
-                "checks": checks,
-                "rule": RULE,
-            }
-        )
-    return out
-
-
-def _missing(
-    config: ExperimentConfig, student: str, a: str | None, b: str | None, has_base: bool, trained: set[str]
-) -> str | None:
-    for name in (a, b):
-        if name is None:
-            return "the experiment names no training set for it (findings)"
-        if name == BASE and not has_base:
-            return f"{student} has no base model to compare with (students.{student}.base)"
-        if name != BASE and name not in trained:
-            return f"{student} is not trained on {name}"
-    return None
 
 
 # ---------------------------------------------------------------------- the files
@@ -151,11 +42,11 @@ def write_report(experiment: Any, out: Path) -> None:
             )
     pairs = _pairs(config, runs)
 
-    def lookup(student: str, a: str, b: str, setting: str, k: int) -> dict[str, Any] | None:
-        return pairs.get((student, a, b), {}).get((setting, k, "full_marks"))
+    def lookup(student: str, a: str, b: str, setting: str, k: int, metric: str) -> dict[str, Any] | None:
+        return pairs.get((student, a, b), {}).get((setting, k, metric))
 
     rows = training_rows(experiment)
-    checked = findings(config, lookup, rows)
+    checked = {"findings": decide(config, lookup, rows), "comparisons": comparisons(config, lookup)}
     out.mkdir(parents=True, exist_ok=True)
     table = results_rows(config, runs)
     with (out / "results.csv").open("w", newline="", encoding="utf-8") as handle:
@@ -164,7 +55,9 @@ def write_report(experiment: Any, out: Path) -> None:
         writer.writerows(table)
     (out / "findings.json").write_text(json.dumps(checked, indent=2), encoding="utf-8")
     figure = _plot(config, table, out / "plots")
-    (out / "report.md").write_text(render(config, table, pairs, checked, rows, figure), encoding="utf-8")
+    judges = sorted({str((r.get("judge") or {}).get("model")) for r, _ in runs.values()})
+    report = render(config, table, pairs, checked, rows, figure, ", ".join(judges) or "—")
+    (out / "report.md").write_text(report, encoding="utf-8")
 
 
 def training_rows(experiment: Any) -> dict[str, int]:
@@ -185,14 +78,13 @@ def training_rows(experiment: Any) -> dict[str, int]:
 def _pairs(
     config: ExperimentConfig, runs: dict
 ) -> dict[tuple[str, str, str], dict[tuple[str, int, str], Any]]:
-    """``{(student, a, b): {(setting, k, metric): paired}}`` for base -> each set and poorer -> richer."""
+    """``{(student, a, b): {(setting, k, metric): paired}}`` for base -> each set and every contrast."""
     from skillmix.evaluation.report import compare
 
     wanted = {(s, BASE, ts) for s, ts in config.runs()}
-    f = config.findings
+    contrasts = [c for f in config.finding_list() for c in (*f.family, *f.beside)] + config.comparisons
     for student in config.students:
-        if f.poorer and f.richer:
-            wanted.add((student, f.poorer, f.richer))
+        wanted |= {(student, c.a, c.b) for c in contrasts}
     out = {}
     for student, a, b in sorted(wanted):
         if (student, a) not in runs or (student, b) not in runs:
@@ -241,9 +133,10 @@ def render(
     config: ExperimentConfig,
     table: list[dict[str, Any]],
     pairs: dict,
-    checked: list[dict[str, Any]],
+    checked: dict[str, list[dict[str, Any]]],
     rows: dict[str, int],
     figure: str | None,
+    judge: str = "—",
 ) -> str:
     columns = sorted({(r["setting"], r["k"]) for r in table}, key=lambda c: (c[0], c[1]))
     models = list(dict.fromkeys((r["student"], r["training_set"]) for r in table))
@@ -300,32 +193,74 @@ def render(
                 f"| {student} | {config.label(b)} − {config.label(a)} | {setting} | {k} | {p['n']} | "
                 f"{p['difference']:+.2f}{_interval(p['ci_low'], p['ci_high'])} | {_number(p['p'], 3)} |"
             )
-    lines += ["", *_published(config, table), "## Findings", "", f"Rule: {RULE}.", ""]
-    for f in checked:
-        lines.append(
-            f"- **Finding {f['finding']}** ({f['statement']}): **{f['verdict']}**"
-            + (f" — {f['reason']}" if f["reason"] else "")
-        )
-        for c in f["checks"]:
-            p = c["paired"] or {}
-            shown = (
-                "no result"
-                if p.get("difference") is None
-                else (f"{p['difference']:+.2f}{_interval(p['ci_low'], p['ci_high'])}, n = {p['n']}")
-            )
-            lines.append(f"  - {c['setting']} k = {c['k']}: {shown}: {c['verdict']}")
+    lines += ["", *_published(config, table, pairs, judge), *_findings_section(config, checked)]
     if figure:
         lines += ["", f"![Full Marks by k]({figure})"]
     return "\n".join(lines) + "\n"
 
 
-def _published(config: ExperimentConfig, table: list[dict[str, Any]]) -> list[str]:
+def _shown(paired: dict[str, Any] | None) -> str:
+    p = paired or {}
+    if p.get("difference") is None:
+        return "no result"
+    difference = f"{p['difference']:+.2f}{_interval(p['ci_low'], p['ci_high'])}"
+    return f"{difference}, p = {_number(p['p'], 3)}, n = {p['n']}"
+
+
+def _findings_section(config: ExperimentConfig, checked: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Each finding per student: its verdict, the family's checks (student and both sets named), and the
+    contrasts beside it; then the comparisons, as differences."""
+    lines = ["## Findings", "", f"Rule: {RULE}.", ""]
+    for f in checked["findings"]:
+        who = f" — {f['student']}" if f["student"] else ""
+        lines.append(
+            f"- **Finding {f['finding']}**{who} ({f['statement']}): **{f['verdict']}**"
+            + (f" ({f['reason']})" if f["reason"] else "")
+        )
+        for label, checks in (("", f["checks"]), ("beside: ", f["beside"])):
+            for c in checks:
+                sets = f"{config.label(c['b'])} − {config.label(c['a'])}"
+                holm = f", Holm p = {c['holm_p']:.3f}" if "holm_p" in c else ""
+                lines.append(
+                    f"  - {label}{f['student'] or ''} {sets}, {c['setting']} k = {c['k']}, {c['metric']}: "
+                    f"{_shown(c['paired'])}{holm}: {c.get('verdict', 'not run')}"
+                )
+    if checked["comparisons"]:
+        lines += ["", "## Comparisons", "", "Differences only: no finding of the paper is tested here.", ""]
+        for comparison in checked["comparisons"]:
+            for c in comparison["checks"]:
+                sets = f"{config.label(c['b'])} − {config.label(c['a'])}"
+                lines.append(
+                    f"- {comparison['student']} {sets}, {c['setting']} k = {c['k']}, {c['metric']}: "
+                    f"{_shown(c['paired'])}"
+                )
+    return lines
+
+
+def _published(config: ExperimentConfig, table: list[dict[str, Any]], pairs: dict, judge: str) -> list[str]:
+    """The paper's figures beside ours, and base -> each fine-tuned set (the paper's headline contrast, not
+    a finding's: any fine-tuning also teaches the answer format), with the judge named."""
     entries = [(name, p) for name, s in config.students.items() for p in s.published]
+    lines = ["## Beside the paper", ""]
+    headline = [
+        f"| {student} | {config.label(b)} − base | {setting} | {k} | {_shown(p)} | {judge} |"
+        for (student, a, b), cells in pairs.items()
+        if a == BASE
+        for (setting, k, metric), p in sorted(cells.items())
+        if metric == "full_marks"
+    ]
+    if headline:
+        lines += [
+            "Fine-tuned minus base, Full Marks (the paper's headline figure; no verdict).",
+            "",
+            "| student | compared | setting | k | difference | judge |",
+            "|---|---|---|---|---|---|",
+            *headline,
+            "",
+        ]
     if not entries:
-        return []
-    lines = [
-        "## Beside the paper",
-        "",
+        return lines if headline else []
+    lines += [
         "| student | model | setting | k | metric | paper | ours | source |",
         "|---|---|---|---|---|---|---|---|",
     ]

@@ -95,7 +95,8 @@ class Experiment:
         published = {n: [p.model_dump() for p in s.published] for n, s in config.students.items()}
         return {
             "evaluations": evals,
-            "findings": config.findings.model_dump(),
+            "findings": [f.model_dump() for f in config.finding_list()],
+            "comparisons": [c.model_dump() for c in config.comparisons],
             "published": published,
             "labels": {n: t.label for n, t in config.training_sets.items()},
         }

@@ -56,11 +56,15 @@ def evaluate(experiment: Any, stage: Any, log: Any) -> None:
 
 
 def compare(experiment: Any, stage: Any) -> None:
-    """``skillmix eval compare`` of every evaluation, the first (a base when there is one) the baseline."""
+    """``skillmix eval compare`` once per student, into ``compare/<student>/``: its evaluations only, its
+    base first when it has one (a comparison never subtracts one student's base from another's runs)."""
     from skillmix.evaluation.report import write_comparison
 
-    folders = [stage.folder for stage in experiment.evaluations()]
-    write_comparison(folders, stage.folder, allow=())
+    for student in experiment.config.students:
+        mine = [e for e in experiment.evaluations() if e.student == student]
+        mine.sort(key=lambda e: e.training_set != BASE)  # stable: the base first, then the file's order
+        if len(mine) > 1:
+            write_comparison([e.folder for e in mine], stage.folder / student, allow=())
 
 
 def push_report(experiment: Any, folder: Path, log: Any) -> None:
