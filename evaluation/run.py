@@ -32,6 +32,7 @@ from skillmix.pipelines.interrupt import guarded
 from skillmix.pipelines.rows import to_record
 from skillmix.pipelines.usage import row_usd
 from skillmix.prompts import PromptSet
+from skillmix.release.evalsets import exclusion_record
 from skillmix.skills import content_hash
 
 Log = Callable[[str], None]
@@ -54,7 +55,10 @@ def run_eval(config: EvalConfig, out: str | Path, log: Log = print) -> dict[str,
     started = time.time()
     catalog = load_catalog(config.catalog, topics=config.topics)
     split = catalog.split(config.split_seed)
-    sets = eval_sets(catalog, split, config.setting, config.k, config.n, config.seed, config.eval_set)
+    exclude = dataset_drawn(config)
+    sets = eval_sets(
+        catalog, split, config.setting, config.k, config.n, config.seed, config.eval_set, exclude
+    )
     drawn = seed_source(config, log)
     prices = load_prices(config)
     student = prepare_student(config.student)  # refuses what cannot be loaded or reached, starts nothing
@@ -90,6 +94,7 @@ def run_eval(config: EvalConfig, out: str | Path, log: Log = print) -> dict[str,
             "split": split.hash,
             "eval_set_hash": eval_set_hash(sets),
             "seed_source": drawn,
+            "excluded": {"dataset": config.data, **exclusion_record(exclude)} if config.data else None,
         },
         "results": score_samples(samples, config.grader_runs, config.generations, config.scoring_rules),
         "errored": errored_ids(samples),
@@ -98,6 +103,16 @@ def run_eval(config: EvalConfig, out: str | Path, log: Log = print) -> dict[str,
     }
     write_outputs(folder.path, samples, results)
     return results
+
+
+def dataset_drawn(config: EvalConfig) -> frozenset[Any]:
+    """The combinations the dataset of ``--data`` drew (none without it, or with ``--eval-set``, whose rows
+    are the release's): the train and all sets are drawn from the others."""
+    if config.data is None or config.eval_set is not None:
+        return frozenset()
+    from skillmix.dataset_folder.layout import read_dataset_folder
+
+    return read_dataset_folder(config.data).drawn_keys()
 
 
 def seed_source(config: EvalConfig, log: Log) -> str:

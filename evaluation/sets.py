@@ -27,14 +27,17 @@ def eval_sets(
     n: int,
     seed: int,
     eval_set: str | None = None,
+    exclude: frozenset[Any] = frozenset(),
 ) -> Sets:
-    """``{(setting, k): combinations}``; every problem is a :class:`ConfigError` before any request."""
+    """``{(setting, k): combinations}``, none of ``exclude`` (a dataset's draw: see
+    :func:`skillmix.release.evalsets.draw_eval_set`); every problem is a :class:`ConfigError` before any
+    request."""
     if eval_set is None:
         out: Sets = {}
         for setting in settings:
             for k in ks:
                 try:
-                    out[(setting, k)] = draw_eval_set(catalog, split, k, setting, n, seed)
+                    out[(setting, k)] = draw_eval_set(catalog, split, k, setting, n, seed, exclude)
                 except SamplingError as exc:
                     raise ConfigError(str(exc)) from None
         return out

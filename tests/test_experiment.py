@@ -154,21 +154,25 @@ def test_what_cannot_finish_is_refused_before_the_first_request(tmp_path, monkey
     unreachable = here(str(SMOKE), *roles, "--teacher-base-url", closed)
     assert unreachable.returncode == 2 and unreachable.stderr.count("\n") == 1, unreachable.stderr
     assert "skillmix: error:" in unreachable.stderr and closed.split("/v1")[0] in unreachable.stderr
-    # an evaluation in the train setting whose combinations the dataset will train on
-    leaky = write_experiment(tmp_path, dataset={"settings": {"k": [2], "n": 5000}},
+    # an evaluation in the train setting with fewer combinations left than it asks for: a user's catalog of
+    # 56 training combinations of k = 2, a dataset that draws 50 of them, an evaluation of 10
+    skills = [{"name": f"s{i}", "category": ("literary", "rhetorical", "logical")[min(i // 4, 2)],
+               "definition": "d", "example": "e"} for i in range(12)]  # fmt: skip
+    catalog = tmp_path / "small.yaml"
+    catalog.write_text(yaml.safe_dump({"skills": skills, "topics": ["Sewing", "Knots", "Tides", "Bees"]}))
+    small = write_experiment(tmp_path, dataset={"settings": {"k": [2], "n": 50, "catalog": str(catalog)}},
                              training_sets={"D2": {"configs": ["k2"]}},
                              students={"tiny": {"recipe": "training/recipes/tiny/smoke.yaml"}},
-                             evaluation={"settings": {"k": [2], "setting": ["train"], "n": 100}},
+                             evaluation={"settings": {"k": [2], "setting": ["train"], "n": 10}},
                              findings=[])  # fmt: skip
     with FakeOpenAIServer() as server:
-        refused = here(str(leaky), *roles, "--teacher-base-url", server.base_url)
+        refused = here(str(small), *roles, "--teacher-base-url", server.base_url)
         assert [
             r.path for r in server.requests if r.path != "/v1/models"
         ] == []  # only the reachability check
-    assert (
-        refused.returncode == 2
-        and "combinations of the train setting are in the dataset's draw" in refused.stderr
-    )
+    assert refused.returncode == 2, refused.stderr
+    left = "56 combinations at k=2 and the dataset drew 50 of them: 6 are left, fewer than the 10 asked for"
+    assert left in refused.stderr
     assert not out.exists()
 
 

@@ -74,6 +74,7 @@ class EvaluationSet(BaseModel):
     settings: list[Setting] = Field(default_factory=lambda: ["held-out"], min_length=1)
     n: int | None = Field(None, ge=1, description="combinations per k (none: the release's, else 100)")
     seed: int | None = Field(None, description="sampling seed (none: the dataset's)")
+    k: list[int] | None = Field(None, description="the evaluation's k (none: 2, 3, 4, 5)")
 
 
 class DataConfig(BaseModel):
@@ -247,6 +248,9 @@ class TrainConfig(BaseModel):
             "recipe": True,
             "training": volatile,
             "grpo": {"judge": judge},
+            # which evaluation sets the leakage check compares against is not what is trained: the train and
+            # all sets are drawn from what the dataset did not draw, so a larger n re-runs no training
+            "data": {"evaluation": True},
         }
         return content_hash(self.model_dump(exclude=exclude))
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from skillmix.config import ConfigError
-from skillmix.dataset_folder.layout import DatasetFolder, read_dataset_folder
+from skillmix.dataset_folder.layout import DatasetFolder, drawn_keys, is_drawn, read_dataset_folder
 from skillmix.training.config import DataConfig, DatasetSource, PlainText
 
 ROLES = ["user", "assistant", "user", "assistant"]
@@ -34,6 +34,9 @@ class LoadedSource:
     source: DatasetSource
     manifest: dict[str, Any]
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # every combination the dataset drew (DatasetFolder.drawn_keys): the evaluation's train and all sets,
+    # which the leakage check rebuilds, are drawn from the others
+    drawn: frozenset[Any] = frozenset()
 
     @property
     def is_hub(self) -> bool:
@@ -95,7 +98,11 @@ def _load_source(index: int, source: DatasetSource, seed: int) -> LoadedSource:
         manifest, available = local.manifest, set(local.names)
     else:
         manifest, available = _hub_manifest(source, where)
-    item = LoadedSource(source, manifest)
+    if local is not None:
+        drawn = local.drawn_keys()
+    else:
+        drawn = drawn_keys(_hub_rows(source, name, where) for name in sorted(available) if is_drawn(name))
+    item = LoadedSource(source, manifest, drawn=drawn)
     for name in source.subsample:
         if name not in source.configs:
             raise ConfigError(f"{where}: subsample names {name!r}, which is not in configs")

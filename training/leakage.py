@@ -16,8 +16,8 @@ from typing import Any
 
 from skillmix.catalog import CatalogError, load_catalog
 from skillmix.release.audit import AuditReport, Check, audit
-from skillmix.release.evalsets import build_eval_sets, eval_config_name
-from skillmix.sampling import combination_key
+from skillmix.release.evalsets import EVAL_KS, build_eval_sets, eval_config_name
+from skillmix.sampling import SamplingError, combination_key
 from skillmix.splits import Split
 from skillmix.text import extract_answer
 from skillmix.training.config import EvaluationSet
@@ -84,7 +84,13 @@ def _eval_rows(item: LoadedSource, catalog: Any, split: Split, evaluation: Evalu
         else (item.manifest.get("seeds") or {}).get("sampling", 0)
     )
     settings = sorted({*evaluation.settings, "held-out"})
-    sets = build_eval_sets(catalog, split, n=n, seed=seed, settings=settings)
+    ks = evaluation.k or list(EVAL_KS)
+    try:  # exactly the sets the evaluation asks: drawn from what the dataset did not draw
+        sets = build_eval_sets(catalog, split, n=n, ks=ks, seed=seed, settings=settings, exclude=item.drawn)
+    except SamplingError as exc:
+        raise LeakageError(
+            f"dataset {item.source.path}: the evaluation sets cannot be drawn: {exc}"
+        ) from None
     return [row for rows in sets.values() for row in rows]
 
 

@@ -143,6 +143,12 @@ class DatasetFolder:
         names = [name for name in self.names if K_CONFIG.fullmatch(name) or name == "rejected"]
         return [row for name in sorted(names, key=lambda name: name == "rejected") for row in self.rows(name)]
 
+    def drawn_keys(self) -> frozenset[Any]:
+        """The combinations the dataset drew, every round: every row of its k configs, ``surplus``,
+        ``rejected`` and ``failed`` (each drawn row ends in one of them), as ``combination_key``s. An
+        evaluation in the train or all setting is drawn from the others (:mod:`skillmix.release.evalsets`)."""
+        return drawn_keys(self.rows(name) for name in self.names if is_drawn(name))
+
     @property
     def judge(self) -> str:
         """The judge's identity: the model name of ``manifest.models.judge``."""
@@ -158,6 +164,21 @@ class DatasetFolder:
             return load_catalog(build.get("catalog", "builtin"), topics=build.get("topics"))
         except CatalogError as exc:
             raise ConfigError(f"{self.path}: the catalog it was built with does not load: {exc}") from None
+
+
+DRAWN_CONFIGS = ("surplus", "rejected", "failed")  # beside the k configs: where the other drawn rows end
+
+
+def is_drawn(name: str) -> bool:
+    """Whether the config ``name`` holds rows the dataset drew (not ``all``, a union, nor ``preference``)."""
+    return bool(K_CONFIG.fullmatch(name)) or name in DRAWN_CONFIGS
+
+
+def drawn_keys(configs: Iterable[Iterable[Mapping[str, Any]]]) -> frozenset[Any]:
+    """The ``combination_key`` of every row of ``configs`` (the drawn ones: :func:`is_drawn`)."""
+    from skillmix.sampling import combination_key
+
+    return frozenset(combination_key(row["skills"], row["topic"]) for rows in configs for row in rows)
 
 
 def read_dataset_folder(path: str | Path) -> DatasetFolder:

@@ -7,9 +7,9 @@ Only the stages still to run are checked: a finished dataset needs no teacher, a
   that is not a tiny model (the CPU trains only those);
 * every evaluation: the judge's key and server, and a GPU for a pretrained base model evaluated here;
 * Hub targets: a token;
-* leakage: no combination of an evaluation set in the ``train`` or ``all`` setting may be one of the
-  dataset's first draw for the same k (the training's own leakage check would refuse those rows only after
-  the dataset was paid for). The ``held-out`` set cannot meet a k >= 2 training row by construction.
+* the evaluation sets: the ``train`` and ``all`` ones are drawn from the combinations the dataset did not
+  draw, so they cannot leak; there must be n of them left (the first round's draw is checked here). The
+  ``held-out`` set cannot meet a k >= 2 training row by construction.
 """
 
 from __future__ import annotations
@@ -100,10 +100,14 @@ def _token() -> None:
 
 
 def _leakage(experiment: Any) -> None:
+    """The train and all evaluation sets are drawn from the combinations the dataset did not draw
+    (:func:`skillmix.release.evalsets.draw_eval_set`), so they cannot leak; what can fail is their size:
+    refused here, before the first paid request, when the first round's draw leaves fewer than n (later
+    rounds under --target-accepted draw more: the evaluation checks the exact draw again)."""
     from skillmix.catalog import load_catalog
     from skillmix.pipelines.run import draw
     from skillmix.release.evalsets import draw_eval_set
-    from skillmix.sampling import combination_key
+    from skillmix.sampling import SamplingError, combination_key
 
     dataset, settings = experiment.dataset, experiment.eval_settings()
     wanted = settings.get("setting", ["train", "held-out", "all"])
@@ -114,17 +118,15 @@ def _leakage(experiment: Any) -> None:
     catalog = load_catalog(dataset.catalog, topics=dataset.topics)
     split = catalog.split(dataset.split_seed)
     seed = settings.get("seed", dataset.seed)
-    eval_ks = settings.get("k", [2, 3, 4, 5])
-    for k in (k for k in dataset.k if k in eval_ks and k >= 2):
+    for k in (k for k in dataset.k if k in settings.get("k", [2, 3, 4, 5]) and k >= 2):
         size = dataset.count_for(k) or dataset.target_accepted or 0
-        trained = {combination_key(row["skills"], row["topic"]) for row in draw(dataset, catalog, k, 0, size)}
+        drawn = frozenset(
+            combination_key(r["skills"], r["topic"]) for r in draw(dataset, catalog, k, 0, size)
+        )
         for setting in risky:
-            asked = draw_eval_set(catalog, split, k, setting, settings.get("n", 100), seed)
-            shared = [c for c in asked if c.key in trained]
-            if shared:
+            try:
+                draw_eval_set(catalog, split, k, setting, settings.get("n", 100), seed, drawn)
+            except SamplingError as exc:
                 raise ConfigError(
-                    f"evaluation: {len(shared)} of the {len(asked)} k={k} combinations of the {setting} "
-                    f"setting are in the dataset's draw (e.g. {shared[0].topic}: "
-                    f"{', '.join(s.name for s in shared[0].skills)}); the student would be tested on what "
-                    "it trained on. Evaluate held-out only, or change evaluation.settings.seed"
-                )
+                    f"evaluation: {exc}; lower evaluation.settings.n or the dataset's n"
+                ) from None

@@ -48,8 +48,9 @@ def recipe_data(config: ExperimentConfig, student: str, training_set: str, datas
     wanted = settings.get("setting", list(EVAL_SETTINGS))
     wanted = [wanted] if isinstance(wanted, str) else list(wanted)
     evaluation: dict[str, Any] = {"settings": sorted({*wanted, "held-out"}, key=EVAL_SETTINGS.index)}
-    if settings.get("n") is not None:
-        evaluation["n"] = settings["n"]
+    for key in ("n", "seed", "k"):  # exactly the sets the evaluation will draw (its seed and k included)
+        if settings.get(key) is not None:
+            evaluation[key] = settings[key] if key != "k" else sorted(settings["k"])
     data["data"] = {**(data.get("data") or {}), "datasets": [source], "evaluation": evaluation}
     data["output_dir"] = str(config.root() / "train" / f"{student}--{training_set}")
     if config.hub.models:

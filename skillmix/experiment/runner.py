@@ -75,12 +75,14 @@ class Experiment:
                 "repo": config.hub.dataset_repo,
                 "version": config.hub.dataset_version,
             }
-        if stage.kind == "train":
+        if stage.kind == "train":  # the evaluation's settings are not the training's (an n changed re-runs
+            # only the evaluations: its train and all sets are drawn from what the dataset did not draw)
             recipe = {
                 k: v
                 for k, v in self.recipes[(stage.student, stage.training_set)].items()
                 if k != "output_dir"
             }
+            recipe["data"] = {k: v for k, v in recipe["data"].items() if k != "evaluation"}
             return {
                 "recipe": recipe,
                 "launcher": config.launcher.model_dump(exclude={"mfu", "peak_tflops"}),

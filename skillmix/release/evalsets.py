@@ -32,14 +32,16 @@ def build_eval_sets(
     settings: Iterable[str] = EVAL_SETTINGS,
     seed: int = 0,
     prompts: PromptSet | None = None,
+    exclude: frozenset[Any] = frozenset(),
 ) -> dict[str, list[dict[str, Any]]]:
-    """``{"eval-train": rows, "eval-held-out": rows, "eval-all": rows}``, ``n`` combinations per k."""
+    """``{"eval-train": rows, "eval-held-out": rows, "eval-all": rows}``, ``n`` combinations per k, none of
+    ``exclude`` (:func:`draw_eval_set`)."""
     prompts = prompts or PromptSet()
     out: dict[str, list[dict[str, Any]]] = {}
     for setting in settings:
         rows = []
         for k in ks:
-            for combo in draw_eval_set(catalog, split, k, setting, n, seed):
+            for combo in draw_eval_set(catalog, split, k, setting, n, seed, exclude):
                 rows.append(
                     {
                         **combo.to_dict(),
@@ -52,12 +54,42 @@ def build_eval_sets(
 
 
 def draw_eval_set(
-    catalog: Catalog, split: Split, k: int, setting: str, n: int, seed: int = 0
+    catalog: Catalog,
+    split: Split,
+    k: int,
+    setting: str,
+    n: int,
+    seed: int = 0,
+    exclude: frozenset[Any] = frozenset(),
 ) -> list[Combination]:
     """The ``n`` (at most: all there are) combinations of ``setting`` and ``k`` that a release's eval sets
-    hold and ``skillmix eval`` draws without ``--eval-set``: one draw, whoever makes it."""
+    hold and ``skillmix eval`` draws without ``--eval-set``: one draw, whoever makes it.
+
+    ``exclude``: the ``combination_key``s of a dataset's draw (``DatasetFolder.drawn_keys``). The sampler
+    then draws ``n`` more than usual, one for each drawn combination of this setting and k, and the first
+    ``n`` it drew that the dataset did not are the set: an evaluation in the train or all setting never asks
+    what its training data showed, by construction (the held-out setting cannot meet a training row of
+    k >= 2, so its set is unchanged). Fewer than ``n`` left is refused, with the numbers."""
     skills, topics = eligible(catalog, setting, split)
     if k > len(skills):
         raise SamplingError(f"k={k} exceeds the {len(skills)} skills eligible in the {setting} setting")
-    size = min(n, count_combinations(len(skills), len(topics), k))
-    return list(sample_combinations(catalog, k, size, setting=setting, seed=seed + 1000 * k, split=split))
+    total = count_combinations(len(skills), len(topics), k)
+    names, topic_names = {s.name for s in skills}, set(topics)
+    blocked = {key for key in exclude if len(key[0]) == k and key[0] <= names and key[1] in topic_names}
+    if blocked and total - len(blocked) < n:
+        raise SamplingError(
+            f"the {setting} setting has {total:,} combinations at k={k} and the dataset drew "
+            f"{len(blocked):,} of them: {total - len(blocked):,} are left, fewer than the {n} asked for"
+        )
+    size = min(total, n + len(blocked))
+    drawn = sample_combinations(catalog, k, size, setting=setting, seed=seed + 1000 * k, split=split)
+    return [c for c in drawn if c.key not in blocked][:n]
+
+
+def exclusion_record(exclude: frozenset[Any]) -> dict[str, Any]:
+    """What the results and a release record of the combinations their train and all sets left out: how
+    many, and a content hash of them (the same dataset draw gives the same hash)."""
+    from skillmix.skills import content_hash
+
+    keys = sorted([sorted(skills), topic] for skills, topic in exclude)
+    return {"combinations": len(keys), "hash": content_hash(keys)}

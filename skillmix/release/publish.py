@@ -32,10 +32,11 @@ from skillmix.dataset_folder.layout import DatasetFolder, k_configs, read_datase
 from skillmix.dataset_folder.schema import write_configs
 from skillmix.release.audit import AuditReport, audit
 from skillmix.release.card import changelog, render_release_card
-from skillmix.release.evalsets import build_eval_sets
+from skillmix.release.evalsets import build_eval_sets, exclusion_record
 from skillmix.release.figures import make_figures
 from skillmix.release.stats import dataset_stats
 from skillmix.release.versions import parse_version, previous_release
+from skillmix.sampling import SamplingError
 
 EVAL_SETS_TEST_FILE = "test-00000-of-00001.parquet"  # the one file of each eval-<setting> config (split test)
 
@@ -106,6 +107,7 @@ def publish(
             "previous_version": previous,
             "configs": written,
             "eval_n_per_k": eval_n,
+            "eval_excluded": exclusion_record(folder.drawn_keys()),
             "audit": report.to_dict(),
             "stats": stats,
             "figures": make_figures(stats, staging),
@@ -135,7 +137,12 @@ def _audit(
     split = catalog.split(manifest["config"]["split_seed"])
     if split.hash != manifest["split"]["hash"]:
         raise PublishError("the catalog no longer gives the split this dataset was built with (hash differs)")
-    eval_sets = build_eval_sets(catalog, split, n=eval_n, seed=manifest["seeds"]["sampling"])
+    try:  # the train and all sets from the combinations the dataset did not draw (every round)
+        eval_sets = build_eval_sets(
+            catalog, split, n=eval_n, seed=manifest["seeds"]["sampling"], exclude=folder.drawn_keys()
+        )
+    except SamplingError as exc:
+        raise PublishError(f"the evaluation sets cannot be drawn: {exc}") from None
     training = [row for name in k_configs(folder.names) for row in folder.rows(name)]
     report = audit(training, [r for rows in eval_sets.values() for r in rows], split)
     if not report.passed:
