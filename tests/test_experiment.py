@@ -54,8 +54,15 @@ def test_the_paper_plan_needs_no_key_and_no_gpu_and_the_run_says_what_it_needs(t
     lines = plan.stdout.splitlines()
     assert lines[0].startswith("Experiment paper") and "19 stages" in lines[0]
     assert any(line.split()[0] == "train/mistral-7b/D123" and "GPU-hours" in line for line in lines[1:])
-    assert any(line.split()[0] == "eval/mistral-7b/base" and "6,000 requests" in line for line in lines[1:])
+    # 3 settings x 4 k x 300 combinations x 3 generations x (2 rounds + 3 grader runs), 3/5 to the judge
+    base = "54,000 requests"
+    assert any(line.split()[0] == "eval/mistral-7b/base" and base in line for line in lines[1:])
     assert any("needs: OPENAI_API_KEY" in line for line in lines) and "to run:" in lines[-1]
+    assert "at most 85.8 GPU-hours (every sample at max_length tokens, an upper bound" in lines[-1]
+    power = [line.strip() for line in lines if line.strip().startswith("finding ")]
+    assert len(power) == 2 * 6 + 3  # findings 1 and 2 for both students, finding 3 for mistral-7b
+    assert "finding 1 llama-2-13b D(1,2,3) - D(1) train k=4, n=300: detects 0.03 at 80% power" in power[4 + 0]
+    assert "the paper reports +0.08" in power[4] and "WARNING" not in "".join(power)
     assert not (tmp_path / "runs").exists()  # the plan writes nothing
     stopped = here(str(PAPER), "--out", str(tmp_path / "runs"), changes=env)
     assert stopped.returncode == 2 and stopped.stderr.count("\n") == 1, stopped.stderr

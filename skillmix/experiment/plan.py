@@ -35,13 +35,29 @@ def plan_lines(experiment: Any) -> list[str]:
             for key in totals:
                 totals[key] += figures.get(key) or 0
         lines.append(f"  {stage.name:<34} {status:<10} {_describe(figures)}")
+    lines += _power(experiment)
     lines += [f"  needs: {need}" for need in needs(experiment)]
     lines.append(
         f"  to run: {totals['requests']:,} requests, worst case ${totals['worst']:,.2f}, expected "
-        f"${totals['expected']:,.2f}, {totals['gpu_hours']:,.1f} GPU-hours (assumed MFU "
+        f"${totals['expected']:,.2f}, at most {totals['gpu_hours']:,.1f} GPU-hours (every sample at "
+        f"max_length tokens, an upper bound; assumed MFU "
         f"{config.launcher.mfu:.0%} of {config.launcher.peak_tflops:g} TFLOP/s)"
     )
     return lines
+
+
+def _power(experiment: Any) -> list[str]:
+    """The minimum detectable difference of each check of each finding (:mod:`skillmix.experiment.power`)."""
+    from skillmix.experiment.power import SIMULATIONS, power_lines
+
+    found = power_lines(experiment.config, int(experiment.eval_settings().get("n", 100)))
+    if not found:
+        return []
+    head = (
+        f"  power: the smallest Full Marks difference each check detects at 80% (the verdict rule on "
+        f"{SIMULATIONS} simulated evaluations per difference):"
+    )
+    return [head, *found]
 
 
 def needs(experiment: Any, stages: list[Any] | None = None) -> list[str]:
