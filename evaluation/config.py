@@ -28,6 +28,11 @@ EVAL_SETTINGS = ("train", "held-out", "all")
 DRAWN = ("k", "seed")
 
 
+# The original evaluation's new tokens per reply (Skill-Mix query_random.py): a truncated reply scores 0,
+# which hits verbose chat models hardest, so the student gets the original's 512 (the teacher keeps 400).
+STUDENT_MAX_TOKENS = 512
+
+
 class StudentSettings(ModelSettings):
     """The model under evaluation: an API model, a local folder or Hub id (``org/model@rev``), or none (the
     embedded model, for a smoke run)."""
@@ -35,7 +40,9 @@ class StudentSettings(ModelSettings):
     model: str | None = Field(None, description="API model name, local folder, or Hub id[@revision]")
     base_url: str | None = Field(None, description="OpenAI-compatible base URL of an API student")
     temperature: float = Field(0.7, ge=0, description="sampling temperature (generations must differ)")
-    max_tokens: int = Field(400, ge=1, description="longest reply, in tokens")
+    max_tokens: int = Field(
+        STUDENT_MAX_TOKENS, ge=1, description="longest reply, in tokens (512: the original's query_random.py)"
+    )
     seed: int = Field(0, description="seed of the first generation; generation g uses seed + g")
     chat_template: str | None = Field(None, description="a Jinja chat template for a model without one")
     mode: Literal["auto", "chat", "completion"] = Field(

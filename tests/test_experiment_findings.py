@@ -117,3 +117,14 @@ def test_a_method_comparison_is_no_finding():
     assert all("verdict" not in c for r in reported for c in r["checks"])
     text = "\n".join(_findings_section(config, {"findings": [], "comparisons": reported}))
     assert "## Comparisons" in text and "tiny DPO on pairs of D(2,3) − SFT on D(2,3), held-out k = 2" in text
+
+
+def test_the_report_counts_failed_generations_per_model():
+    from skillmix.experiment.report import failures
+
+    config = build_experiment(METHODS)
+    entry = {"generations": 6, "failed_generations": 1, "errored_generations": 2, "ungraded_generations": 0}
+    runs = {("tiny", "SFT"): ({"results": [entry, {**entry, "failed_generations": 3}]}, [])}
+    lines = failures(config, runs)
+    assert "| student | training set | generations | failed generations |" in lines[3]
+    assert lines[-1] == "| tiny | SFT on D(2,3) | 12 | 4 | 4 | 0 |"

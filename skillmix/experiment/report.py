@@ -57,7 +57,23 @@ def write_report(experiment: Any, out: Path) -> None:
     figure = _plot(config, table, out / "plots")
     judges = sorted({str((r.get("judge") or {}).get("model")) for r, _ in runs.values()})
     report = render(config, table, pairs, checked, rows, figure, ", ".join(judges) or "—")
+    report += "\n".join(failures(config, runs)) + "\n"
     (out / "report.md").write_text(report, encoding="utf-8")
+
+
+FAILURES = ("generations", "failed_generations", "errored_generations", "ungraded_generations")
+
+
+def failures(config: ExperimentConfig, runs: dict) -> list[str]:
+    """Per model, the generations its evaluation made and how many failed (the student's: no answer), errored
+    (the infrastructure's: left out and retried) or went ungraded (no grader run parsed)."""
+    header = " | ".join(name.replace("_", " ") for name in FAILURES)
+    lines = ["", "## Failed generations", "", f"| student | training set | {header} |"]
+    lines.append("|---|---|" + "---|" * len(FAILURES))
+    for (student, ts), (results, _) in runs.items():
+        counts = [sum(int(entry.get(name) or 0) for entry in results["results"]) for name in FAILURES]
+        lines.append(f"| {student} | {config.label(ts)} | " + " | ".join(f"{c:,}" for c in counts) + " |")
+    return lines
 
 
 def training_rows(experiment: Any) -> dict[str, int]:
