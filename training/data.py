@@ -34,9 +34,23 @@ class LoadedSource:
     source: DatasetSource
     manifest: dict[str, Any]
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    # every combination the dataset drew (DatasetFolder.drawn_keys): the evaluation's train and all sets,
-    # which the leakage check rebuilds, are drawn from the others
-    drawn: frozenset[Any] = frozenset()
+    index: int = 0  # its place in the recipe's data.datasets, for error messages
+    _drawn: frozenset[Any] | None = field(default=None, repr=False)
+
+    @property
+    def drawn(self) -> frozenset[Any]:
+        """Every combination the dataset drew (``DatasetFolder.drawn_keys``), read when first asked: the
+        evaluation's train and all sets, which the leakage check rebuilds, are drawn from the others."""
+        if self._drawn is None:
+            where = f"data.datasets[{self.index}] ({self.source.path})"
+            if not self.is_hub:
+                with _recipe_key(self.index):
+                    self._drawn = read_dataset_folder(self.source.path).drawn_keys()
+            else:
+                names = sorted(self.manifest.get("release", {}).get("configs") or self.manifest["configs"])
+                rows = (_hub_rows(self.source, name, where) for name in names if is_drawn(name))
+                self._drawn = drawn_keys(rows)
+        return self._drawn
 
     @property
     def is_hub(self) -> bool:
@@ -98,11 +112,7 @@ def _load_source(index: int, source: DatasetSource, seed: int) -> LoadedSource:
         manifest, available = local.manifest, set(local.names)
     else:
         manifest, available = _hub_manifest(source, where)
-    if local is not None:
-        drawn = local.drawn_keys()
-    else:
-        drawn = drawn_keys(_hub_rows(source, name, where) for name in sorted(available) if is_drawn(name))
-    item = LoadedSource(source, manifest, drawn=drawn)
+    item = LoadedSource(source, manifest, index=index)
     for name in source.subsample:
         if name not in source.configs:
             raise ConfigError(f"{where}: subsample names {name!r}, which is not in configs")
