@@ -114,6 +114,8 @@ def _figures(experiment: Any, stage: Any, prices: Any) -> dict[str, Any]:
         return _training(experiment, stage)
     if stage.kind == "eval":
         return _evaluation(experiment, stage, prices)
+    if stage.kind == "crossjudge":
+        return _cross_judge(experiment, stage, prices)
     return {"note": "no request"}
 
 
@@ -175,6 +177,31 @@ def _evaluation(experiment: Any, stage: Any, prices: Any) -> dict[str, Any]:
         "student run here (not billed)",
         "worst": g * sum(costs.worst(row).total for row in rows),
         "expected": g * sum(costs.expected(row) for row in rows),
+    }
+
+
+def _cross_judge(experiment: Any, stage: Any, prices: Any) -> dict[str, Any]:
+    """The second judge's requests: ``n`` combinations per cell (at most the cell's), every generation,
+    ``grader_runs`` each, priced as the first judge's grading of those rows."""
+    from skillmix.catalog import load_catalog
+    from skillmix.evaluation.sets import eval_sets
+    from skillmix.pipelines.budget import RowCosts
+    from skillmix.pipelines.driver import pipeline_row
+
+    spec = experiment.config.evaluation.cross_judge
+    config = experiment.eval_config(stage.student, stage.training_set, with_data=False)
+    catalog = load_catalog(config.catalog, topics=config.topics)
+    sets = eval_sets(catalog, catalog.split(config.split_seed), config.setting, config.k, config.n,
+                     config.seed, None)  # fmt: skip
+    rows = [pipeline_row(combo) for group in sets.values() for combo in group[: spec.n]]
+    second = _remote(config.student, type(config.judge)(model=spec.model, base_url=spec.base_url))[1]
+    costs = RowCosts(config, (_remote(config.student, config.judge, "student", False)[0], second), prices)
+    g = config.generations
+    return {
+        "requests": len(rows) * g * config.grader_runs,
+        "worst": g * sum(costs.worst(row).grade for row in rows),
+        "expected": g * sum(costs.expected(row) for row in rows),  # the student here is not priced
+        "note": f"second judge {spec.model}",
     }
 
 
