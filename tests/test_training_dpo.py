@@ -122,7 +122,7 @@ def test_the_mask_is_the_answers_of_chosen_and_rejected_token_by_token(fmt):
     source = LoadedSource(DatasetSource(path="x", configs=["preference"]), {}, {"preference": rows})
     triples = pairs([source])
     tokenizer = build_tokenizer([m["content"] for _, c, r in triples for m in c + r], 400, fmt)
-    tokenized = tokenize_pairs(tokenizer, triples, 1024, log=print)
+    tokenized = tokenize_pairs(tokenizer, triples, 1024, log=print).rows
     batch = PairCollator(tokenizer.pad_token_id)(tokenized)
     assert batch["input_ids"].shape[0] == 4  # chosen 0, chosen 1, rejected 0, rejected 1
     for index, (row, side) in enumerate([(0, "chosen"), (1, "chosen"), (0, "rejected"), (1, "rejected")]):
