@@ -289,6 +289,10 @@ class TrainConfig(BaseModel):
                 f"training.epochs sizes method dpo's passes over its pairs; method {self.method} "
                 "counts max_steps"
             )
+        if self.model.lora is not None and self.method != "grpo":
+            raise ValueError(
+                f"model.lora: LoRA adapters are a recipe option of method grpo, not {self.method}"
+            )
         return self
 
     def fingerprint(self) -> str:

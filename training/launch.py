@@ -100,11 +100,31 @@ def current_launch() -> Launch:
     return Launch("ddp" if count > 1 else "single", count, "this launch")
 
 
+VLLM_UNAVAILABLE = (
+    "no vLLM release resolves with this release's pins (torch 2.13.0, transformers 5.23.0, trl 1.16.0): "
+    "vLLM 0.31.0, the newest TRL 1.16 supports, needs transformers < 5.18; 0.33.0 and 0.34.0 need torch "
+    "2.14.0 and transformers < 5.21 / < 5.23"
+)
+
+
 def check_gpu_paths(config: TrainConfig, cuda: bool) -> None:
-    """Refuse, one line each, what needs a GPU when none is visible: vLLM generation, an FSDP or a DeepSpeed
-    launch."""
-    if cuda:
-        return
+    """Refuse, one line each, what needs a GPU when none is visible (vLLM generation, an FSDP or a DeepSpeed
+    launch) and an option whose package is not installed (vLLM, peft for LoRA)."""
+    if config.model.lora is not None and not _installed("peft"):
+        raise ConfigError("model.lora: LoRA needs peft: pip install -e '.[train,gpu]'")
+    if not cuda:
+        _refuse_without_gpu(config)
+    if config.method == "grpo" and config.grpo.use_vllm and not _installed("vllm"):
+        raise ConfigError(f"grpo.use_vllm: vLLM colocate is unavailable: {VLLM_UNAVAILABLE}")
+
+
+def _installed(name: str) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec(name) is not None
+
+
+def _refuse_without_gpu(config: TrainConfig) -> None:
     if config.method == "grpo" and config.grpo.use_vllm:
         raise ConfigError(
             "grpo.use_vllm: vLLM generation (colocate) needs a CUDA GPU and none is visible; "

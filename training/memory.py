@@ -18,7 +18,7 @@ checked. ``N`` parameters, ``S`` shards (the processes under FSDP or ZeRO-3, els
 * **DPO's reference**: a copy in ``model.dtype`` or in bf16 (under FSDP TRL shards it at its root only, so its
   forward gathers it whole: counted whole; under ZeRO-3 sharded), or none when its log-probabilities are
   precomputed (then, under FSDP, TRL loads a copy in the policy's dtype for that pass before step 1, a
-  phase of its own).
+  phase of its own, before the policy is sharded onto the GPUs).
 * **GRPO's generation** with transformers: the KV cache of a generation batch per device (per-device batch x
   accumulation sequences of ``max_length`` tokens, ``4 L kv`` bytes a token in bf16) beside the model
   states; with vLLM (colocate) vLLM takes ``vllm_gpu_memory_utilization`` of the GPU for its bf16 weights
@@ -111,10 +111,14 @@ class Estimate:
 
     states: dict[str, float]  # resident through the run
     phases: dict[str, dict[str, float]]  # what comes on top of the states in each phase
+    before_states: tuple[str, ...] = ()  # phases that run before the states reach the GPU
 
     def phase_totals(self) -> dict[str, float]:
-        resident = sum(self.states.values()) + RESERVE_GB
-        return {name: resident + sum(terms.values()) for name, terms in self.phases.items()}
+        resident = sum(self.states.values())
+        return {
+            name: RESERVE_GB + sum(terms.values()) + (0 if name in self.before_states else resident)
+            for name, terms in self.phases.items()
+        }
 
     @property
     def peak(self) -> float:
@@ -125,16 +129,17 @@ def estimate(config: TrainConfig, shape: Shape, launch: Launch, gpu_gb: float | 
     """The memory one GPU needs for ``config`` under ``launch`` (``gpu_gb``: for vLLM's share of it)."""
     states = _states(config, shape, launch)
     phases = {"training step": _activations(config, shape)}
-    reference = _reference(config, shape, launch)
+    reference, before = _reference(config, shape, launch), ()
     if reference:
         name, size, separate = reference
-        if separate:
+        if separate:  # TRL 1.16 under FSDP: the policy is sharded onto the GPUs only when train() starts
             phases[name] = {"reference whole": size, "its logits": _logits(config, shape)}
+            before = (name,)
         else:
             states["DPO reference"] = size
     if config.method == "grpo":
         phases.update(_generation(config, shape, launch, states, gpu_gb))
-    return Estimate(states, phases)
+    return Estimate(states, phases, before)
 
 
 def memory_lines(
@@ -155,7 +160,8 @@ def memory_lines(
     lines.append("  resident: " + _terms(found.states) + f" + reserve {RESERVE_GB:.1f}")
     totals = found.phase_totals()
     for name, terms in found.phases.items():
-        lines.append(f"  {name}: resident + " + _terms(terms) + f" = {totals[name]:.1f}")
+        start = "reserve" if name in found.before_states else "resident"
+        lines.append(f"  {name}: {start} + " + _terms(terms) + f" = {totals[name]:.1f}")
     reason = _vllm_room(config, shape, gpu_gb) if gpu_gb is not None else None
     if gpu_gb is None:
         lines.append(f"  peak {found.peak:.1f} GiB; not checked: no GPU here and no --gpu-memory-gb")

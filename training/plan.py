@@ -95,7 +95,22 @@ def plan_lines(config: TrainConfig, processes: int | None = None) -> list[str]:
         )
     cap = judge.client.max_usd
     lines.append(f"judge spending cap: ${cap:.2f}" if cap is not None else "judge spending cap: none")
-    return lines
+    return [*lines, generation_line(config)]
+
+
+def generation_line(config: TrainConfig) -> str:
+    """How GRPO generates: transformers' ``generate``, or vLLM colocated (unavailable with these pins)."""
+    from importlib.util import find_spec
+
+    from skillmix.training.launch import VLLM_UNAVAILABLE
+
+    grpo = config.grpo
+    if not grpo.use_vllm:
+        return "generation: transformers generate (grpo.use_vllm: false)"
+    share = f"{grpo.vllm_gpu_memory_utilization:.0%} of each GPU, sleep mode {grpo.vllm_enable_sleep_mode}"
+    if find_spec("vllm") is None:
+        return f"generation: vLLM {grpo.vllm_mode} ({share}) is UNAVAILABLE: {VLLM_UNAVAILABLE}"
+    return f"generation: vLLM {grpo.vllm_mode} ({share}); untested on GPUs here"
 
 
 def steps_line(config: TrainConfig, processes: int) -> str:
