@@ -113,6 +113,21 @@ def generation_line(config: TrainConfig) -> str:
     return f"generation: vLLM {grpo.vllm_mode} ({share}); untested on GPUs here"
 
 
+def flops_per_token(config: TrainConfig) -> tuple[int, str]:
+    """FLOPs per parameter per token of the recipe's batch (a DPO batch counts pairs, a GRPO batch
+    completions), and what they are: training is 6 (forward 2, backward 4) per sequence token; a DPO pair is
+    two sequences with the reference's forward (2) on each, precomputed or not; GRPO adds the generation's
+    forward (2, its FLOPs only: decoding is bound by memory, so its time is longer) and the old-policy pass
+    (2), and the reference's forward (2) when beta > 0."""
+    if config.method == "dpo":
+        return 16, "DPO: 2 sequences a pair x (6 training + 2 reference forward)"
+    if config.method == "grpo":
+        reference = 2 if config.grpo.beta > 0 else 0
+        extra = " + 2 reference forward" if reference else ""
+        return 10 + reference, f"GRPO: 6 training + 2 generation (FLOPs only) + 2 old-policy pass{extra}"
+    return 6, "SFT: 6 training"
+
+
 def steps_line(config: TrainConfig, processes: int) -> str:
     """The optimizer steps: ``max_steps``, or DPO's epochs over the pairs (counted from a local folder's
     manifest; the pairs that lose answer tokens to ``max_length`` are dropped at run time, so at most)."""
