@@ -240,3 +240,30 @@ def test_the_dpo_reference_and_vllm_share_in_the_arithmetic():
     awake = grpo.model_copy(update={"grpo": grpo.grpo.model_copy(update={"vllm_enable_sleep_mode": False})})
     awake = estimate(awake, shape, fsdp, 80.0)
     assert awake.states["vLLM's share (30% of the GPU)"] == pytest.approx(24.0)
+
+
+def test_lora_adapters_are_what_the_arithmetic_counts():
+    pytest.importorskip("peft")  # the gpu extra: not installed by CI
+    import torch
+    from peft import get_peft_model
+
+    from skillmix.training.config import build_config
+    from skillmix.training.launch import Launch
+    from skillmix.training.memory import estimate, model_shape
+    from skillmix.training.models import load_model, load_tokenizer, lora_config
+
+    config = build_config("tiny/grpo", {"model": {"lora": {"r": 4}}})
+    tokenizer = load_tokenizer(config.model, ["an answer with some words in it"] * 40)
+    model = get_peft_model(load_model(config.model, tokenizer, 256), lora_config(config.model.lora))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    shape, t = model_shape(config), config.model.tiny
+    kv = t.hidden_size * t.num_kv_heads // t.num_heads
+    by_hand = (
+        t.num_layers
+        * 4
+        * (2 * 2 * t.hidden_size + 2 * (t.hidden_size + kv) + 3 * (t.hidden_size + t.intermediate_size))
+    )
+    assert sum(p.numel() for p in trainable) == by_hand  # q, k, v, o, gate, up, down: r x (in + out)
+    assert {p.dtype for p in trainable} == {torch.float32}
+    states = estimate(config, shape, Launch("single", 1, "x")).states
+    assert states["LoRA adapters, r 4 (fp32 weights, gradients, Adam)"] == pytest.approx(16 * by_hand / GIB)
