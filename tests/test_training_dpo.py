@@ -199,6 +199,12 @@ def test_the_tiny_dpo_recipe_trains_through_the_command(folder, tmp_path, capsys
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     record = json.loads((out / "skillmix_train.json").read_text())
     assert record["config"]["method"] == "dpo" and record["config"]["dpo"]["beta"] == 0.1
+    assert record["record"]["extra"]["pairs_dropped"] == {
+        "total": 4,
+        "dropped": 0,
+        "chosen": 0,
+        "rejected": 0,
+    }
     losses = json.loads((out / "train_losses.json").read_text())
     assert [step for step, _ in losses] == [1, 2, 3] and all(math.isfinite(loss) for _, loss in losses)
     card = (out / "README.md").read_text()
@@ -343,6 +349,29 @@ def test_a_bf16_reference_is_a_frozen_bf16_copy(folder, tmp_path):
         trainer.model, PairCollator(prepared.tokenizer.pad_token_id)(prepared.rows[:2])
     )
     assert torch.isfinite(loss)
+
+
+def test_the_plan_counts_epochs_over_the_folders_pairs(folder, tmp_path, capsys):
+    from skillmix.training.cli import main
+
+    capsys.readouterr()
+    argv = [
+        "--config",
+        str(TINY_DPO),
+        "--data",
+        str(folder),
+        "--epochs",
+        "3",
+        "--plan",
+        "--output-dir",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == (  # 4 pairs in batches of 2: 2 steps an epoch
+        "steps: 6 = 3 epoch(s) over at most 4 pairs (before the pairs that lose answer tokens are dropped), "
+        "at most max_steps 10"
+    )
 
 
 def test_epochs_size_dpo_only():
