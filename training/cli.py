@@ -105,27 +105,22 @@ def _plan(config: TrainConfig) -> None:
     from skillmix.training.launch import planned_launch
     from skillmix.training.plan import memory_check, plan_lines
 
-    lines = plan_lines(config, planned_launch(config).processes)
-    memory, reason = memory_check(config)
-    print("\n".join([*lines, *memory]), flush=True)
+    launch = planned_launch(config)
+    memory, reason = memory_check(config, launch)
+    print("\n".join([*plan_lines(config, launch.processes), *memory]), flush=True)
     if reason:
         raise ConfigError(reason)
 
 
 def _check_fits(config: TrainConfig) -> None:
     """Before anything is loaded: the GPU-only paths refused without a GPU, and the memory of this launch
-    against this machine's GPU (else ``launcher.gpu_memory_gb``, when set)."""
+    against this machine's GPU (else ``launcher.gpu_memory_gb``; neither: not checked)."""
     from skillmix.config import ConfigError
     from skillmix.training.launch import check_gpu_paths, current_launch, device_memory_gb
-    from skillmix.training.memory import memory_lines
+    from skillmix.training.plan import memory_check
 
-    device = device_memory_gb()
-    check_gpu_paths(config, device is not None)
-    gpu_gb = device if device is not None else config.launcher.gpu_memory_gb
-    if gpu_gb is None:
-        return
-    where = "this machine's GPU" if device is not None else "launcher.gpu_memory_gb"
-    _, reason = memory_lines(config, current_launch(), gpu_gb, where)
+    check_gpu_paths(config, device_memory_gb() is not None)
+    _, reason = memory_check(config, current_launch())
     if reason:
         raise ConfigError(reason)
 

@@ -163,13 +163,13 @@ def _pairs_in_manifest(config: TrainConfig) -> int | None:
     return total
 
 
-def memory_check(config: TrainConfig) -> tuple[list[str], str | None]:
-    """The plan's memory lines under the recipe's launcher, and why it does not fit (None: it fits or was
-    not checked). The GPU's memory: this machine's first GPU, else ``launcher.gpu_memory_gb``."""
-    from skillmix.training.launch import device_memory_gb, planned_launch
+def memory_check(config: TrainConfig, launch: Any) -> tuple[list[str], str | None]:
+    """One GPU's memory under ``launch`` (the recipe's for ``--plan``, this process's for a run), and why it
+    does not fit (None: it fits, or was not checked). The GPU's memory: this machine's first GPU, else
+    ``launcher.gpu_memory_gb``."""
+    from skillmix.training.launch import device_memory_gb
     from skillmix.training.memory import memory_lines
 
-    launch = planned_launch(config)
     device = device_memory_gb()
     if device is not None:
         return memory_lines(config, launch, device, "this machine's GPU")
