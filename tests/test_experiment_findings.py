@@ -116,7 +116,8 @@ def test_a_method_comparison_is_no_finding():
     assert [r["compared"] for r in reported] == [["SFT", "DPO"], ["SFT", "GRPO"]]
     assert all("verdict" not in c for r in reported for c in r["checks"])
     text = "\n".join(_findings_section(config, {"findings": [], "comparisons": reported}))
-    assert "## Comparisons" in text and "tiny DPO on pairs of D(2,3) − SFT on D(2,3), held-out k = 2" in text
+    assert "## Comparisons" in text
+    assert "mistral-7b DPO from SFT, on pairs of D(2,3) − SFT on D(2,3), held-out k = 2" in text
 
 
 def test_the_report_counts_failed_generations_per_model():

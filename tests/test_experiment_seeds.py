@@ -206,3 +206,17 @@ def test_regrading_over_http_counts_what_the_second_judge_could_not_grade(tmp_pa
         regrade(config, Endpoint("second", server.base_url), judged, out, 4, seed=0, log=lambda m: None)
         again = [r for r in server.requests if r.path == CHAT_PATH]
         assert len(again) - before == int(failed)  # only the failed one is sent again (the cache)
+
+
+def test_the_plot_draws_each_set_once_with_the_seeds_range(tmp_path):
+    from skillmix.experiment.report import _plot
+
+    config = build_experiment(SEEDS)
+    runs = {}
+    for run, full in (("D1@seed0", [0]), ("D1@seed1", [1, 2]), ("D123@seed0", [0, 1, 2, 3])):
+        fed, samples = results(full)
+        cells = {k: {"mean": len(full) / 20 + k / 100, "stderr": 0.1} for k in (2, 3, 4, 5)}
+        entries = [{**fed["results"][0], "k": k, "full_marks": cell} for k, cell in cells.items()]
+        runs[("tiny", run)] = ({**fed, "results": entries}, samples)
+    assert _plot(results_rows(config, runs), tmp_path) == "plots/full_marks.png"
+    assert (tmp_path / "full_marks.png").stat().st_size > 0

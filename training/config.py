@@ -83,8 +83,11 @@ class DataConfig(BaseModel):
     datasets: list[DatasetSource] = Field(min_length=1)
     plain_text: PlainText | None = None
     evaluation: EvaluationSet = Field(default_factory=EvaluationSet)
-    seed: int = Field(0, description="seed of the subsample and the plain-text draw (which rows; their order "
-                      "follows training.seed)")
+    seed: int = Field(
+        0,
+        description="seed of the subsample and the plain-text draw (which rows; their order "
+        "follows training.seed)",
+    )
 
 
 class TinyModel(BaseModel):

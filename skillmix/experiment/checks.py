@@ -19,7 +19,7 @@ from typing import Any
 
 from skillmix.config import ConfigError, build
 from skillmix.experiment.config import BASE
-from skillmix.experiment.launch import cuda_available, recipe_path
+from skillmix.experiment.launch import cuda_available, is_tiny, recipe_path
 
 
 def check(experiment: Any, pending: list[Any], log: Any) -> None:
@@ -68,7 +68,9 @@ def _recipe(experiment: Any, stage: Any) -> None:
     where = recipe_path(experiment.config, stage.student, stage.training_set)
     source = f"the recipe of {stage.student} on {stage.training_set} ({where})"
     config = build(TrainConfig, data, source)
-    if config.model.tiny is None and not cuda_available():
+    if not is_tiny(experiment.config, experiment.recipes, stage.student, stage.training_set) and not (
+        cuda_available()
+    ):
         raise ConfigError(
             f"students.{stage.student}: {config.model.name_or_path} is a pretrained model, and training it "
             "needs a GPU (none is visible here); run `--plan` to see what the experiment needs"

@@ -47,10 +47,17 @@ class DatasetPlan(BaseModel):
 class TrainingSet(BaseModel):
     """A union of the dataset's configs, optionally subsampled per config (seeded, by the recipe)."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     configs: list[str] = Field(min_length=1)
     subsample: dict[str, int] = Field(default_factory=dict)
+    start_from: str | None = Field(
+        None,
+        alias="from",
+        description="start from the model another set of the same student trained (DPO and GRPO from the "
+        "SFT model, as the alignment handbook does); none: the student's base. With seeds, seed N starts "
+        "from the other set's seed N",
+    )
     label: str | None = Field(None, description="how the report names it, e.g. D(1,2,3)")
     method: Literal["sft", "dpo", "grpo"] | None = Field(
         None, description="sft, dpo (configs: [preference]) or grpo (none: the recipe's method)"
@@ -165,6 +172,8 @@ class ExperimentConfig(BaseModel):
             unknown = set(student.training_sets or []) - set(self.training_sets)
             if unknown:
                 raise ValueError(f"students.{name}.training_sets: no training set {sorted(unknown)[0]!r}")
+        for name, tset in self.training_sets.items():
+            self._check_start(name, tset)
         known = {*self.training_sets, BASE}
         for where, contrast in self._declared():
             unknown = [n for n in (contrast.a, contrast.b) if n not in known]
@@ -175,6 +184,29 @@ class ExperimentConfig(BaseModel):
                 if problem := efficiency_problem(self, contrast):
                     raise ValueError(f"findings {finding.name}: {problem}")
         return self
+
+    def _check_start(self, name: str, tset: TrainingSet) -> None:
+        source = tset.start_from
+        if source is None:
+            return
+        where = f"training_sets.{name}.from"
+        if source not in self.training_sets:
+            raise ValueError(f"{where}: no training set {source!r}")
+        chain, current = [name], source
+        while current is not None:
+            if current in chain:
+                raise ValueError(f"{where}: {' -> '.join([*chain, current])} goes round in a circle")
+            chain.append(current)
+            current = self.training_sets[current].start_from
+        if self.training_sets[source].seeds not in (None, tset.seeds):
+            raise ValueError(
+                f"{where}: {source} is trained with seeds {self.training_sets[source].seeds}: give {name} "
+                "the same seeds (seed N starts from its seed N)"
+            )
+        for student_name, student in self.students.items():
+            sets = student.training_sets or list(self.training_sets)
+            if name in sets and source not in sets:
+                raise ValueError(f"{where}: students.{student_name} trains {name} but not {source}")
 
     def _declared(self) -> list[tuple[str, Contrast]]:
         """The contrasts the file itself names (the paper's default findings may name absent sets)."""
@@ -200,9 +232,32 @@ class ExperimentConfig(BaseModel):
         return [
             (name, run)
             for name, student in self.students.items()
-            for ts in (student.training_sets or list(self.training_sets))
+            for ts in self._sources_first(student.training_sets or list(self.training_sets))
             for run in self.replicas(ts)
         ]
+
+    def _sources_first(self, names: list[str]) -> list[str]:
+        """``names`` in the file's order, but a set that starts ``from`` another after that one."""
+        ordered: list[str] = []
+
+        def add(name: str) -> None:
+            source = self.training_sets[name].start_from
+            if source is not None and source in names:
+                add(source)
+            if name not in ordered:
+                ordered.append(name)
+
+        for name in names:
+            add(name)
+        return ordered
+
+    def source_run(self, run: str) -> str | None:
+        """The run whose trained model ``run`` starts from (``from``), None for the base."""
+        source = self.training_sets[self.set_of(run)].start_from
+        if source is None:
+            return None
+        seed = self.seed_of(run)
+        return source if seed is None else f"{source}{SEED_MARK}{seed}"
 
     def replicas(self, training_set: str) -> list[str]:
         """The runs of a training set (``base``: itself)."""

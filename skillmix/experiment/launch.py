@@ -1,6 +1,7 @@
 """The training stage: a student's recipe pointed at the experiment's dataset, run in a process of its own.
 
-The recipe the run sees is the student's, with its dataset replaced by the experiment's folder and the
+The recipe the run sees is the student's (its model the one another set trained, with ``from``), with its
+dataset replaced by the experiment's folder and the
 training set's configs (and subsample), its evaluation set by the experiment's (so that the training's
 leakage check refuses any row an evaluation will ask about), its output folder by the stage's, and, with
 ``hub.models``, its Hub repo ``<models>/<student>-<set>``; it is written to
@@ -54,11 +55,16 @@ def recipe_data(config: ExperimentConfig, student: str, run: str, dataset: Path)
         if settings.get(key) is not None:
             evaluation[key] = settings[key] if key != "k" else sorted(settings["k"])
     data["data"] = {**(data.get("data") or {}), "datasets": [source], "evaluation": evaluation}
+    source = config.source_run(run)
+    if source is not None:  # the model the source run trained, in place of the student's base
+        trained = config.root() / "train" / f"{student}--{source}"
+        data["model"] = {**(data.get("model") or {}), "name_or_path": str(trained), "revision": None,
+                         "tiny": None}  # fmt: skip
     seed = config.seed_of(run)
     if seed is not None:  # one seed's run: the training's seed (and a tiny model's initialisation)
         data["training"] = {**(data.get("training") or {}), "seed": seed}
         model = data.get("model") or {}
-        if model.get("tiny") is not None:
+        if model.get("tiny") is not None:  # a tiny model's initialisation (not one started from a run)
             data["model"] = {**model, "tiny": {**model["tiny"], "seed": seed}}
     data["output_dir"] = str(config.root() / "train" / f"{student}--{run}")
     if repo := config.repo_of(student, run):
@@ -85,6 +91,16 @@ def grpo_judge(config: ExperimentConfig, data: dict[str, Any]) -> dict[str, Any]
     )
     chosen = {key: value for key, value in (("model", model), ("base_url", url)) if value is not None}
     return {**recipe, **chosen}
+
+
+def is_tiny(
+    config: ExperimentConfig, recipes: dict[tuple[str, str], dict[str, Any]], student: str, run: str
+) -> bool:
+    """A run of a tiny model: its recipe's, or that of the run it starts ``from`` (trained here, on the
+    CPU as well)."""
+    while (source := config.source_run(run)) is not None:
+        run = source
+    return recipes[(student, run)]["model"].get("tiny") is not None
 
 
 def recipe_path(config: ExperimentConfig, student: str, training_set: str) -> Path:

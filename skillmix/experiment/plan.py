@@ -67,7 +67,7 @@ def needs(experiment: Any, stages: list[Any] | None = None) -> list[str]:
     """What this machine lacks to run ``stages`` (default: all): keys and GPUs; the run refuses without."""
     import os
 
-    from skillmix.experiment.launch import cuda_available
+    from skillmix.experiment.launch import cuda_available, is_tiny
     from skillmix.pipelines.config import uses_embedded
 
     out = []
@@ -81,7 +81,7 @@ def needs(experiment: Any, stages: list[Any] | None = None) -> list[str]:
             "OPENAI_API_KEY (the teacher or judge is api.openai.com), or --teacher-base-url/--judge-base-url"
         )
     runs = [(stage.student, stage.training_set) for stage in stages if stage.kind == "train"]
-    gpu = [s for s, ts in runs if experiment.recipes[(s, ts)]["model"].get("tiny") is None]
+    gpu = [s for s, ts in runs if not is_tiny(config, experiment.recipes, s, ts)]
     if gpu and not cuda_available():
         n = config.launcher.num_processes
         out.append(
@@ -225,7 +225,11 @@ def _training(experiment: Any, stage: Any) -> dict[str, Any]:
     if worst is not None:  # the judge's requests at most (a cache hit is not sent); no expectation: worst
         cost = per_step * t.max_steps * worst
         judged.update(requests=per_step * t.max_steps, worst=cost, expected=cost)
-    parameters = experiment.config.students[stage.student].parameters or _tiny_parameters(config)
+    origin, source = stage.training_set, experiment.config.source_run(stage.training_set)
+    while source is not None:  # a run started from another: the shape of the model that one trained
+        origin, source = source, experiment.config.source_run(source)
+    shape = TrainConfig.model_validate(experiment.recipes[(stage.student, origin)])
+    parameters = experiment.config.students[stage.student].parameters or _tiny_parameters(shape)
     if not parameters:
         return {**judged, "note": "GPU-hours not estimated: give students.<name>.parameters"}
     flops, method = flops_per_token(config)

@@ -306,7 +306,7 @@ def _plot(table: list[dict[str, Any]], folder: Path) -> str | None:
             ax.errorbar(
                 [r["k"] for r in mine],
                 [r["mean"] for r in mine],
-                yerr=[_error_bar(r) for r in mine],
+                yerr=[list(bars) for bars in zip(*(_error_bar(r) for r in mine), strict=True)],  # (2, n)
                 marker="o",
                 capsize=3,
                 label=f"{student} {ts}",

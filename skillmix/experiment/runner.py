@@ -87,10 +87,12 @@ class Experiment:
                 if k != "output_dir"
             }
             recipe["data"] = {k: v for k, v in recipe["data"].items() if k != "evaluation"}
+            source = config.source_run(stage.training_set)
             return {
                 "recipe": recipe,
                 "launcher": config.launcher.model_dump(exclude={"mfu", "peak_tflops"}),
                 "dataset": self._dataset_inputs(),
+                "from": None if source is None else self.stage(f"train/{stage.student}/{source}").fingerprint,
             }
         if stage.kind == "eval":
             model = self._model_inputs(stage.student, stage.training_set)
