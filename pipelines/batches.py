@@ -125,14 +125,15 @@ class Batcher:
             client = self.client(line["endpoint"])
             by_client.setdefault(id(client), (client, []))[1].append(line)
         for client, lines in by_client.values():
-            if not client.check():
-                self.log(f"{client.client.base_url} lists no batches: {len(lines)} requests uploaded by a "
-                         "killed run, whose batch may have been created, are sent again")  # fmt: skip
-                continue
             by_file: dict[str, list[dict[str, Any]]] = {}
             for line in lines:
                 by_file.setdefault(line["input_file"], []).append(line)
-            for batch in client.of_run(self.tag, set(by_file), since):
+            found = client.of_run(self.tag, set(by_file), since)
+            if found is None:
+                self.log(f"{client.client.base_url} lists no batches: {len(lines)} requests uploaded by a "
+                         "killed run, whose batch may have been created, are sent again")  # fmt: skip
+                continue
+            for batch in found:
                 file_id = (batch.get("metadata") or {}).get(INPUT_FILE) or batch.get("input_file_id")
                 adopted = by_file.get(file_id) or []
                 if batch["id"] in known or not adopted:

@@ -153,8 +153,9 @@ def test_provider_profiles_and_a_forgotten_batch():
     with FakeOpenAIServer(batches=BatchBehaviour(listing=False, metadata=False)) as server:
         client = BatchAPIClient(server.base_url, None)
         assert client.check() is False  # 405: batches, but no listing
+        assert client.of_run("tag", set(), 0) is None
         with pytest.raises(openai.APIStatusError, match="not allowed"):
-            client.of_run("tag", set(), 0)
+            sdk(server).batches.list()
         created = client.create(
             client.upload([("a", request_line("a", body(0)))], "a.jsonl"), "tag", "round1"
         )

@@ -134,16 +134,24 @@ class BatchAPIClient:
     def cancel(self, batch_id: str) -> dict[str, Any]:
         return _normal(self.client.batches.cancel(batch_id).model_dump())
 
-    def of_run(self, run_tag: str, input_files: set[str], since: float) -> list[dict[str, Any]]:
+    def of_run(self, run_tag: str, input_files: set[str], since: float) -> list[dict[str, Any]] | None:
         """The batches of the server that are a run's: metadata naming ``run_tag``, or (a provider that
         keeps no metadata) an input file of ``input_files``; listed newest first with the SDK's
-        auto-paging, stopping at the first batch created before ``since``."""
+        auto-paging, stopping at the first batch created before ``since``. None: the server lists no
+        batches (405)."""
+        import openai
+
         found = []
-        for batch in self.client.batches.list(limit=100):
-            if batch.created_at < since:
-                break
-            if (batch.metadata or {}).get(RUN_TAG) == run_tag or batch.input_file_id in input_files:
-                found.append(_normal(batch.model_dump()))
+        try:
+            for batch in self.client.batches.list(limit=100):
+                if batch.created_at < since:
+                    break
+                if (batch.metadata or {}).get(RUN_TAG) == run_tag or batch.input_file_id in input_files:
+                    found.append(_normal(batch.model_dump()))
+        except openai.APIStatusError as exc:
+            if exc.status_code == 405:
+                return None
+            raise
         return found
 
     def input_ids(self, file_id: str) -> list[str]:
