@@ -12,17 +12,19 @@ everything from the cache: the rows, statuses, manifest and output are those a d
 **What survives what.** Before a batch is created, its lines are recorded with the id of their uploaded
 input file, and the batch's metadata carries that file id and the folder's run tag (``batch_tag`` in the
 work folder); once created, the batch's id is recorded. A run that starts with batches of its folder still
-in flight (recorded in the cache, or found by listing the provider's batches with the run tag, so a kill
-between the create call and the local record loses nothing) waits for them instead of sending their lines
-again. Each line's worst case is reserved at the batch price before it is sent (reservation
-``batch:<key>``), and settled when its answer is stored; a killed run's reservations stay held, and the
-next run settles them, so the hard cap holds across crashes. Ctrl-C or SIGTERM stops the waiting and
-leaves the batches running (they are paid work): the same command again collects them.
+in flight (recorded in the cache, or found by listing the provider's batches by the run tag or the input
+file, so a kill between the create call and the local record loses nothing where the provider lists
+batches) waits for them instead of sending their lines again. Under a cap, a row's first line reserves
+the row's worst case at the batch price (``batchrow:<row>``) before its batch is sent; each answer draws
+its line's worst case from it; a killed run's reservations stay held, and the next run settles them, so
+the hard cap holds across crashes. Ctrl-C or SIGTERM stops the waiting and leaves the batches running (they
+are paid work): the same command again collects them.
 
-**Failures.** A line the provider failed (its error file) is sent again in the next batch, up to the
-client's ``max_retries``, then ends ``api_error``; an invalid request (HTTP 400, 413, 422) is final, as it
-is direct; the lines an expired or cancelled batch did not run are sent again. A line the cap cannot cover
-is not sent and ends ``budget``.
+**Failures** (:mod:`skillmix.pipelines.batch_collect`): a batch is collected once, in one transaction; a
+failed batch shows its errors; retryable line failures are sent again up to ``max_retries``, then end
+``api_error``; an invalid request (HTTP 400, 413, 422) is final, as it is direct; lines not run (expired,
+cancelled, unreadable, lost) are sent again and count as attempts. A line whose row the cap cannot cover is
+not sent and ends ``budget``; the next run sends again what earlier runs refused or gave up.
 """
 
 from __future__ import annotations
@@ -104,7 +106,13 @@ class Batcher:
         again = self.cache.forget_lines("state IN ('refused', 'failed')")
         if again:
             self.log(f"{again} requests that earlier runs refused (the cap) or gave up are wanted again")
-        for record in self.cache.batch_records():  # recorded, killed before its lines were marked
+        records = self.cache.batch_records()
+        recorded = {record["id"] for record in records}
+        orphans = [line["key"] for line in self.cache.batch_lines("state = 'submitted'")
+                   if line["batch_id"] not in recorded]  # fmt: skip
+        if orphans:  # their batch's record is gone: found again like a batch never recorded
+            self.cache.set_lines(orphans, "uploading")
+        for record in records:  # recorded, killed before its lines were marked
             where = "state = 'uploading' AND input_file = ?"
             stranded = self.cache.batch_lines(where, (record["input_file"],))
             if stranded:
