@@ -327,3 +327,24 @@ def test_only_a_remote_chat_model_can_be_batched(tmp_path):
     embedded = run_here(["dataset", "--judge-batch", "--k", "2", "--n", "2", "--out", str(tmp_path / "out")])
     assert embedded.returncode == 2 and "the embedded model runs here and has no batch API" in embedded.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # about 15 s
+def test_an_account_refusal_stops_the_run_with_the_providers_message_and_the_same_command_goes_on(tmp_path):
+    from skillmix.testing.fake_openai.batches import enqueued_token_limit
+
+    refuse = BatchBehaviour(refuse=lambda n, lines: enqueued_token_limit() if n == 0 else None)
+    with FakeOpenAIServer(responder=SkillMixResponder(seed=5), batches=refuse) as server:
+        cmd = dataset_cmd(
+            server, tmp_path / "out", "--k", "2", "--n", "2", "--teacher-batch", "--judge-batch"
+        )
+        first = run_here(cmd)
+        assert first.returncode == 1, first.stderr[-3000:]
+        last = first.stderr.strip().splitlines()[-1]
+        assert (
+            last.startswith("skillmix: error: the provider refused batch") and "Traceback" not in first.stderr
+        )
+        assert "Enqueued token limit reached" in last and "run the same command again" in last
+        again = run_here(cmd)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert len(server.batch_api.created()) == 4  # the refused batch, then round 1, round 2 and grading
