@@ -138,6 +138,7 @@ class Driver:
     def run_batched(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Batch mode (:mod:`skillmix.pipelines.batches`): pass after pass, each sending what the rows
         still need as batches, until a pass needs nothing; its rows are the run's."""
+        from skillmix.llm.batch import BatchRefused
         from skillmix.pipelines.batches import Batcher
         from skillmix.pipelines.interrupt import Interrupted
 
@@ -172,7 +173,7 @@ class Driver:
                     + "".join(f"; {stats[k]} {what}" for k, what in BATCH_NOTES if stats.get(k))
                 )
             return produced
-        except (Interrupted, KeyboardInterrupt):
+        except (Interrupted, KeyboardInterrupt, BatchRefused):
             if batcher.cache.batch_records(open_only=True):
                 self.log(
                     "the batches in flight keep running (they are paid work): the same command collects "

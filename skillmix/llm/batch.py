@@ -170,13 +170,21 @@ class BatchAPIClient:
         return self.read(batch)[0]
 
     def read(self, batch: dict[str, Any]) -> tuple[dict[str, LineResult], int]:
-        """The answered and failed lines of a batch and how many lines could not be read."""
+        """The answered and failed lines of a batch and how many lines (or whole files: 404) could not be
+        read."""
+        import openai
+
         out: dict[str, LineResult] = {}
         bad = 0
         for file_id in (batch.get("output_file_id"), batch.get("error_file_id")):
             if not file_id:
                 continue
-            for raw in self.client.files.content(file_id).content.split(b"\n"):
+            try:
+                content = self.client.files.content(file_id).content
+            except openai.NotFoundError:  # the provider deleted it (batch files expire): its lines not run
+                bad += 1
+                continue
+            for raw in content.split(b"\n"):
                 if not raw.strip():
                     continue
                 result = _line_result(raw)
