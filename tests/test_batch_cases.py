@@ -238,3 +238,49 @@ def test_only_retryable_statuses_are_retried_and_expiries_count(tmp_path):
         want(b, server, 4)
         assert rounds(b) == 2
         assert sorted(states(b).values()) == ["answered"] * 3 + ["failed"]  # 2 run, then 1 of the other 2
+
+
+KILLED_WAIT = """
+import sys
+from pathlib import Path
+from skillmix.llm.prices import PriceTable
+from skillmix.pipelines.batches import Batcher
+Batcher(Path(sys.argv[1]), PriceTable(prices={"fake-teacher": (0.0, 1000.0)}), None, 2, poll=0.01).wait()
+"""
+
+
+@pytest.mark.slow  # about 15 s
+@pytest.mark.parametrize("delay", [0.0, 0.3])
+def test_a_sigkill_while_a_batch_is_collected_bills_it_once(tmp_path, delay):
+    """A real SIGKILL of the collecting process, just as it read the output file, and 0.3 s later (collecting
+    3,000 lines took about 0.6 s here, so the kill lands inside the collection's transaction): nothing of
+    the batch is kept half, and the next run's ledger is what the fake billed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    with FakeOpenAIServer() as server:
+        b, _ = batcher(tmp_path)
+        want(b, server, 3000)
+        b.submit("round1")
+        b.close()
+        api = server.batch_api
+        run = subprocess.Popen([sys.executable, "-c", KILLED_WAIT, str(tmp_path / "work")],
+                               start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not any(c.path.endswith("/content") for c in api.calls):
+            assert run.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        time.sleep(delay)
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+        again, _ = batcher(tmp_path)
+        assert set(ledger(again)) <= {"fake-teacher"}
+        killed_at = len(again.cache.batch_lines("state = 'answered'"))
+        assert killed_at in (0, 3000)  # never a part of the batch: one transaction
+        again.reattach()
+        again.wait()
+        assert ledger(again) == pytest.approx(billed(server)) and len(api.billed) == 3000
+        assert set(states(again).values()) == {"answered"}
