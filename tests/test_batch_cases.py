@@ -249,7 +249,7 @@ Batcher(Path(sys.argv[1]), PriceTable(prices={"fake-teacher": (0.0, 1000.0)}), N
 """
 
 
-@pytest.mark.slow  # about 15 s
+@pytest.mark.slow  # about 5 s each
 @pytest.mark.parametrize("delay", [0.0, 0.3])
 def test_a_sigkill_while_a_batch_is_collected_bills_it_once(tmp_path, delay):
     """A real SIGKILL of the collecting process, just as it read the output file, and 0.3 s later (collecting
