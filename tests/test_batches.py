@@ -265,8 +265,9 @@ def test_the_plan_shows_the_batch_and_the_direct_cost(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_server_without_a_batch_api_is_refused_before_the_run(tmp_path):
-    with FakeOpenAIServer(batches=None) as server:
+@pytest.mark.parametrize("batches", [None, BatchBehaviour(absent=501)], ids=["404", "501"])
+def test_a_server_without_a_batch_api_is_refused_before_the_run(tmp_path, batches):
+    with FakeOpenAIServer(batches=batches) as server:
         result = run_here(dataset_cmd(server, tmp_path / "out", "--k", "2", "--n", "2", "--judge-batch"))
         assert server.count(path="/v1/chat/completions") == 0
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
