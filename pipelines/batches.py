@@ -12,17 +12,19 @@ everything from the cache: the rows, statuses, manifest and output are those a d
 **What survives what.** Before a batch is created, its lines are recorded with the id of their uploaded
 input file, and the batch's metadata carries that file id and the folder's run tag (``batch_tag`` in the
 work folder); once created, the batch's id is recorded. A run that starts with batches of its folder still
-in flight (recorded in the cache, or found by listing the provider's batches with the run tag, so a kill
-between the create call and the local record loses nothing) waits for them instead of sending their lines
-again. Each line's worst case is reserved at the batch price before it is sent (reservation
-``batch:<key>``), and settled when its answer is stored; a killed run's reservations stay held, and the
-next run settles them, so the hard cap holds across crashes. Ctrl-C or SIGTERM stops the waiting and
-leaves the batches running (they are paid work): the same command again collects them.
+in flight (recorded in the cache, or found by listing the provider's batches by the run tag or the input
+file, so a kill between the create call and the local record loses nothing where the provider lists
+batches) waits for them instead of sending their lines again. Under a cap, a row's first line reserves
+the row's worst case at the batch price (``batchrow:<row>``) before its batch is sent; each answer draws
+its line's worst case from it; a killed run's reservations stay held, and the next run settles them, so
+the hard cap holds across crashes. Ctrl-C or SIGTERM stops the waiting and leaves the batches running (they
+are paid work): the same command again collects them.
 
-**Failures.** A line the provider failed (its error file) is sent again in the next batch, up to the
-client's ``max_retries``, then ends ``api_error``; an invalid request (HTTP 400, 413, 422) is final, as it
-is direct; the lines an expired or cancelled batch did not run are sent again. A line the cap cannot cover
-is not sent and ends ``budget``.
+**Failures** (:mod:`skillmix.pipelines.batch_collect`): a batch is collected once, in one transaction; a
+failed batch shows its errors; retryable line failures are sent again up to ``max_retries``, then end
+``api_error``; an invalid request (HTTP 400, 413, 422) is final, as it is direct; lines not run (expired,
+cancelled, unreadable, lost) are sent again and count as attempts. A line whose row the cap cannot cover is
+not sent and ends ``budget``; the next run sends again what earlier runs refused or gave up.
 """
 
 from __future__ import annotations
@@ -36,11 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from skillmix.dataset_folder.layout import CACHE_FILE
-from skillmix.llm.batch import TERMINAL, BatchAPIClient, chunks, request_line
+from skillmix.llm.batch import INPUT_FILE, TERMINAL, BatchAPIClient, BatchLost, chunks, request_line
 from skillmix.llm.cache import RequestCache
-from skillmix.llm.client import completion_from
 from skillmix.llm.prices import PriceTable
-from skillmix.statuses import FINAL, INVALID_REQUEST_HTTP
+from skillmix.pipelines.batch_collect import Collector
 
 TAG_FILE = "batch_tag"
 POLL_SECONDS = 5.0  # between looks at the open batches (SKILLMIX_BATCH_POLL_SECONDS changes it)
@@ -83,8 +84,10 @@ class Batcher:
         self.stop = stop
         self.cache = RequestCache(work / CACHE_FILE)
         self.tag = run_tag(work)
-        self.stats = {"batches": 0, "lines": 0, "failed": 0, "retried": 0, "refused": 0, "saved_usd": 0.0}
+        self.stats = dict.fromkeys(("batches", "lines", "failed", "retried", "refused", "invalid"), 0)
+        self.stats.update(unreadable=0, lost=0, saved_usd=0.0)
         self._clients: dict[tuple[Any, ...], BatchAPIClient] = {}
+        self.collector = Collector(self)
 
     def client(self, endpoint: dict[str, Any]) -> BatchAPIClient:
         return client_for(endpoint, self._clients)
@@ -94,33 +97,63 @@ class Batcher:
     def wanted(self) -> list[dict[str, Any]]:
         return self.cache.batch_lines("state = 'wanted'")
 
-    def reattach(self, endpoints: list[dict[str, Any]]) -> None:
-        """Adopt the batches a killed run left: those the cache knows, and those only the provider knows
-        (created, then killed before the id was recorded: found by the run tag and their input file)."""
-        known = {b["id"] for b in self.cache.batch_records()}
-        for endpoint in endpoints:
-            for batch in self.client(endpoint).of_run(self.tag):
-                if batch["id"] in known:
-                    continue
-                file_id = (batch.get("metadata") or {}).get("skillmix_input_file") or batch.get(
-                    "input_file_id"
-                )
-                lines = [line["key"] for line in self.cache.batch_lines("input_file = ?", (file_id,))]
-                if lines:
-                    self.cache.record_batch(batch["id"], file_id, endpoint, "adopted", len(lines))
-                    self.cache.set_lines(lines, "submitted", batch_id=batch["id"])
-                    self.log(f"adopted batch {batch['id']} ({len(lines)} requests) left by an earlier run")
-        for record in self.cache.batch_records():  # recorded, killed before its lines were marked
+    def reattach(self, endpoints: list[dict[str, Any]] | None = None) -> None:
+        """Start a run: lines earlier runs refused (the cap) or gave up (retries) are wanted again, and the
+        batches a killed run left are adopted: those the cache knows, and those only the provider knows
+        (created, then killed before the id was recorded), found by listing the provider's batches newest
+        first, down to the oldest line sent, by the run tag in their metadata or else by their input file.
+        ``endpoints`` is not needed any more (each line names its own); kept for the callers."""
+        again = self.cache.forget_lines("state IN ('refused', 'failed')")
+        if again:
+            self.log(f"{again} requests that earlier runs refused (the cap) or gave up are wanted again")
+        records = self.cache.batch_records()
+        recorded = {record["id"] for record in records}
+        orphans = [line["key"] for line in self.cache.batch_lines("state = 'submitted'")
+                   if line["batch_id"] not in recorded]  # fmt: skip
+        if orphans:  # their batch's record is gone: found again like a batch never recorded
+            self.cache.set_lines(orphans, "uploading")
+        for record in records:  # recorded, killed before its lines were marked
             where = "state = 'uploading' AND input_file = ?"
             stranded = self.cache.batch_lines(where, (record["input_file"],))
             if stranded:
                 self.cache.set_lines([line["key"] for line in stranded], "submitted", batch_id=record["id"])
+        uploading = self.cache.batch_lines("state = 'uploading'")
+        if uploading:
+            self._adopt(uploading)
         uploaded = self.cache.batch_lines("state = 'uploading'")  # uploaded, never created: send again
         if uploaded:
             self.cache.set_lines([line["key"] for line in uploaded], "wanted")
 
+    def _adopt(self, uploading: list[dict[str, Any]]) -> None:
+        """Find the batches of ``uploading`` lines at their providers (one listing per server and key)."""
+        known = {b["id"] for b in self.cache.batch_records()}
+        since = min(float(line["created"]) for line in uploading) - 3600  # clocks differ
+        by_client: dict[int, tuple[BatchAPIClient, list[dict[str, Any]]]] = {}
+        for line in uploading:
+            client = self.client(line["endpoint"])
+            by_client.setdefault(id(client), (client, []))[1].append(line)
+        for client, lines in by_client.values():
+            by_file: dict[str, list[dict[str, Any]]] = {}
+            for line in lines:
+                by_file.setdefault(line["input_file"], []).append(line)
+            found = client.of_run(self.tag, set(by_file), since)
+            if found is None:
+                self.log(f"{client.client.base_url} lists no batches: {len(lines)} requests uploaded by a "
+                         "killed run, whose batch may have been created, are sent again")  # fmt: skip
+                continue
+            for batch in found:
+                file_id = (batch.get("metadata") or {}).get(INPUT_FILE) or batch.get("input_file_id")
+                adopted = by_file.get(file_id) or []
+                if batch["id"] in known or not adopted:
+                    continue
+                self.cache.record_batch(batch["id"], file_id, adopted[0]["endpoint"], "adopted", len(adopted))
+                self.cache.set_lines([line["key"] for line in adopted], "submitted", batch_id=batch["id"])
+                self.log(f"adopted batch {batch['id']} ({len(adopted)} requests) left by an earlier run")
+
     def submit(self, stage: str) -> int:
-        """Send every wanted line (one or more batch files per endpoint); returns how many were sent."""
+        """Send every wanted line (one or more batch files per endpoint); returns how many were sent.
+        Under a cap a line is sent only when its reservation (its row's remaining worst case, held by the
+        row's first line) fits; the others end ``refused``, so a row is never started unless it can finish."""
         lines = self.wanted()
         by_endpoint: dict[str, list[dict[str, Any]]] = {}
         for line in lines:
@@ -129,12 +162,12 @@ class Batcher:
         for group in by_endpoint.values():
             endpoint = group[0]["endpoint"]
             affordable = [line for line in group if self._reserve(line)]
-            refused = [line["key"] for line in group if line not in affordable]
+            kept = {line["key"] for line in affordable}
+            refused = [line["key"] for line in group if line["key"] not in kept]
             if refused:
                 cap = f"${self.cap:.2f}" if self.cap is not None else "the cap"
-                self.cache.set_lines(
-                    refused, "refused", error=f"spending limit of {cap}: not sent in a batch"
-                )
+                error = f"spending limit of {cap}: its row's worst case does not fit; not sent in a batch"
+                self.cache.set_lines(refused, "refused", error=error)
                 self.stats["refused"] += len(refused)
             encoded = [(line["key"], request_line(line["key"], line["body"])) for line in affordable]
             for part in chunks(encoded):
@@ -153,7 +186,15 @@ class Batcher:
     def _reserve(self, line: dict[str, Any]) -> bool:
         if self.cap is None:
             return True
-        return self.cache.reserve(f"batch:{line['key']}", float(line["worst_usd"]), self.cap)
+        return self.cache.reserve(line["reservation"], float(line["reserve_usd"]), self.cap)
+
+    def release_rows(self) -> None:
+        """The run is over and no batch is in flight: what the rows' reservations still hold (a row that
+        ended early) is given back."""
+        if self.cache.batch_lines("state IN ('submitted', 'uploading')"):
+            return
+        with self.cache.transaction() as db:
+            db.execute("DELETE FROM reservations WHERE id LIKE 'batchrow:%' OR id LIKE 'batch:%'")
 
     def wait(self) -> None:
         """Poll every open batch until it ends, storing each one's answers as it does; one bar per stage
@@ -162,6 +203,7 @@ class Batcher:
 
         started = time.monotonic()
         bars: dict[str, Any] = {}
+        states = ("validating", "in_progress", "finalizing", "cancelling")
         try:
             while True:
                 open_batches = self.cache.batch_records(open_only=True)
@@ -169,10 +211,13 @@ class Batcher:
                     return
                 counts: dict[str, dict[str, int]] = {}
                 for record in open_batches:
-                    batch = self.client(record["endpoint"]).retrieve(record["id"])
+                    try:
+                        batch = self.client(record["endpoint"]).retrieve(record["id"])
+                    except BatchLost:
+                        self.collector.lost(record)
+                        continue
                     stage = counts.setdefault(
-                        record["stage"],
-                        dict.fromkeys(("total", "done", "failed", "validating", "in_progress"), 0),
+                        record["stage"], dict.fromkeys(("total", "done", "failed", *states), 0)
                     )
                     n = batch.get("request_counts") or {}
                     stage["total"] += int(n.get("total") or record["lines"])
@@ -195,13 +240,8 @@ class Batcher:
                         ),
                     )
                     bar.total, bar.n = c["total"], c["done"]
-                    bar.set_postfix(
-                        validating=c["validating"],
-                        in_progress=c["in_progress"],
-                        failed=c["failed"],
-                        waited=f"{waited:.0f}s",
-                        refresh=True,
-                    )
+                    shown = {state: c[state] for state in states if c[state]}
+                    bar.set_postfix(**shown, failed=c["failed"], waited=f"{waited:.0f}s", refresh=True)
                 if not self.cache.batch_records(open_only=True):
                     return
                 if self.stop():
@@ -212,73 +252,11 @@ class Batcher:
                 bar.close()
 
     def _collect(self, record: dict[str, Any], batch: dict[str, Any]) -> None:
-        """Store a finished batch's answers; its failed and unrun lines go back to ``wanted``."""
-        results = self.client(record["endpoint"]).results(batch) if batch["status"] != "failed" else {}
-        model = record["endpoint"]["model"]
-        lines = self.cache.batch_lines("batch_id = ?", (record["id"],))
-        unrun = []
-        for line in lines:
-            result = results.get(line["key"])
-            reservation = f"batch:{line['key']}"
-            if result is not None and result.status == 200 and result.body is not None:
-                completion = completion_from(result.body)
-                completion.model = model
-                usd = self.prices.cost(model, completion.input_tokens, completion.output_tokens, batch=True)
-                direct = self.prices.cost(model, completion.input_tokens, completion.output_tokens)
-                completion.cost_usd = completion.paid_usd = usd
-                spend = (line["key"], model, completion.input_tokens, completion.output_tokens, usd)
-                self.cache.settle(reservation, float(line["worst_usd"]), spend)
-                self.stats["saved_usd"] += direct - usd
-                if completion.status in FINAL:
-                    self.cache.put(line["key"], line["body"], completion.to_dict())
-                    self.cache.set_lines([line["key"]], "answered")
-                    continue
-                error = completion.error
-            elif result is not None and result.status in INVALID_REQUEST_HTTP:
-                self.cache.release(reservation)
-                message = _message(result.body) or f"HTTP {result.status}"
-                answer = {
-                    "text": None,
-                    "status": "invalid_request",
-                    "error": message,
-                    "input_tokens": 0,
-                    "output_tokens": 0,
-                }
-                self.cache.put(line["key"], line["body"], answer)
-                self.cache.set_lines([line["key"]], "answered")
-                continue
-            else:
-                self.cache.release(reservation)
-                not_run = result is None or result.status is None
-                error = (
-                    "not run by its batch" if not_run else (_message(result.body) or f"HTTP {result.status}")
-                )
-                if not_run:  # expired or cancelled: sent again, not a failure of the request
-                    unrun.append(line["key"])
-                    continue
-            if int(line["attempts"]) < self.max_retries:
-                self.cache.set_lines([line["key"]], "wanted", attempts=int(line["attempts"]) + 1, error=error)
-                self.stats["retried"] += 1
-            else:
-                self.cache.set_lines(
-                    [line["key"]], "failed", error=f"{error} (after {line['attempts'] + 1} batches)"
-                )
-                self.stats["failed"] += 1
-        if unrun:
-            self.cache.set_lines(unrun, "wanted")
-        self.cache.set_batch(record["id"], batch["status"])
+        """Store a finished batch's answers (:mod:`skillmix.pipelines.batch_collect`)."""
+        self.collector.collect(record, batch)
 
     def close(self) -> None:
         self.cache.close()
-
-
-def _message(body: Any) -> str | None:
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            return error.get("message")
-        return body.get("message")
-    return None
 
 
 # ---------------------------------------------------------------------- skillmix batches status / cancel
@@ -305,7 +283,11 @@ def status_lines(out: str | Path) -> list[str]:
         lines = [f"{out}: {len(records)} batches (run tag {run_tag(Path(out) / '.skillmix')})"]
         clients: dict[tuple[Any, ...], BatchAPIClient] = {}
         for record in records:
-            batch = client_for(record["endpoint"], clients).retrieve(record["id"])
+            try:
+                batch = client_for(record["endpoint"], clients).retrieve(record["id"])
+            except BatchLost:
+                lines.append(f"  {record['id']}  {record['stage']:<7} unknown to the provider (lost)")
+                continue
             n = batch.get("request_counts") or {}
             done = f"{n.get('completed', 0)}/{n.get('total', 0)} done, {n.get('failed', 0)} failed"
             lines.append(f"  {record['id']}  {record['stage']:<7} {batch['status']:<11} {done}")
@@ -322,8 +304,11 @@ def cancel_lines(out: str | Path) -> list[str]:
         clients: dict[tuple[Any, ...], BatchAPIClient] = {}
         for record in records:
             client = client_for(record["endpoint"], clients)
-            batch = client.retrieve(record["id"])
-            if batch["status"] in TERMINAL:
+            try:
+                batch = client.retrieve(record["id"])
+            except BatchLost:
+                continue
+            if batch["status"] in (*TERMINAL, "cancelling"):
                 continue
             lines.append(f"  {record['id']}: {client.cancel(record['id'])['status']}")
         return lines or [f"{out}: no batch is running"]

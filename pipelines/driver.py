@@ -36,6 +36,8 @@ from skillmix.pipelines.interrupt import Guard
 from skillmix.sampling import Combination
 
 Log = Callable[[str], None]
+BATCH_NOTES = (("invalid", "invalid requests"), ("unreadable", "output lines unreadable"),
+               ("lost", "batches lost by the provider"))  # fmt: skip
 T = TypeVar("T")
 
 
@@ -136,17 +138,23 @@ class Driver:
     def run_batched(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Batch mode (:mod:`skillmix.pipelines.batches`): pass after pass, each sending what the rows
         still need as batches, until a pass needs nothing; its rows are the run's."""
+        from skillmix.llm.batch import BatchRefused
         from skillmix.pipelines.batches import Batcher
         from skillmix.pipelines.interrupt import Interrupted
 
         batcher = Batcher(self.folder.work, self.prices, self.config.client.max_usd,
                           self.config.client.max_retries, self.log)  # fmt: skip
+        worst = None
+        if self.config.client.max_usd is not None:  # each row's worst case, reserved by its first line
+            for row in rows:
+                self.worst.setdefault(row["combination"], self.costs.worst(row))
+            worst = {row["id"]: self.worst_of(row).to_dict() for row in rows}
         try:
             batcher.reattach([self._endpoint(m) for m in self.models if self._batched(m)])
             batcher.wait()
             stages = iter(("round1", "round2", "grade", "retry"))
             while True:
-                produced = run_pipeline(self.config, rows, self.models, self.folder.work, None, self.guard)
+                produced = run_pipeline(self.config, rows, self.models, self.folder.work, worst, self.guard)
                 if not batcher.wanted():
                     break
                 stage = next(stages, "retry")
@@ -155,15 +163,17 @@ class Driver:
                     f"{stage}: {sent} requests sent in batches; waiting for them (Ctrl-C leaves them running)"
                 )
                 batcher.wait()
+            batcher.release_rows()
             self.batch_stats = stats = batcher.stats
             if stats["batches"]:
                 self.log(
                     f"batches: {stats['batches']} created for {stats['lines']} requests; {stats['retried']} "
                     f"lines failed and were sent again, {stats['failed']} failed, {stats['refused']} "
                     f"not sent (the cap); ${stats['saved_usd']:.4f} saved against direct prices"
+                    + "".join(f"; {stats[k]} {what}" for k, what in BATCH_NOTES if stats.get(k))
                 )
             return produced
-        except (Interrupted, KeyboardInterrupt):
+        except (Interrupted, KeyboardInterrupt, BatchRefused):
             if batcher.cache.batch_records(open_only=True):
                 self.log(
                     "the batches in flight keep running (they are paid work): the same command collects "
@@ -187,7 +197,8 @@ class Driver:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
         """Run the rows of ``pending`` whose worst case fits under the cap; returns the rows done and those
         still waiting (None: the cap is reached, and the rows done include the ones it never started).
-        In batch mode every row starts: the cap holds line by line, at the batch price."""
+        In batch mode the cap holds row by row too, at the batch price: a row's first line reserves the row's
+        worst case before its batch is sent (:meth:`skillmix.pipelines.batches.Batcher.submit`)."""
         if self.batched:
             return self.run_batched(pending), []
         cap = self.config.client.max_usd

@@ -77,7 +77,7 @@ def take_row_note(messages: Any, run_id: str | None = None) -> tuple[Reservation
         reservation = None
         if "row" in note:
             rid = f"{run_id}:{note['row']}" if run_id else note["row"]
-            reservation = Reservation(rid, note["remaining"], note["request"])
+            reservation = Reservation(rid, note["remaining"], note["request"], str(note["row"]))
         return reservation, int(note.get("seed_offset", 0)), messages[1:]
     return None, 0, messages
 

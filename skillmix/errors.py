@@ -30,6 +30,7 @@ FAILED_RUN: frozenset[str] = frozenset(
         "skillmix.pipelines.output.RunFailed",  # the output folder could not be completed
         "skillmix.llm.local.StudentServerError",  # the local student's server died or did not answer
         "skillmix.llm.embedded.EmbeddedServerError",  # the embedded llama.cpp server, likewise
+        "skillmix.llm.batch.BatchRefused",  # a provider refused a batch for the account (a quota, a limit)
         "skillmix.argilla_local.server.ArgillaServerError",  # the local Argilla server, likewise
         "skillmix.argilla_local.service.ServiceError",
         "skillmix.argilla_local.venv.VenvError",

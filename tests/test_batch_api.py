@@ -55,7 +55,10 @@ def test_a_batch_is_answered_as_the_direct_requests_would_be():
         assert set(results) == {f"line-{i}" for i in range(5)}
         direct = [server_reply(server, body(i)) for i in range(5)]
         assert [results[f"line-{i}"].body["choices"][0]["message"]["content"] for i in range(5)] == direct
-        assert [b["id"] for b in client.of_run("run-1")] == [batch["id"]] and client.of_run("other") == []
+        found = client.of_run("run-1", set(), since=0)
+        assert [b["id"] for b in found] == [batch["id"]] and client.of_run("other", set(), since=0) == []
+        assert [b["id"] for b in client.of_run("other", {file_id}, since=0)] == [batch["id"]]  # by its file
+        assert client.of_run("run-1", set(), since=time.time() + 10) == []  # older than the run: not listed
 
 
 def server_reply(server, request: dict) -> str:
@@ -88,10 +91,8 @@ def test_failed_and_expired_lines_and_cancel():
     with FakeOpenAIServer(batches=BatchBehaviour(turnaround=60)) as server:
         client = BatchAPIClient(server.base_url, None)
         batch = client.create(client.upload(lines(2), "a.jsonl"), "r", "round1")
-        assert (
-            client.cancel(batch["id"])["status"] == "cancelled"
-            and client.results(client.retrieve(batch["id"])) == {}
-        )
+        assert client.cancel(batch["id"])["status"] == "cancelling"
+        assert wait(client, batch["id"])["status"] == "cancelled"
 
 
 def test_the_limits_of_one_file():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -182,28 +183,40 @@ PRICE = (0.0, 1000.0)  # USD per 1M tokens in / out (direct); batch lines cost h
 MAX_TOKENS = ["--teacher-max-tokens", "120", "--judge-max-tokens", "120"]
 
 
-def test_a_capped_batched_run_bills_at_most_the_cap(tmp_path):
+def test_a_capped_batched_run_finishes_every_row_it_starts_and_a_higher_cap_finishes_the_rest(tmp_path):
+    """The cap per row, as in direct mode: a row's worst case (all its stages, at the batch price) is
+    reserved when its first line is sent; billed <= cap; a re-run with a higher cap sends what was refused."""
     prices = tmp_path / "prices.yaml"
     prices.write_text(f"fake-teacher: {{input: {PRICE[0]}, output: {PRICE[1]}}}\n")
     cap = 0.75  # a row: about $0.30 at worst at the batch price
     out = tmp_path / "out"
     with FakeOpenAIServer(responder=SkillMixResponder(seed=2, accept_rate=0.6)) as server:
-        flags = ["--k", "2", "--n", "8", "--max-usd", str(cap), "--prices", str(prices), "--teacher-batch",
-                 "--judge-batch", *MAX_TOKENS]  # fmt: skip
-        result = run_here(dataset_cmd(server, out, *flags))
-        totals = server.batch_api.usage_totals().get(
-            "fake-teacher", {"prompt_tokens": 0, "completion_tokens": 0}
-        )
+        flags = ["--k", "2", "--n", "8", "--prices", str(prices), "--teacher-batch", "--judge-batch",
+                 *MAX_TOKENS]  # fmt: skip
+        result = run_here(dataset_cmd(server, out, *flags, "--max-usd", str(cap)))
+        first = billed_usd(server)
+        assert result.returncode == 0, result.stderr[-3000:]
+        found = list(rows(out).values())
+        never = [r for r in found if r["status"] == "budget" and r["failure_reason"].startswith("round1:")]
+        assert never and len(never) < len(found)  # some rows were never started
+        assert all(r["status"] != "budget" for r in found if r not in never)  # every started row finished
+        assert 0 < first <= cap
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["cost_usd"] == pytest.approx(first)
+        again = run_here(dataset_cmd(server, out, *flags, "--max-usd", "100"))
+        assert again.returncode == 0, again.stderr[-3000:]
         assert server.count(path="/v1/chat/completions") == 0
-    assert result.returncode == 0, result.stderr[-3000:]
-    billed = 0.5 * (totals["prompt_tokens"] * PRICE[0] + totals["completion_tokens"] * PRICE[1]) / 1e6
-    assert 0 < billed <= cap
-    found = list(rows(out).values())
-    assert any(r["status"] == "budget" for r in found) and any(
-        r["outcome"] in ("kept", "rejected") for r in found
-    )
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["cost_usd"] == pytest.approx(billed)
+        assert all(r["status"] != "budget" for r in rows(out).values())  # what was refused is done now
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["cost_usd"] == pytest.approx(billed_usd(server))  # nothing paid twice
+    cache = sqlite3.connect(out / ".skillmix" / "cache.sqlite")
+    assert cache.execute("SELECT COUNT(*) FROM reservations").fetchone()[0] == 0  # every row's given back
+
+
+def billed_usd(server) -> float:
+    """What the fake billed for batch lines, at the batch price."""
+    totals = server.batch_api.usage_totals().get("fake-teacher", {"prompt_tokens": 0, "completion_tokens": 0})
+    return 0.5 * (totals["prompt_tokens"] * PRICE[0] + totals["completion_tokens"] * PRICE[1]) / 1e6
 
 
 def evaluate(server, out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -252,8 +265,9 @@ def test_the_plan_shows_the_batch_and_the_direct_cost(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_server_without_a_batch_api_is_refused_before_the_run(tmp_path):
-    with FakeOpenAIServer(batches=None) as server:
+@pytest.mark.parametrize("batches", [None, BatchBehaviour(absent=501)], ids=["404", "501"])
+def test_a_server_without_a_batch_api_is_refused_before_the_run(tmp_path, batches):
+    with FakeOpenAIServer(batches=batches) as server:
         result = run_here(dataset_cmd(server, tmp_path / "out", "--k", "2", "--n", "2", "--judge-batch"))
         assert server.count(path="/v1/chat/completions") == 0
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
@@ -281,8 +295,10 @@ def test_ctrl_c_leaves_the_batches_running_and_says_so(tmp_path):
         (batch_id,) = server.batch_api.created()
         assert server.batch_api.batches[batch_id]["status"] in ("validating", "in_progress")  # not cancelled
         cancel = run_cli([sys.executable, "-m", "skillmix.cli", "batches", "cancel", str(out)])
-        assert cancel.returncode == 0 and f"{batch_id}: cancelled" in cancel.stdout
-        assert server.batch_api.batches[batch_id]["status"] == "cancelled"
+        assert cancel.returncode == 0 and f"{batch_id}: cancelling" in cancel.stdout  # the API's answer
+        assert server.batch_api.batches[batch_id]["status"] == "cancelling"
+        status = run_cli([sys.executable, "-m", "skillmix.cli", "batches", "status", str(out)])
+        assert status.returncode == 0 and "cancelled" in status.stdout, status.stdout
 
 
 @pytest.mark.slow  # about 25 s
@@ -312,3 +328,24 @@ def test_only_a_remote_chat_model_can_be_batched(tmp_path):
     embedded = run_here(["dataset", "--judge-batch", "--k", "2", "--n", "2", "--out", str(tmp_path / "out")])
     assert embedded.returncode == 2 and "the embedded model runs here and has no batch API" in embedded.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # about 15 s
+def test_an_account_refusal_stops_the_run_with_the_providers_message_and_the_same_command_goes_on(tmp_path):
+    from skillmix.testing.fake_openai.batches import enqueued_token_limit
+
+    refuse = BatchBehaviour(refuse=lambda n, lines: enqueued_token_limit() if n == 0 else None)
+    with FakeOpenAIServer(responder=SkillMixResponder(seed=5), batches=refuse) as server:
+        cmd = dataset_cmd(
+            server, tmp_path / "out", "--k", "2", "--n", "2", "--teacher-batch", "--judge-batch"
+        )
+        first = run_here(cmd)
+        assert first.returncode == 1, first.stderr[-3000:]
+        last = first.stderr.strip().splitlines()[-1]
+        assert (
+            last.startswith("skillmix: error: the provider refused batch") and "Traceback" not in first.stderr
+        )
+        assert "Enqueued token limit reached" in last and "run the same command again" in last
+        again = run_here(cmd)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert len(server.batch_api.created()) == 4  # the refused batch, then round 1, round 2 and grading

@@ -1,11 +1,15 @@
-"""A provider's batch API (OpenAI's ``/v1/files`` + ``/v1/batches``, which other OpenAI-compatible
-providers serve too): upload a JSONL of requests, create a batch, look at it, list, cancel, read its results.
+"""A provider's batch API (OpenAI's ``/v1/files`` + ``/v1/batches``; which providers serve it is on the
+Batch mode page of the docs): upload a JSONL of requests, create a batch, look at it, list, cancel, read its
+results.
 
 Thin on purpose: the openai SDK makes the calls; what this adds is the request file's format, the batch's
 ``metadata`` (the run tag and the input file id, written into the batch when it is created, so that a run
 killed between the create call and its own record finds its batches again by listing them), the limits of
-one file (requests and bytes), and the results as ``{custom_id: (HTTP status, response body)}`` with the
-error file's lines (an expired line has status ``None`` and the code ``batch_expired``).
+one file (requests and bytes), the probe that tells a server without a batch API (404, 501) from one that
+lists no batches (405), statuses compared case-insensitively, and the results as ``{custom_id:
+LineResult}`` read line by line on ``"\n"`` (JSON text may hold U+2028; a line that cannot be read is
+counted and left out: its request is taken as not run) with the error file's lines (an expired line has
+status ``None`` and the code ``batch_expired``).
 """
 
 from __future__ import annotations
@@ -24,10 +28,22 @@ MAX_BYTES = 200 * 1024 * 1024
 RUN_TAG = "skillmix_run"
 INPUT_FILE = "skillmix_input_file"
 TERMINAL = ("completed", "failed", "expired", "cancelled")
+NO_BATCH_API = (404, 501)  # the probe's answers that mean "no batch API"; 405: no listing
+# ``BatchError`` codes that are the account's, not the requests': the run stops with the provider's message
+ACCOUNT_CODES = frozenset({"token_limit_exceeded", "insufficient_quota", "billing_hard_limit_reached"})
 
 
 class BatchUnsupported(ConfigError):
     """The server serves no batch API (refused before the run: bad input, exit code 2)."""
+
+
+class BatchLost(LookupError):
+    """The provider no longer knows a batch (404 on retrieving its id)."""
+
+
+class BatchRefused(RuntimeError):
+    """The provider refused a batch for the account (an enqueued-token limit, a quota): the run stops with
+    the provider's message and what to do (a run that could not finish: exit code 1)."""
 
 
 @dataclass
@@ -75,14 +91,23 @@ class BatchAPIClient:
             api_key=api_key or "not-needed", base_url=base_url, max_retries=3, timeout=timeout
         )
 
-    def check(self) -> None:
-        """Refuse a server without a batch API (one line), before anything is sent."""
+    def check(self) -> bool:
+        """Refuse a server without a batch API (one line), before anything is sent: ``batches.list(limit=1)``
+        answered 404 or 501. Returns whether the server lists batches (405: it creates them but lists none,
+        so a run re-attaches by its recorded ids only)."""
         import openai
 
         try:
-            self.client.batches.list(limit=1)
-        except openai.NotFoundError:
-            raise BatchUnsupported(f"{self.client.base_url} serves no batch API (/v1/batches)") from None
+            self.client.with_options(max_retries=0).batches.list(limit=1)
+        except openai.APIStatusError as exc:
+            if exc.status_code in NO_BATCH_API:
+                raise BatchUnsupported(
+                    f"{self.client.base_url} serves no batch API (/v1/batches answered {exc.status_code})"
+                ) from None
+            if exc.status_code == 405:
+                return False
+            raise
+        return True
 
     def upload(self, lines: list[tuple[str, bytes]], name: str) -> str:
         data = b"".join(line for _, line in lines)
@@ -98,40 +123,97 @@ class BatchAPIClient:
         return batch.model_dump()
 
     def retrieve(self, batch_id: str) -> dict[str, Any]:
-        return self.client.batches.retrieve(batch_id).model_dump()
+        """The batch (its ``status`` lower-cased); :class:`BatchLost` when the provider does not know it."""
+        import openai
+
+        try:
+            return _normal(self.client.batches.retrieve(batch_id).model_dump())
+        except openai.NotFoundError:
+            raise BatchLost(batch_id) from None
 
     def cancel(self, batch_id: str) -> dict[str, Any]:
-        return self.client.batches.cancel(batch_id).model_dump()
+        return _normal(self.client.batches.cancel(batch_id).model_dump())
 
-    def of_run(self, run_tag: str) -> list[dict[str, Any]]:
-        """Every batch of the server whose metadata names ``run_tag`` (paging through the list)."""
-        found, after = [], None
-        while True:
-            page = self.client.batches.list(limit=100, **({"after": after} if after else {}))
-            for batch in page.data:
-                if (batch.metadata or {}).get(RUN_TAG) == run_tag:
-                    found.append(batch.model_dump())
-            if not page.has_more or not page.data:
-                return found
-            after = page.data[-1].id
+    def of_run(self, run_tag: str, input_files: set[str], since: float) -> list[dict[str, Any]] | None:
+        """The batches of the server that are a run's: metadata naming ``run_tag``, or (a provider that
+        keeps no metadata) an input file of ``input_files``; listed newest first with the SDK's
+        auto-paging, stopping at the first batch created before ``since``. None: the server lists no
+        batches (405)."""
+        import openai
+
+        found = []
+        try:
+            for batch in self.client.batches.list(limit=100):
+                if batch.created_at < since:
+                    break
+                if (batch.metadata or {}).get(RUN_TAG) == run_tag or batch.input_file_id in input_files:
+                    found.append(_normal(batch.model_dump()))
+        except openai.APIStatusError as exc:
+            if exc.status_code == 405:
+                return None
+            raise
+        return found
+
+    def input_ids(self, file_id: str) -> list[str]:
+        """The ``custom_id`` of each line of an uploaded input file, in order (line 1 first)."""
+        ids = []
+        for raw in self.client.files.content(file_id).content.split(b"\n"):
+            if raw.strip():
+                try:
+                    ids.append(str(json.loads(raw.decode("utf-8")).get("custom_id")))
+                except (UnicodeDecodeError, ValueError, AttributeError):
+                    ids.append("")
+        return ids
 
     def results(self, batch: dict[str, Any]) -> dict[str, LineResult]:
         """The answered and failed lines of a batch (its output and error files)."""
+        return self.read(batch)[0]
+
+    def read(self, batch: dict[str, Any]) -> tuple[dict[str, LineResult], int]:
+        """The answered and failed lines of a batch and how many lines (or whole files: 404) could not be
+        read."""
+        import openai
+
         out: dict[str, LineResult] = {}
+        bad = 0
         for file_id in (batch.get("output_file_id"), batch.get("error_file_id")):
             if not file_id:
                 continue
-            text = self.client.files.content(file_id).text
-            for raw in text.splitlines():
+            try:
+                content = self.client.files.content(file_id).content
+            except openai.NotFoundError:  # the provider deleted it (batch files expire): its lines not run
+                bad += 1
+                continue
+            for raw in content.split(b"\n"):
                 if not raw.strip():
                     continue
-                line = json.loads(raw)
-                response, error = line.get("response"), line.get("error")
-                if response:
-                    out[line["custom_id"]] = LineResult(
-                        line["custom_id"], response.get("status_code"), response.get("body")
-                    )
+                result = _line_result(raw)
+                if result is None:
+                    bad += 1
                 else:
-                    code = (error or {}).get("code")
-                    out[line["custom_id"]] = LineResult(line["custom_id"], None, error, code)
-        return out
+                    out[result.custom_id] = result
+        return out, bad
+
+
+def _normal(batch: dict[str, Any]) -> dict[str, Any]:
+    """A batch with its status lower-cased (Together, for one, reports ``COMPLETED``)."""
+    batch["status"] = str(batch.get("status") or "").lower()
+    return batch
+
+
+def _line_result(raw: bytes) -> LineResult | None:
+    """One line of an output or error file (None: not JSON, or no ``custom_id``)."""
+    try:
+        line = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
+        return None
+    response, error = line.get("response"), line.get("error")
+    if isinstance(response, dict):
+        status = response.get("status_code")
+        return LineResult(
+            line["custom_id"], status if isinstance(status, int) else None, response.get("body")
+        )
+    code = error.get("code") if isinstance(error, dict) else None
+    return LineResult(line["custom_id"], None, error if isinstance(error, dict) else None, code)

@@ -70,7 +70,9 @@ CREATE TABLE IF NOT EXISTS batch_lines (
     batch_id TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     error TEXT,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    reservation TEXT,
+    reserve_usd REAL
 );
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY,
@@ -103,8 +105,9 @@ class RequestCache:
 
     def __init__(self, path: str | Path | None) -> None:
         self.path = None if path is None else Path(path)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a transaction() may call the methods that take it
         self._conn: sqlite3.Connection | None = None
+        self._depth = 0  # nested transaction() calls join the outermost one
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -116,6 +119,7 @@ class RequestCache:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
+            _add_columns(conn, "batch_lines", {"reservation": "TEXT", "reserve_usd": "REAL"})
             self._conn = conn
         return self._conn
 
@@ -156,15 +160,26 @@ class RequestCache:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """An exclusive write transaction across every process sharing the file."""
+        """An exclusive write transaction across every process sharing the file; one opened inside another
+        (in the same thread) is part of it, so that a batch's collection commits whole or not at all."""
         with self._lock:
             db = self._db()
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield db
+                finally:
+                    self._depth -= 1
+                return
             db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield db
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            finally:
+                self._depth = 0
             db.execute("COMMIT")
 
     def reserve(self, rid: str, usd: float, cap: float) -> bool:
@@ -226,13 +241,33 @@ class RequestCache:
 
     # -- batch mode (skillmix.pipelines.batches): each request's line, and each batch, before it is sent --
 
-    def want(self, key: str, endpoint: dict[str, Any], body: dict[str, Any], worst_usd: float) -> None:
-        """A request a batched role needs answered (kept as it is if its line is already known)."""
+    def want(
+        self,
+        key: str,
+        endpoint: dict[str, Any],
+        body: dict[str, Any],
+        worst_usd: float,
+        reservation: tuple[str, float] | None = None,
+    ) -> None:
+        """A request a batched role needs answered (kept as it is if its line is already known).
+
+        ``worst_usd`` is drawn from the line's reservation when it is answered; ``reservation`` (under a cap:
+        its row's id and the row's worst case from this line on) is what its batch reserves before it is
+        sent (None: the line's own ``batch:<key>`` for ``worst_usd``)."""
+        rid, usd = reservation or (f"batch:{key}", worst_usd)
         with self._lock:
             self._db().execute(
-                "INSERT OR IGNORE INTO batch_lines (key, endpoint, body, worst_usd, state, created) "
-                "VALUES (?, ?, ?, ?, 'wanted', ?)",
-                (key, json.dumps(endpoint, sort_keys=True), json.dumps(body), worst_usd, time.time()),
+                "INSERT OR IGNORE INTO batch_lines (key, endpoint, body, worst_usd, state, created, "
+                "reservation, reserve_usd) VALUES (?, ?, ?, ?, 'wanted', ?, ?, ?)",
+                (
+                    key,
+                    json.dumps(endpoint, sort_keys=True),
+                    json.dumps(body),
+                    worst_usd,
+                    time.time(),
+                    rid,
+                    usd,
+                ),
             )
 
     def batch_line(self, key: str) -> dict[str, Any] | None:
@@ -249,6 +284,9 @@ class RequestCache:
             "batch_id",
             "attempts",
             "error",
+            "reservation",
+            "reserve_usd",
+            "created",
         )
         with self._lock:
             rows = (
@@ -259,7 +297,14 @@ class RequestCache:
         out = [dict(zip(columns, row, strict=True)) for row in rows]
         for line in out:
             line["endpoint"], line["body"] = json.loads(line["endpoint"]), json.loads(line["body"])
+            if line["reservation"] is None:  # a line recorded before lines named their reservation
+                line["reservation"], line["reserve_usd"] = f"batch:{line['key']}", line["worst_usd"]
         return out
+
+    def forget_lines(self, where: str, args: tuple[Any, ...] = ()) -> int:
+        """Drop the lines ``where`` holds (a new run wants them afresh); returns how many."""
+        with self.transaction() as db:
+            return db.execute(f"DELETE FROM batch_lines WHERE {where}", args).rowcount
 
     def set_lines(self, keys: list[str], state: str, **values: Any) -> None:
         """Move lines to ``state`` (with ``input_file``, ``batch_id``, ``error`` or ``attempts`` set)."""
@@ -316,6 +361,15 @@ class RequestCache:
 def _billing_id(key: str) -> str:
     """The ledger's row id of one billing of request ``key`` (the ledger counts every billed answer)."""
     return f"{key}:{uuid.uuid4().hex}"
+
+
+def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Add the ``columns`` a file written by an older version lacks."""
+    have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns.items():
+        if name not in have:
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def _committed(db: sqlite3.Connection) -> float:

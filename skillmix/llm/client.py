@@ -86,6 +86,7 @@ class Reservation:
     id: str
     remaining_usd: float
     request_usd: float
+    row: str | None = None  # the row it is for (batch mode keeps one reservation a row across passes)
 
 
 @dataclass
@@ -204,7 +205,7 @@ class LLMClient:
         cap = self.config.max_usd
         prompt_bound = token_bound(messages)
         if self.batch:
-            return self._defer(key, body, prompt_bound, max_tokens)
+            return self._defer(key, body, prompt_bound, max_tokens, reservation)
         if reservation is None:
             worst = self.prices.worst_case(self.endpoint.model, prompt_bound, max_tokens)
             reservation = Reservation(f"{key}:{uuid.uuid4().hex}", worst, worst)  # this call's alone
@@ -232,14 +233,27 @@ class LLMClient:
             self.cache.put(key, body, {k: v for k, v in completion.to_dict().items() if k != "cached"})
         return completion
 
-    def _defer(self, key: str, body: dict[str, Any], prompt_bound: int, max_tokens: int) -> Completion:
+    def _defer(
+        self,
+        key: str,
+        body: dict[str, Any],
+        prompt_bound: int,
+        max_tokens: int,
+        reservation: Reservation | None = None,
+    ) -> Completion:
         """Batch mode: the request's line is kept for the next batch (``deferred``, never cached), or
-        its batch's end is told: refused by the spending cap (``budget``) or failed past its retries."""
+        its batch's end is told: refused by the spending cap (``budget``) or failed past its retries.
+        Under a cap the line names its row's reservation (``batchrow:<row>``, the same in every pass of the
+        run), which its batch reserves for the row's remaining worst case before it is sent."""
         line = self.cache.batch_line(key)
         if line is not None and line["state"] in ("refused", "failed"):
             return Completion(None, "budget" if line["state"] == "refused" else "api_error", line["error"])
         worst = self.prices.worst_case(self.endpoint.model, prompt_bound, max_tokens, batch=True)
-        self.cache.want(key, self.endpoint.batch_target(), body, worst)
+        row = None
+        if reservation is not None and reservation.row is not None:
+            worst = reservation.request_usd
+            row = (f"batchrow:{reservation.row}", reservation.remaining_usd)
+        self.cache.want(key, self.endpoint.batch_target(), body, worst, row)
         return Completion(None, "deferred", "waiting for its batch")
 
     async def _attempts(self, body: dict[str, Any], estimate: int, prefix: str | None = None) -> Completion:

@@ -38,6 +38,9 @@ The package, by concern (every public name is re-exported here):
 * :mod:`~skillmix.testing.fake_openai.responders`: :class:`Reply`, :class:`ScriptedResponder`,
   :class:`SkillMixResponder`;
 * :mod:`~skillmix.testing.fake_openai.faults`: :class:`Fault`, :func:`parse_fault`, OpenAI-style error bodies;
+* :mod:`~skillmix.testing.fake_openai.batches`: ``/v1/files`` and ``/v1/batches``, as strict as OpenAI's
+  Batch API reference (:mod:`~skillmix.testing.fake_openai.batch_rules`: what it refuses, with the source of
+  each rule), with the whole life cycle, scripted faults and provider profiles;
 * :mod:`~skillmix.testing.fake_openai.handler`: the loopback HTTP server and request handler classes;
 * :mod:`~skillmix.testing.fake_openai.server`: :class:`FakeOpenAIServer`, :class:`RequestRecord`;
 * :mod:`~skillmix.testing.fake_openai.cli`: :func:`main`, run by ``python -m skillmix.testing.fake_openai``.
