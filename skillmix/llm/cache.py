@@ -116,6 +116,7 @@ class RequestCache:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
+            _add_columns(conn)
             self._conn = conn
         return self._conn
 
@@ -226,13 +227,21 @@ class RequestCache:
 
     # -- batch mode (skillmix.pipelines.batches): each request's line, and each batch, before it is sent --
 
-    def want(self, key: str, endpoint: dict[str, Any], body: dict[str, Any], worst_usd: float) -> None:
-        """A request a batched role needs answered (kept as it is if its line is already known)."""
+    def want(
+        self,
+        key: str,
+        endpoint: dict[str, Any],
+        body: dict[str, Any],
+        worst_usd: float,
+        stage: str | None = None,
+    ) -> None:
+        """A request a batched role needs answered (kept as it is if its line is already known); ``stage``:
+        the pipeline stage that asks (round1, round2, grade), which names its batch file."""
         with self._lock:
             self._db().execute(
-                "INSERT OR IGNORE INTO batch_lines (key, endpoint, body, worst_usd, state, created) "
-                "VALUES (?, ?, ?, ?, 'wanted', ?)",
-                (key, json.dumps(endpoint, sort_keys=True), json.dumps(body), worst_usd, time.time()),
+                "INSERT OR IGNORE INTO batch_lines (key, endpoint, body, worst_usd, state, created, stage) "
+                "VALUES (?, ?, ?, ?, 'wanted', ?, ?)",
+                (key, json.dumps(endpoint, sort_keys=True), json.dumps(body), worst_usd, time.time(), stage),
             )
 
     def batch_line(self, key: str) -> dict[str, Any] | None:
@@ -249,6 +258,7 @@ class RequestCache:
             "batch_id",
             "attempts",
             "error",
+            "stage",
         )
         with self._lock:
             rows = (
@@ -311,6 +321,14 @@ class RequestCache:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"])
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Columns added since a table was first made, added to a cache file made before them."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(batch_lines)")}
+    if "stage" not in columns:
+        with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
+            db.execute("ALTER TABLE batch_lines ADD COLUMN stage TEXT")
 
 
 def _billing_id(key: str) -> str:

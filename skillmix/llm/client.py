@@ -127,7 +127,9 @@ class LLMClient:
         prices: PriceTable | None = None,
         stop: Callable[[], bool] | None = None,
         batch: bool = False,
+        stage: str | None = None,
     ) -> None:
+        self.stage = stage  # the stage that sends (round1, round2, grade): recorded with a batch line
         self.stop = stop or (lambda: False)  # checked before every attempt: True sends nothing more
         self.batch = (
             batch  # a cache miss is not sent: its line waits for a batch (skillmix.pipelines.batches)
@@ -239,7 +241,7 @@ class LLMClient:
         if line is not None and line["state"] in ("refused", "failed"):
             return Completion(None, "budget" if line["state"] == "refused" else "api_error", line["error"])
         worst = self.prices.worst_case(self.endpoint.model, prompt_bound, max_tokens, batch=True)
-        self.cache.want(key, self.endpoint.batch_target(), body, worst)
+        self.cache.want(key, self.endpoint.batch_target(), body, worst, self.stage)
         return Completion(None, "deferred", "waiting for its batch")
 
     async def _attempts(self, body: dict[str, Any], estimate: int, prefix: str | None = None) -> Completion:

@@ -1,0 +1,242 @@
+"""Batch files for any engine (``--batch-files DIR``): a dataset built through the files and the fake's
+offline runner (``vllm run-batch``'s arguments and format) equals the direct one row by row; importing an
+output file twice adds nothing; an output file cut short is reported and its missing lines are written
+again; failed lines are written again up to --max-retries; the cap holds line by line; the plan says so;
+what cannot go to files is refused by name."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from cli_runs import run_here
+
+from skillmix.llm.cache import RequestCache, request_key
+from skillmix.llm.prices import PriceTable, token_bound
+from skillmix.pipelines.batch_files import EXIT_CODE, BatchFiles, read_output
+from skillmix.testing.fake_openai.run_batch import main as run_batch
+
+MODEL = "fake-teacher"
+NOWHERE = "http://127.0.0.1:9/v1"  # a base URL no server answers: batch files ask no server anything
+
+
+def rows(folder: Path) -> dict[str, dict]:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    out = {}
+    for info in manifest["configs"].values():
+        for row in pq.read_table(folder / info["path"]).to_pylist():
+            out[row["id"]] = {k: v for k, v in row.items() if not k.endswith("usage")}
+    return out
+
+
+def run_files(folder: Path, *flags: str) -> list[str]:
+    """The fake's offline runner over every input file of ``folder`` without its output; their names."""
+    ran = []
+    for path in sorted(folder.glob("*.jsonl")):
+        out = path.with_name(path.name[: -len(".jsonl")] + ".out.jsonl")
+        if path.name.endswith(".out.jsonl") or out.exists():
+            continue
+        assert run_batch(["-i", str(path), "-o", str(out), "--model", MODEL, *flags]) == 0
+        ran.append(path.name)
+    return ran
+
+
+def test_a_dataset_built_through_batch_files_equals_the_direct_one(tmp_path, build_dataset):
+    direct = build_dataset("2", 4, 8, 0.6)
+    files = tmp_path / "files"
+    cmd = ["dataset", "--out", str(tmp_path / "out"), "--teacher-model", MODEL, "--teacher-base-url", NOWHERE,
+           "--k", "2", "--n", "4", "--batch-files", str(files)]  # fmt: skip
+    codes, ran = [], []
+    for _ in range(5):
+        result = run_here(cmd)
+        codes.append(result.returncode)
+        if result.returncode != EXIT_CODE:
+            break
+        assert f"vllm run-batch -i {files}/" in result.stderr and "--model fake-teacher" in result.stderr
+        ran += run_files(files, "--seed", "8", "--accept-rate", "0.6")
+    assert codes == [EXIT_CODE] * 3 + [0], result.stderr[-3000:]
+    assert ran == ["round1-1.jsonl", "round2-1.jsonl", "grade-1.jsonl"]
+    assert rows(tmp_path / "out") == rows(direct)
+    assert sorted(rows(direct)) and len(read_output(files / "grade-1.out.jsonl")) == 4 * 3
+
+
+def test_the_plan_prints_the_batch_files_case(tmp_path):
+    result = run_here(["dataset", "--dry-run", "--teacher-model", MODEL, "--teacher-base-url", NOWHERE,
+                       "--k", "2", "--n", "2", "--batch-files", str(tmp_path / "files")])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "batch files: the teacher and judge requests are written to" in result.stderr
+    assert f"exit code {EXIT_CODE}" in result.stderr and "priced as direct requests" in result.stderr
+    assert "batched: the figures above are at the batch price" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--teacher-mode", "completion"], "the teacher is in completion mode"),
+        (["--max-usd", "1"], "--max-usd needs the price of the teacher model 'fake-teacher'"),
+    ],
+)
+def test_what_cannot_go_to_batch_files_is_refused(tmp_path, flags, message):
+    out, batch_files = str(tmp_path / "out"), str(tmp_path / "files")
+    result = run_here(["dataset", "--out", out, "--teacher-model", MODEL, "--teacher-base-url", NOWHERE,
+                       "--batch-files", batch_files, *flags])  # fmt: skip
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "files").exists()
+
+
+def test_the_embedded_model_is_refused_with_batch_files(tmp_path):
+    result = run_here(["dataset", "--out", str(tmp_path / "out"), "--batch-files", str(tmp_path / "files")])
+    assert result.returncode == 2 and "--batch-files: the embedded model runs here" in result.stderr
+
+
+# ---------------------------------------------------------------------- the files themselves, no pipeline
+
+
+def body(i: int, max_tokens: int = 50) -> dict:
+    return {"model": MODEL, "messages": [{"role": "user", "content": f"Say {i}."}], "temperature": 0.7,
+            "max_tokens": max_tokens, "seed": 0}  # fmt: skip
+
+
+def files_of(tmp_path: Path, lines: int, cap: float | None = None, retries: int = 1) -> BatchFiles:
+    """A run's cache with ``lines`` wanted requests of the round-1 stage, and its batch files."""
+    cache = RequestCache(tmp_path / "work" / "cache.sqlite")
+    endpoint = {"model": MODEL, "base_url": NOWHERE, "api_key_env": "OPENAI_API_KEY"}
+    for i in range(lines):
+        cache.want(request_key(f"{NOWHERE}|{MODEL}", body(i)), endpoint, body(i), 0.0, "round1")
+    cache.close()
+    prices = PriceTable(prices={MODEL: (1.0, 2.0)})
+    files = BatchFiles(tmp_path / "work", tmp_path / "files", prices, cap, retries, log=lambda m: None)
+    files.claim(tmp_path / "out")
+    return files
+
+
+def states(files: BatchFiles) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in files.cache.batch_lines():
+        out.setdefault(line["state"], []).append(line["key"])
+    return out
+
+
+def ids(path: Path) -> list[str]:
+    return [json.loads(line)["custom_id"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_importing_an_output_file_twice_adds_nothing(tmp_path):
+    files = files_of(tmp_path, 5)
+    assert files.write() == [("round1-1.jsonl", MODEL, 5)]
+    run_files(tmp_path / "files")
+    reports: list[str] = []
+    files.log = reports.append
+    files.import_outputs()
+    answered, spent = len(files.cache), files.cache.spent_usd()
+    assert answered == 5 and spent > 0 and states(files).keys() == {"answered"}
+    shutil.copy(tmp_path / "files" / "round1-1.out.jsonl", tmp_path / "files" / "copy.out.jsonl")
+    files.import_outputs()  # the same file again, and a copy of it under another name
+    assert (len(files.cache), files.cache.spent_usd()) == (answered, spent)
+    assert reports[-1] == "batch files: 0 answers imported, 10 already imported (added nothing)"
+    assert files.write() == [] and files.waiting() == []
+
+
+def test_an_output_file_cut_short_is_reported_and_its_missing_lines_written_again(tmp_path):
+    files = files_of(tmp_path, 4)
+    files.write()
+    run_files(tmp_path / "files")
+    out = tmp_path / "files" / "round1-1.out.jsonl"
+    whole = out.read_bytes().split(b"\n")
+    out.write_bytes(whole[0] + b"\n" + whole[1][:40])  # one line, then a line cut in the middle
+    reports: list[str] = []
+    files.log = reports.append
+    files.import_outputs()
+    assert "1 answers imported" in reports[0]
+    assert "1 bad lines: round1-1.out.jsonl line 2: not a JSON line (cut short?)" in reports[0]
+    assert "round1-1.out.jsonl lacks 3 lines of round1-1.jsonl" in reports[0]
+    missing = ids(tmp_path / "files" / "round1-1.jsonl")[1:]  # the output's order is the input's
+    assert files.write() == [("round1-2.jsonl", MODEL, 3)]
+    assert sorted(ids(tmp_path / "files" / "round1-2.jsonl")) == sorted(missing)
+    assert [name for name, *_ in files.waiting()] == ["round1-2.jsonl"]
+    run_files(tmp_path / "files")
+    files.import_outputs()
+    assert states(files).keys() == {"answered"} and len(files.cache) == 4
+
+
+def test_failed_lines_are_written_again_up_to_the_retries_and_invalid_ones_are_final(tmp_path):
+    files = files_of(tmp_path, 3, retries=1)
+    files.write()
+    keys = ids(tmp_path / "files" / "round1-1.jsonl")
+    lines = [{"custom_id": keys[0], "response": {"status_code": 500, "body": None}, "error": "engine died"},
+             {"custom_id": keys[1], "response": {"status_code": 400, "body": None},
+              "error": {"error": {"message": "too long", "code": 400}}},
+             {"custom_id": keys[2], "response": None,
+              "error": {"code": "batch_expired", "message": "expired"}}]  # fmt: skip
+    (tmp_path / "files" / "round1-1.out.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    files.import_outputs()
+    assert sorted(states(files)["wanted"]) == sorted([keys[0], keys[2]])
+    assert (
+        files.cache.get(keys[1])["status"] == "invalid_request"
+        and files.cache.get(keys[1])["error"] == "too long"
+    )
+    assert files.write() == [("round1-2.jsonl", MODEL, 2)]
+    again = [
+        {"custom_id": k, "response": {"status_code": 503, "body": None}, "error": "busy"} for k in keys[::2]
+    ]
+    (tmp_path / "files" / "round1-2.out.jsonl").write_text("".join(json.dumps(x) + "\n" for x in again))
+    files.import_outputs()  # the second failure of each: past --max-retries 1
+    failed = {line["key"]: line["error"] for line in files.cache.batch_lines("state = 'failed'")}
+    assert failed == {keys[0]: "busy (after 2 batch files)", keys[2]: "busy (after 2 batch files)"}
+    assert files.write() == []
+
+
+def test_the_cap_holds_line_by_line_at_the_direct_price(tmp_path):
+    one = PriceTable(prices={MODEL: (1.0, 2.0)}).worst_case(MODEL, token_bound(body(0)["messages"]), 50)
+    assert one == pytest.approx((1.0 * (6 + 4 + 3) + 2.0 * 50) / 1e6)  # "Say 0.": 6 bytes, at the byte bound
+    files = files_of(tmp_path, 5, cap=one * 3.5)
+    assert files.write() == [("round1-1.jsonl", MODEL, 3)]
+    assert len(states(files)["refused"]) == 2 and files.cache.reserved_usd() <= one * 3.5 + 1e-12
+    run_files(tmp_path / "files")
+    files.import_outputs()
+    assert files.cache.reserved_usd() == pytest.approx(0) and 0 < files.cache.spent_usd() <= one * 3.5
+
+
+def test_another_runs_folder_is_refused(tmp_path):
+    files_of(tmp_path, 1).close()
+    other = BatchFiles(tmp_path / "other", tmp_path / "files", PriceTable(), None, 1, log=print)
+    with pytest.raises(Exception, match="holds the batch files of another run"):
+        other.claim(tmp_path / "out2")
+
+
+# ---------------------------------------------------------------------- the fake's offline runner
+
+
+def test_the_offline_runner_writes_vllms_output_format(tmp_path):
+    chat = {"method": "POST", "url": "/v1/chat/completions"}
+    requests = [
+        {"custom_id": "a", **chat, "body": body(1)},
+        {"custom_id": "b", **chat, "body": {**body(2), "model": "other"}},
+        {
+            "custom_id": "c",
+            "method": "POST",
+            "url": "/v1/completions",
+            "body": {"model": MODEL, "prompt": "x"},
+        },
+    ]
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in requests))
+    assert run_batch(["-i", str(source), "-o", str(out), "--model", MODEL]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["custom_id"] for line in lines] == ["a", "b", "c"]  # one file, the input's order
+    assert all(set(line) == {"id", "custom_id", "response", "error"} for line in lines)
+    answered = lines[0]["response"]
+    assert answered["status_code"] == 200 and answered["request_id"].startswith("vllm-batch-")
+    assert answered["body"]["object"] == "chat.completion" and answered["body"]["usage"]["prompt_tokens"] > 0
+    assert lines[0]["error"] is None
+    assert lines[1]["response"] == {**lines[1]["response"], "status_code": 404, "body": None}
+    assert "The model `other` does not exist." in json.dumps(lines[1]["error"])
+    assert lines[2]["response"]["status_code"] == 400 and "URL /v1/completions was used" in json.dumps(
+        lines[2]
+    )
+    source.write_text(json.dumps(requests[0]) + "\n{not json\n")
+    assert run_batch(["-i", str(source), "-o", str(out), "--model", MODEL]) == 1  # as vLLM: the run ends
+    assert ids(out) == ["a"]
