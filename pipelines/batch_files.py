@@ -16,9 +16,10 @@ have stored), runs the pipeline one stage further and writes the next files, unt
 request of this run is counted and left, a line that is not JSON is reported with its number. An output
 file that lacks lines of its input (a run killed half way, a file cut short) is reported, and the missing
 lines are written again into the next file. An answer is billed from the price table at the direct price
-(there is no provider bill); a failed line (an HTTP status other than 200) is written again up to
-``--max-retries`` times, as a direct request is retried, then ends ``api_error``; an invalid request
-(400, 413, 422) is final, as it is direct.
+(there is no provider bill), from whichever output file holds it; a failed line (an HTTP status other than
+200), counted only from the output of the file that holds the line now (or of a shard of it,
+``<stage>-<n>.<anything>.out.jsonl``), is written again up to ``--max-retries`` times, as a direct
+request is retried, then ends ``api_error``; an invalid request (400, 413, 422) is final, as it is direct.
 
 **The cap.** Under ``--max-usd`` each line's worst case (its prompt at the byte bound, its reply at
 ``max_tokens``, at the direct price) is reserved when it is written; a line the cap cannot cover is not
@@ -156,10 +157,8 @@ class BatchFiles:
                     known = self.cache.batch_line(result["custom_id"]) is not None
                     counts["again" if known else "unknown"] += 1
                     continue
-                if not _answered(result) and line["input_file"] != input_name(path.name):
-                    counts["again"] += (
-                        1  # a failure of an earlier file, already counted: the line is elsewhere
-                    )
+                if not _answered(result) and not _own(path.name, line["input_file"]):
+                    counts["again"] += 1  # a failure of an earlier file, counted then: the line is elsewhere
                     continue
                 self._settle(pending.pop(result["custom_id"]), result)
                 counts["imported"] += 1
@@ -309,9 +308,11 @@ def output_name(input_name: str) -> str:
     return input_name[: -len(".jsonl")] + OUT_SUFFIX
 
 
-def input_name(output: str) -> str:
-    """``round1-1.out.jsonl`` -> ``round1-1.jsonl``."""
-    return output[: -len(OUT_SUFFIX)] + ".jsonl"
+def _own(output: str, input_file: str) -> bool:
+    """Whether ``output`` answers ``input_file``: its output (``round1-1.out.jsonl`` for ``round1-1.jsonl``)
+    or a shard's (``round1-1.<anything>.out.jsonl``)."""
+    stem = input_file[: -len(".jsonl")]
+    return output == stem + OUT_SUFFIX or output.startswith(stem + ".")
 
 
 def _answered(result: dict[str, Any]) -> bool:

@@ -162,6 +162,26 @@ def test_an_output_file_cut_short_is_reported_and_its_missing_lines_written_agai
     assert states(files).keys() == {"answered"} and len(files.cache) == 4
 
 
+def test_shards_of_a_file_are_imported_from_any_output_name(tmp_path):
+    files = files_of(tmp_path, 4)
+    files.write()
+    folder = tmp_path / "files"
+    lines = (folder / "round1-1.jsonl").read_text().splitlines(keepends=True)
+    for shard, part in enumerate((lines[:2], lines[2:])):  # split -n l/2 -d: two shards on two nodes
+        (folder / f"round1-1.shard-0{shard}.jsonl").write_text("".join(part))
+    shard = str(folder / "round1-1.shard-00")
+    assert run_batch(["-i", shard + ".jsonl", "-o", shard + ".out.jsonl", "--model", MODEL]) == 0
+    reports: list[str] = []
+    files.log = reports.append
+    files.import_outputs()
+    assert reports == ["batch files: 2 answers imported"]  # nothing missing: round1-1.out.jsonl is not there
+    assert files.waiting() == [("round1-1.jsonl", MODEL, 2)] and files.write() == []
+    shard = str(folder / "round1-1.shard-01")
+    assert run_batch(["-i", shard + ".jsonl", "-o", shard + ".out.jsonl", "--model", MODEL]) == 0
+    files.import_outputs()
+    assert states(files).keys() == {"answered"} and files.waiting() == []
+
+
 def test_failed_lines_are_written_again_up_to_the_retries_and_invalid_ones_are_final(tmp_path):
     files = files_of(tmp_path, 3, retries=1)
     files.write()
@@ -240,3 +260,65 @@ def test_the_offline_runner_writes_vllms_output_format(tmp_path):
     source.write_text(json.dumps(requests[0]) + "\n{not json\n")
     assert run_batch(["-i", str(source), "-o", str(out), "--model", MODEL]) == 1  # as vLLM: the run ends
     assert ids(out) == ["a"]
+
+
+# ---------------------------------------------------------------------- evaluations, rounds
+
+
+def until_done(cmd: list[str], files: Path, *runner: str, most: int = 12) -> tuple[list[int], list[str]]:
+    """``cmd`` again and again, the fake's runner over the new files between: exit codes, files run."""
+    codes, ran = [], []
+    for _ in range(most):
+        result = run_here(cmd)
+        codes.append(result.returncode)
+        if result.returncode != EXIT_CODE:
+            assert result.returncode == 0, result.stderr[-3000:]
+            break
+        ran += run_files(files, *runner)
+    return codes, ran
+
+
+@pytest.mark.slow  # about 25 s
+def test_an_evaluation_with_its_judge_in_batch_files_scores_as_a_direct_one(tmp_path):
+    from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
+
+    def evaluate(out: Path, *extra: str) -> list[str]:
+        roles = ["--student-model", MODEL, "--student-base-url", server.base_url, "--judge-model", MODEL,
+                 "--judge-base-url", server.base_url]  # fmt: skip
+        sizes = ["--k", "2", "--setting", "held-out", "--n", "4", "--generations", "2"]
+        return ["eval", *roles, *sizes, "--out", str(out), *extra]
+
+    with FakeOpenAIServer(responder=SkillMixResponder(seed=9, accept_rate=0.5)) as server:
+        assert run_here(evaluate(tmp_path / "direct")).returncode == 0
+        sent = server.count(path="/v1/chat/completions")
+        files = tmp_path / "files"
+        cmd = evaluate(tmp_path / "filed", "--judge-batch", "--batch-files", str(files))
+        codes, ran = until_done(cmd, files, "--seed", "9", "--accept-rate", "0.5")
+        assert server.count(path="/v1/chat/completions") - sent == 4 * 2 * 2  # the student's rounds alone
+    assert codes == [EXIT_CODE, 0] and ran == ["grade-1.jsonl"]
+    results = [
+        json.loads((tmp_path / name / "results.json").read_text())["results"] for name in ("direct", "filed")
+    ]
+    assert results[0] == results[1]
+
+
+@pytest.mark.slow  # about 60 s
+def test_target_accepted_rounds_each_get_their_own_files(tmp_path):
+    from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
+
+    sizes = ["--k", "2", "--target-accepted", "3"]
+    with FakeOpenAIServer(responder=SkillMixResponder(seed=5, accept_rate=0.2)) as server:
+        from cli_runs import dataset_cmd
+
+        assert run_here(dataset_cmd(server, tmp_path / "direct", *sizes)).returncode == 0
+    files = tmp_path / "files"
+    cmd = ["dataset", "--out", str(tmp_path / "out"), "--teacher-model", MODEL, "--teacher-base-url", NOWHERE,
+           *sizes, "--batch-files", str(files)]  # fmt: skip
+    codes, ran = until_done(cmd, files, "--seed", "5", "--accept-rate", "0.2")
+    assert (
+        codes[-1] == 0 and "round1-2.jsonl" in ran and "grade-2.jsonl" in ran
+    )  # a second round, its own files
+    assert rows(tmp_path / "out") == rows(tmp_path / "direct")
+    kept = pq.read_table(tmp_path / "out" / json.loads((tmp_path / "out" / "manifest.json").read_text())
+                         ["configs"]["k2"]["path"]).num_rows  # fmt: skip
+    assert kept == 3
