@@ -62,8 +62,9 @@ def run_eval(config: EvalConfig, out: str | Path, log: Log = print) -> dict[str,
     )
     drawn = seed_source(config, log)
     prices = load_prices(config)
-    student = prepare_student(config.student)  # refuses what cannot be loaded or reached, starts nothing
-    judge = resolve_judge(config.judge, None, hint=" (or give --judge-base-url)")
+    keyless = config.file_roles()  # roles whose requests go to batch files need no key
+    student = prepare_student(config.student, keyless="student" in keyless)  # refuses, starts nothing
+    judge = resolve_judge(config.judge, None, hint=" (or give --judge-base-url)", keyless="judge" in keyless)
     if student.resolved is None and config.batch_files is not None and config.student.batch:
         raise ConfigError(f"--batch-files: the student {student.describe()} runs here; batch only the judge "
                           "(--judge-batch --batch-files DIR)")  # fmt: skip

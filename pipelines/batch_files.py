@@ -73,13 +73,23 @@ def check_file_role(model: Any) -> None:
 
 
 def plan_line(config: Any, models: tuple[Any, ...]) -> str:
-    """The plan's line for a run with batch files."""
+    """The plan's line for a run with batch files (``skillmix dataset --dry-run`` and every run's start)."""
     roles = [m.role for m in models if config.settings_of(m.role).batch]
     return (
         f"  batch files: the {' and '.join(roles)} requests are written to {config.batch_files} as OpenAI "
-        f"batch JSONL (<stage>-<n>.jsonl, one model per file, up to {MAX_REQUESTS:,} lines); the run stops "
-        f"after each stage with exit code {EXIT_CODE} until each file's <stage>-<n>{OUT_SUFFIX} is there; "
-        "priced as direct requests from the price table (no provider bill)"
+        f"batch JSONL (<stage>-<n>.jsonl, one model per file, up to {MAX_REQUESTS:,} lines);\n"
+        f"    the run stops after each stage with exit code {EXIT_CODE} until each file's "
+        f"<stage>-<n>{OUT_SUFFIX} is there; priced as direct requests from the price table (no provider bill)"
+    )
+
+
+def files_note(config: Any) -> str:
+    """The experiment plan's note for a stage with batch files (``skillmix experiment run FILE --plan``)."""
+    roles = [role for role in ("generator", "judge") if getattr(config, role).batch]
+    named = " and ".join("judge" if role == "judge" else "teacher/student" for role in roles)
+    return (
+        f"the {named} requests to batch files in {config.batch_files} (exit code {EXIT_CODE} after each "
+        "stage; priced as direct)"
     )
 
 

@@ -135,6 +135,13 @@ class ProtocolConfig(BaseModel):
         """The model in the first seat: it writes the texts the judge grades."""
         raise NotImplementedError
 
+    def file_roles(self) -> frozenset[str]:
+        """The roles whose requests go to batch files (``--batch-files``): no server or key is needed."""
+        if self.batch_files is None:
+            return frozenset()
+        roles = {"judge": self.judge.batch, "teacher": self.generator.batch, "student": self.generator.batch}
+        return frozenset(role for role, batched in roles.items() if batched)
+
     def batch_priced(self, role: str) -> bool:
         """Whether ``role``'s requests are billed at a provider's batch price: batched through a batch API
         (batch files have no provider bill: their lines are priced as direct ones, from the price table)."""

@@ -64,9 +64,13 @@ def test_a_dataset_built_through_batch_files_equals_the_direct_one(tmp_path, bui
 
 
 def test_the_plan_prints_the_batch_files_case(tmp_path):
-    result = run_here(["dataset", "--dry-run", "--teacher-model", MODEL, "--teacher-base-url", NOWHERE,
-                       "--k", "2", "--n", "2", "--batch-files", str(tmp_path / "files")])  # fmt: skip
+    # no base URL and no key (run_here unsets OPENAI_API_KEY): a role in files needs neither
+    result = run_here(["dataset", "--dry-run", "--teacher-model", MODEL, "--k", "2", "--n", "2",
+                       "--batch-files", str(tmp_path / "files")])  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert (
+        run_here(["dataset", "--dry-run", "--teacher-model", MODEL]).returncode == 2
+    )  # direct: it needs one
     assert "batch files: the teacher and judge requests are written to" in result.stderr
     assert f"exit code {EXIT_CODE}" in result.stderr and "priced as direct requests" in result.stderr
     assert "batched: the figures above are at the batch price" not in result.stderr
@@ -322,3 +326,24 @@ def test_target_accepted_rounds_each_get_their_own_files(tmp_path):
     kept = pq.read_table(tmp_path / "out" / json.loads((tmp_path / "out" / "manifest.json").read_text())
                          ["configs"]["k2"]["path"]).num_rows  # fmt: skip
     assert kept == 3
+
+
+def test_the_experiment_plan_prints_the_batch_files_case(tmp_path, monkeypatch):
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the smoke experiment names its recipes from the repository's root
+    data = yaml.safe_load((root / "experiments" / "smoke.yaml").read_text())
+    teacher = {"model": MODEL, "base_url": NOWHERE}
+    data["dataset"]["settings"].update(teacher=teacher, batch_files=str(tmp_path / "files"))
+    (tmp_path / "files.yaml").write_text(yaml.safe_dump(data))
+    plan = run_here(
+        ["experiment", "run", str(tmp_path / "files.yaml"), "--plan", "--out", str(tmp_path / "runs")]
+    )
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    dataset = next(line for line in plan.stdout.splitlines() if line.split()[0] == "dataset")
+    assert f"the teacher/student and judge requests to batch files in {tmp_path / 'files'}" in dataset
+    assert f"exit code {EXIT_CODE}" in dataset
+    evaluation = [line for line in plan.stdout.splitlines() if line.split()[0].startswith("eval/")]
+    assert evaluation and not any("batch files" in line for line in evaluation)  # the dataset's own folder
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "files").exists()
