@@ -47,6 +47,7 @@ from skillmix.statuses import FINAL, INVALID_REQUEST_HTTP
 EXIT_CODE = 75  # the same as skillmix.errors.EXIT_OUTSIDE_WORK
 OUT_SUFFIX = ".out.jsonl"
 MARKER = "skillmix-batch-files.json"  # the run that owns DIR (its run tag and output folder)
+WHOLE = float("inf")  # what a line's result draws from its reservation: all of it (one line's own)
 _NAME = re.compile(r"^(?P<stage>[a-z0-9_]+)-(?P<n>\d+)(?:\.out)?\.jsonl$")
 
 Log = Callable[[str], None]
@@ -109,13 +110,16 @@ def run_batch_files(driver: Any, rows: list[dict[str, Any]]) -> list[dict[str, A
     try:
         files.claim(driver.folder.path)
         files.import_outputs()
-        produced = run_pipeline(config, rows, driver.models, driver.folder.work, None, driver.guard)
-        written = files.write()
-        waiting = files.waiting()
-        if waiting:
-            raise OutsideWork(files.instructions(written, waiting))
-        driver.batch_stats = files.stats
-        return produced
+        while True:
+            produced = run_pipeline(config, rows, driver.models, driver.folder.work, None, driver.guard)
+            wanted = files.wanted()
+            written = files.write(wanted)
+            waiting = files.waiting()
+            if waiting:
+                raise OutsideWork(files.instructions(written, waiting))
+            if not wanted:  # else the cap refused every line wanted: once more, those rows end budget
+                driver.batch_stats = files.stats
+                return produced
     finally:
         files.close()
 
@@ -191,52 +195,52 @@ class BatchFiles:
         return missing
 
     def _settle(self, line: dict[str, Any], result: dict[str, Any]) -> None:
-        """One output line into the cache, as a direct answer would be stored, or the line sent again."""
-        key, body, status = line["key"], result.get("body"), result.get("status")
-        reservation = f"files:{key}"
+        """One output line into the cache, as a direct answer would be stored, or the line sent again;
+        each in one transaction (a kill during the import leaves a line imported or not, never half)."""
+        key, status = line["key"], result.get("status")
         if _answered(result):
             model = line["endpoint"]["model"]
-            completion = completion_from(body)
+            completion = completion_from(result["body"])
             completion.model = model
             usd = self.prices.cost(model, completion.input_tokens, completion.output_tokens)
             completion.cost_usd = completion.paid_usd = usd
             spend = (key, model, completion.input_tokens, completion.output_tokens, usd)
-            self.cache.settle(reservation, self._worst(line), spend)
-            if completion.status in FINAL:
-                answer = {k: v for k, v in completion.to_dict().items() if k != "cached"}
-                self.cache.put(key, line["body"], answer)
-                self.cache.set_lines([key], "answered")
+            if completion.status not in FINAL:  # an empty reply: billed, and asked again as direct
+                self._fail(line, completion.error or completion.status, spend)
                 return
-            self._fail(line, completion.error or completion.status)
+            answer = {k: v for k, v in completion.to_dict().items() if k != "cached"}
+            self.cache.close_line(key, "answered", (f"files:{key}", WHOLE, spend), (line["body"], answer))
             return
-        self.cache.release(reservation)
         message = result.get("message") or f"HTTP {status}"
         if status in INVALID_REQUEST_HTTP:
             answer = {"text": None, "status": "invalid_request", "error": message,
                       "input_tokens": 0, "output_tokens": 0}  # fmt: skip
-            self.cache.put(key, line["body"], answer)
-            self.cache.set_lines([key], "answered")
+            self.cache.close_line(key, "answered", (f"files:{key}", WHOLE, None), (line["body"], answer))
             return
         self._fail(line, message)
 
-    def _fail(self, line: dict[str, Any], error: str) -> None:
+    def _fail(self, line: dict[str, Any], error: str, spend: tuple[Any, ...] | None = None) -> None:
         """A line that came back without an answer: written again, up to ``max_retries`` times."""
-        self.cache.release(f"files:{line['key']}")
         attempts = int(line["attempts"]) + 1
+        settle = (f"files:{line['key']}", WHOLE, spend)
         if attempts <= self.max_retries:
-            self.cache.set_lines([line["key"]], "wanted", attempts=attempts, error=error)
+            self.cache.close_line(line["key"], "wanted", settle, attempts=attempts, error=error)
             self.stats["retried"] += 1
         else:
-            self.cache.set_lines([line["key"]], "failed", error=f"{error} (after {attempts} batch files)")
+            error = f"{error} (after {attempts} batch files)"
+            self.cache.close_line(line["key"], "failed", settle, attempts=attempts, error=error)
             self.stats["failed"] += 1
 
     # ------------------------------------------------------------------ write
 
-    def write(self) -> list[tuple[str, str, int]]:
-        """Every wanted line into new input files (one stage and one model a file, within the limits);
-        returns ``(file name, model, lines)`` of each file written."""
+    def wanted(self) -> list[dict[str, Any]]:
+        return self.cache.batch_lines("state = 'wanted'")
+
+    def write(self, wanted: list[dict[str, Any]] | None = None) -> list[tuple[str, str, int]]:
+        """The ``wanted`` lines (default: every line wanted now) into new input files, one stage and one
+        model a file, within the limits; returns ``(file name, model, lines)`` of each file written."""
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for line in self.cache.batch_lines("state = 'wanted'"):
+        for line in self.wanted() if wanted is None else wanted:
             groups.setdefault((line["stage"] or "requests", line["endpoint"]["model"]), []).append(line)
         written: list[tuple[str, str, int]] = []
         last = self._last_numbers() if groups else {}

@@ -76,6 +76,19 @@ def test_the_plan_prints_the_batch_files_case(tmp_path):
     assert "batched: the figures above are at the batch price" not in result.stderr
 
 
+@pytest.mark.slow  # about 10 s: a money edge case
+def test_lines_the_cap_cannot_cover_are_not_written_and_their_rows_end_budget(tmp_path):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(f"{MODEL}: {{input: 1.0, output: 2.0}}\n")
+    files = tmp_path / "files"
+    cap = ["--prices", str(prices), "--max-usd", "0.0001"]  # less than one line's worst case
+    result = run_here(["dataset", "--out", str(tmp_path / "out"), "--teacher-model", MODEL, "--k", "2",
+                       "--n", "2", *cap, "--batch-files", str(files)])  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]  # nothing to run elsewhere: the run ends
+    assert sorted(p.name for p in files.iterdir()) == ["skillmix-batch-files.json"]
+    assert {row["status"] for row in rows(tmp_path / "out").values()} == {"budget"}
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [

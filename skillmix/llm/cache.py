@@ -127,10 +127,7 @@ class RequestCache:
 
     def put(self, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
         with self._lock:
-            self._db().execute(
-                "INSERT OR REPLACE INTO responses (key, request, response, created) VALUES (?, ?, ?, ?)",
-                (key, json.dumps(request, ensure_ascii=False), json.dumps(response), time.time()),
-            )
+            _put(self._db(), key, request, response)
 
     def record_spend(self, key: str, model: str, input_tokens: int, output_tokens: int, usd: float) -> None:
         """One billed answer: a request answered twice (sent again after a crash) is billed twice."""
@@ -182,13 +179,7 @@ class RequestCache:
         """One request of ``rid`` is over: draw its ``worst`` from the reservation, record what it billed
         (``spend``: key, model, input tokens, output tokens, usd; None when nothing was billed)."""
         with self.transaction() as db:
-            if spend is not None:
-                key, *billed = spend
-                db.execute(
-                    "INSERT INTO spend VALUES (?, ?, ?, ?, ?, ?)", (_billing_id(key), *billed, time.time())
-                )
-            db.execute("UPDATE reservations SET usd = usd - ? WHERE id = ?", (worst, rid))
-            db.execute("DELETE FROM reservations WHERE id = ? AND usd <= ?", (rid, _EPSILON))
+            _settle(db, rid, worst, spend)
 
     def release(self, rid: str) -> None:
         """Give back what is left of ``rid``'s reservation (its row is done or will send nothing more)."""
@@ -273,10 +264,25 @@ class RequestCache:
 
     def set_lines(self, keys: list[str], state: str, **values: Any) -> None:
         """Move lines to ``state`` (with ``input_file``, ``batch_id``, ``error`` or ``attempts`` set)."""
-        sets = ", ".join(["state = ?", *(f"{name} = ?" for name in values)])
         with self.transaction() as db:
-            db.executemany(f"UPDATE batch_lines SET {sets} WHERE key = ?",
-                           [(state, *values.values(), key) for key in keys])  # fmt: skip
+            _set_lines(db, keys, state, values)
+
+    def close_line(
+        self,
+        key: str,
+        state: str,
+        settle: tuple[str, float, tuple[str, str, int, int, float] | None],
+        answer: tuple[dict[str, Any], dict[str, Any]] | None = None,
+        **values: Any,
+    ) -> None:
+        """One batch line's result in one transaction (a kill leaves all of it or none): its reservation
+        settled (``settle``: id, worst case, spend as :meth:`settle` takes them), its ``answer`` (request,
+        response) stored, the line moved to ``state`` (with ``values``, as :meth:`set_lines`)."""
+        with self.transaction() as db:
+            _settle(db, *settle)
+            if answer is not None:
+                _put(db, key, *answer)
+            _set_lines(db, [key], state, values)
 
     def record_batch(
         self, batch_id: str, input_file: str, endpoint: dict[str, Any], stage: str, lines: int
@@ -321,6 +327,30 @@ class RequestCache:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"])
+
+
+def _put(db: sqlite3.Connection, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO responses (key, request, response, created) VALUES (?, ?, ?, ?)",
+        (key, json.dumps(request, ensure_ascii=False), json.dumps(response), time.time()),
+    )
+
+
+def _settle(
+    db: sqlite3.Connection, rid: str, worst: float, spend: tuple[str, str, int, int, float] | None
+) -> None:
+    if spend is not None:
+        key, *billed = spend
+        db.execute("INSERT INTO spend VALUES (?, ?, ?, ?, ?, ?)", (_billing_id(key), *billed, time.time()))
+    db.execute("UPDATE reservations SET usd = usd - ? WHERE id = ?", (worst, rid))
+    db.execute("DELETE FROM reservations WHERE id = ? AND usd <= ?", (rid, _EPSILON))
+
+
+def _set_lines(db: sqlite3.Connection, keys: list[str], state: str, values: dict[str, Any]) -> None:
+    sets = ", ".join(["state = ?", *(f"{name} = ?" for name in values)])
+    db.executemany(
+        f"UPDATE batch_lines SET {sets} WHERE key = ?", [(state, *values.values(), key) for key in keys]
+    )
 
 
 def _add_columns(db: sqlite3.Connection) -> None:
