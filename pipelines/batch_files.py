@@ -47,6 +47,7 @@ from skillmix.statuses import FINAL, INVALID_REQUEST_HTTP
 EXIT_CODE = 75  # the same as skillmix.errors.EXIT_OUTSIDE_WORK
 OUT_SUFFIX = ".out.jsonl"
 MARKER = "skillmix-batch-files.json"  # the run that owns DIR (its run tag and output folder)
+FOLDER_FILE = "batch_files"  # in the work folder: where the run's batch files are (DIR)
 WHOLE = float("inf")  # what a line's result draws from its reservation: all of it (one line's own)
 _NAME = re.compile(r"^(?P<stage>[a-z0-9_]+)-(?P<n>\d+)(?:\.out)?\.jsonl$")
 
@@ -109,6 +110,13 @@ def run_batch_files(driver: Any, rows: list[dict[str, Any]]) -> list[dict[str, A
     )  # fmt: skip
     try:
         files.claim(driver.folder.path)
+        in_flight = files.cache.batch_lines("state IN ('uploading', 'submitted')")
+        if in_flight:  # paid work at a provider: sent again into files, it would be paid twice
+            raise ConfigError(
+                f"--batch-files: {driver.folder.path} has {len(in_flight)} requests in batches at a provider "
+                "(sent with --teacher-batch/--judge-batch): run the same command without --batch-files to "
+                f"collect them, or cancel them first (skillmix batches cancel {driver.folder.path})"
+            )
         files.import_outputs()
         while True:
             produced = run_pipeline(config, rows, driver.models, driver.folder.work, None, driver.guard)
@@ -122,6 +130,28 @@ def run_batch_files(driver: Any, rows: list[dict[str, Any]]) -> list[dict[str, A
                 return produced
     finally:
         files.close()
+
+
+def unwritten(work: Path, log: Log) -> None:
+    """A batched run through a batch API (no ``--batch-files``): the lines an earlier run wrote to batch
+    files and never imported go back to ``wanted``, sent through the API now (said in one line)."""
+    cache = RequestCache(work / CACHE_FILE)
+    try:
+        written = cache.batch_lines("state = 'written'")
+        if written:
+            folder = (
+                (work / FOLDER_FILE).read_text(encoding="utf-8").strip()
+                if (work / FOLDER_FILE).is_file()
+                else "?"
+            )
+            for line in written:  # each one's reservation given back: the batch API reserves its own
+                cache.close_line(line["key"], "wanted", (f"files:{line['key']}", WHOLE, None))
+            log(
+                f"{len(written)} requests written to batch files in {folder} and never imported are sent "
+                "through the batch API instead (outputs put there later are not read)"
+            )
+    finally:
+        cache.close()
 
 
 class BatchFiles:
@@ -141,6 +171,7 @@ class BatchFiles:
     def claim(self, out: Path) -> None:
         """Take ``folder`` for this run (made if new); another run's batch files folder is refused."""
         tag = run_tag(self.work)
+        (self.work / FOLDER_FILE).write_text(f"{self.folder.resolve()}\n", encoding="utf-8")
         marker = self.folder / MARKER
         if marker.is_file():
             owner = json.loads(marker.read_text(encoding="utf-8"))

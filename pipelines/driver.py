@@ -142,13 +142,13 @@ class Driver:
     def run_batched(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Batch mode (:mod:`skillmix.pipelines.batches`): pass after pass, each sending what the rows
         still need as batches, until a pass needs nothing; its rows are the run's."""
+        from skillmix.pipelines.batch_files import run_batch_files, unwritten
         from skillmix.pipelines.batches import Batcher
         from skillmix.pipelines.interrupt import Interrupted
 
         if self.config.batch_files is not None:  # the requests go to files for any engine, not to an API
-            from skillmix.pipelines.batch_files import run_batch_files
-
             return run_batch_files(self, rows)
+        unwritten(self.folder.work, self.log)  # lines left in batch files by an earlier run: to the API now
         batcher = Batcher(self.folder.work, self.prices, self.config.client.max_usd,
                           self.config.client.max_retries, self.log)  # fmt: skip
         try:

@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from cli_runs import run_here
 
+from skillmix.config import ConfigError
 from skillmix.llm.cache import RequestCache, request_key
 from skillmix.llm.prices import PriceTable, token_bound
-from skillmix.pipelines.batch_files import EXIT_CODE, BatchFiles, read_output
+from skillmix.pipelines.batch_files import EXIT_CODE, BatchFiles, read_output, run_batch_files, unwritten
 from skillmix.testing.fake_openai.run_batch import main as run_batch
 
 MODEL = "fake-teacher"
@@ -242,6 +243,46 @@ def test_another_runs_folder_is_refused(tmp_path):
     other = BatchFiles(tmp_path / "other", tmp_path / "files", PriceTable(), None, 1, log=print)
     with pytest.raises(Exception, match="holds the batch files of another run"):
         other.claim(tmp_path / "out2")
+
+
+def test_a_run_through_the_batch_api_sends_what_the_files_never_answered(tmp_path):
+    files = files_of(tmp_path, 3, cap=1.0)
+    files.write()
+    assert files.cache.reserved_usd() > 0
+    said: list[str] = []
+    unwritten(tmp_path / "work", said.append)
+    assert states(files).keys() == {"wanted"} and files.cache.reserved_usd() == 0
+    folder = (tmp_path / "files").resolve()
+    assert said == [f"3 requests written to batch files in {folder} and never imported are sent through the "
+                    "batch API instead (outputs put there later are not read)"]  # fmt: skip
+
+
+def test_batch_files_are_refused_while_batches_are_in_flight_at_a_provider(tmp_path):
+    from types import SimpleNamespace
+
+    files = files_of(tmp_path, 2)
+    key = files.cache.batch_lines()[0]["key"]
+    files.cache.set_lines([key], "submitted", batch_id="batch_1")
+    unbatched = SimpleNamespace(batch=False)
+    config = SimpleNamespace(batch_files=str(tmp_path / "files"), settings_of=lambda role: unbatched,
+                             client=SimpleNamespace(max_usd=None, max_retries=1))  # fmt: skip
+    folder = SimpleNamespace(work=tmp_path / "work", path=tmp_path / "out")
+    driver = SimpleNamespace(config=config, models=(), folder=folder, prices=PriceTable(), log=print)
+    with pytest.raises(
+        ConfigError, match=r"has 1 requests in batches at a provider .*\(skillmix batches cancel"
+    ):
+        run_batch_files(driver, [])
+
+
+def test_a_line_holding_unicode_line_separators_goes_through_whole(tmp_path):
+    files = files_of(tmp_path, 0)
+    endpoint = {"model": MODEL, "base_url": NOWHERE, "api_key_env": "OPENAI_API_KEY"}
+    odd = {**body(0), "messages": [{"role": "user", "content": "one\u2028two\u2029three\x85four\rfive"}]}
+    files.cache.want("k-odd", endpoint, odd, 0.0, "grade")
+    assert files.write() == [("grade-1.jsonl", MODEL, 1)]
+    run_files(tmp_path / "files")
+    files.import_outputs()
+    assert files.cache.get("k-odd")["status"] == "ok" and states(files).keys() == {"answered"}
 
 
 # ---------------------------------------------------------------------- the fake's offline runner
