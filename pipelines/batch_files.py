@@ -298,10 +298,11 @@ class BatchFiles:
         """The lines the cap covers (each one's worst case reserved); the others end ``refused``."""
         if self.cap is None:
             return lines
-        cap = self.cap
-        kept = [line for line in lines if self.cache.reserve(f"files:{line['key']}", self._worst(line), cap)]
-        kept_keys = {line["key"] for line in kept}
-        refused = [line["key"] for line in lines if line["key"] not in kept_keys]
+        held = self.cache.reserve_many(
+            [(f"files:{line['key']}", self._worst(line)) for line in lines], self.cap
+        )
+        kept = [line for line in lines if f"files:{line['key']}" in held]
+        refused = [line["key"] for line in lines if f"files:{line['key']}" not in held]
         if refused:
             error = f"spending limit of ${self.cap:.2f}: not written to a batch file"
             self.cache.set_lines(refused, "refused", error=error)

@@ -175,6 +175,24 @@ class RequestCache:
             db.execute("INSERT INTO reservations VALUES (?, ?, ?, ?)", (rid, usd, os.getpid(), time.time()))
             return True
 
+    def reserve_many(self, items: list[tuple[str, float]], cap: float) -> set[str]:
+        """:meth:`reserve` for each ``(rid, usd)`` in order, in one transaction (many batch lines at once);
+        returns the ids held."""
+        with self.transaction() as db:
+            committed = _committed(db)
+            held = {rid for (rid,) in db.execute("SELECT id FROM reservations")}
+            out = set()
+            for rid, usd in items:
+                if rid not in held:
+                    if committed + usd > cap + _EPSILON:
+                        continue
+                    db.execute(
+                        "INSERT INTO reservations VALUES (?, ?, ?, ?)", (rid, usd, os.getpid(), time.time())
+                    )
+                    committed += usd
+                out.add(rid)
+            return out
+
     def settle(self, rid: str, worst: float, spend: tuple[str, str, int, int, float] | None) -> None:
         """One request of ``rid`` is over: draw its ``worst`` from the reservation, record what it billed
         (``spend``: key, model, input tokens, output tokens, usd; None when nothing was billed)."""
