@@ -21,6 +21,8 @@ lines are written again into the next file. An answer is billed from the price t
 ``<stage>-<n>.<anything>.out.jsonl``), is written again up to ``--max-retries`` times, as a direct
 request is retried, then ends ``api_error``; an invalid request (400, 413, 422) is final, as it is direct.
 
+The file format (names, output lines in OpenAI's and vLLM's forms) is :mod:`skillmix.llm.batch_files`.
+
 **The cap.** Under ``--max-usd`` each line's worst case (its prompt at the byte bound, its reply at
 ``max_tokens``, at the direct price) is reserved when it is written; a line the cap cannot cover is not
 written and ends ``budget``.
@@ -29,8 +31,6 @@ written and ends ``budget``.
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,16 @@ from typing import Any
 from skillmix.config import ConfigError
 from skillmix.dataset_folder.layout import CACHE_FILE
 from skillmix.llm.batch import MAX_REQUESTS, chunks, request_line
+from skillmix.llm.batch_files import (
+    FILE_NAME,
+    OUT_SUFFIX,
+    answered,
+    file_order,
+    output_name,
+    owns,
+    read_output,
+    write_atomic,
+)
 from skillmix.llm.cache import RequestCache
 from skillmix.llm.client import completion_from
 from skillmix.llm.prices import PriceTable, token_bound
@@ -45,11 +55,9 @@ from skillmix.pipelines.batches import run_tag
 from skillmix.statuses import FINAL, INVALID_REQUEST_HTTP
 
 EXIT_CODE = 75  # the same as skillmix.errors.EXIT_OUTSIDE_WORK
-OUT_SUFFIX = ".out.jsonl"
 MARKER = "skillmix-batch-files.json"  # the run that owns DIR (its run tag and output folder)
 FOLDER_FILE = "batch_files"  # in the work folder: where the run's batch files are (DIR)
 WHOLE = float("inf")  # what a line's result draws from its reservation: all of it (one line's own)
-_NAME = re.compile(r"^(?P<stage>[a-z0-9_]+)-(?P<n>\d+)(?:\.out)?\.jsonl$")
 
 Log = Callable[[str], None]
 
@@ -109,14 +117,14 @@ def run_batch_files(driver: Any, rows: list[dict[str, Any]]) -> list[dict[str, A
         config.client.max_retries, driver.log,
     )  # fmt: skip
     try:
-        files.claim(driver.folder.path)
         in_flight = files.cache.batch_lines("state IN ('uploading', 'submitted')")
         if in_flight:  # paid work at a provider: sent again into files, it would be paid twice
             raise ConfigError(
                 f"--batch-files: {driver.folder.path} has {len(in_flight)} requests in batches at a provider "
                 "(sent with --teacher-batch/--judge-batch): run the same command without --batch-files to "
-                f"collect them, or cancel them first (skillmix batches cancel {driver.folder.path})"
+                f"collect them (after skillmix batches cancel {driver.folder.path}, to stop waiting for them)"
             )
+        files.claim(driver.folder.path)
         files.import_outputs()
         while True:
             produced = run_pipeline(config, rows, driver.models, driver.folder.work, None, driver.guard)
@@ -182,7 +190,7 @@ class BatchFiles:
                 )
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(marker, json.dumps({"run_tag": tag, "out": str(out)}).encode() + b"\n")
+        write_atomic(marker, json.dumps({"run_tag": tag, "out": str(out)}).encode() + b"\n")
 
     # ------------------------------------------------------------------ import
 
@@ -202,7 +210,7 @@ class BatchFiles:
                     known = self.cache.batch_line(result["custom_id"]) is not None
                     counts["again" if known else "unknown"] += 1
                     continue
-                if not _answered(result) and not _own(path.name, line["input_file"]):
+                if not answered(result) and not owns(path.name, line["input_file"]):
                     counts["again"] += 1  # a failure of an earlier file, counted then: the line is elsewhere
                     continue
                 self._settle(pending.pop(result["custom_id"]), result)
@@ -229,7 +237,7 @@ class BatchFiles:
         """One output line into the cache, as a direct answer would be stored, or the line sent again;
         each in one transaction (a kill during the import leaves a line imported or not, never half)."""
         key, status = line["key"], result.get("status")
-        if _answered(result):
+        if answered(result):
             model = line["endpoint"]["model"]
             completion = completion_from(result["body"])
             completion.model = model
@@ -281,7 +289,7 @@ class BatchFiles:
             for part in chunks(encoded):
                 last[stage] = last.get(stage, 0) + 1
                 name = f"{stage}-{last[stage]}.jsonl"
-                _write_atomic(self.folder / name, b"".join(data for _, data in part))
+                write_atomic(self.folder / name, b"".join(data for _, data in part))
                 self.cache.set_lines([key for key, _ in part], "written", input_file=name)
                 written.append((name, model, len(part)))
         self.stats["files"] += len(written)
@@ -315,7 +323,7 @@ class BatchFiles:
         names = {line["input_file"] for line in self.cache.batch_lines("input_file LIKE '%.jsonl'")}
         last: dict[str, int] = {}
         for name in names | {path.name for path in self.folder.iterdir()}:
-            match = _NAME.match(name or "")
+            match = FILE_NAME.match(name or "")
             if match:
                 last[match["stage"]] = max(last.get(match["stage"], 0), int(match["n"]))
         return last
@@ -328,7 +336,7 @@ class BatchFiles:
         for line in self.cache.batch_lines("state = 'written'"):
             model, count = files.get(line["input_file"], (line["endpoint"]["model"], 0))
             files[line["input_file"]] = (model, count + 1)
-        return [(name, model, count) for name, (model, count) in sorted(files.items(), key=_order)]
+        return [(name, model, count) for name, (model, count) in sorted(files.items(), key=file_order)]
 
     def instructions(self, written: list[tuple[str, str, int]], waiting: list[tuple[str, str, int]]) -> str:
         """What :class:`OutsideWork` says: the files to run, each as a ``vllm run-batch`` command."""
@@ -349,57 +357,6 @@ class BatchFiles:
         return "\n".join(lines)
 
 
-def output_name(input_name: str) -> str:
-    """``round1-1.jsonl`` -> ``round1-1.out.jsonl``."""
-    return input_name[: -len(".jsonl")] + OUT_SUFFIX
-
-
-def _own(output: str, input_file: str) -> bool:
-    """Whether ``output`` answers ``input_file``: its output (``round1-1.out.jsonl`` for ``round1-1.jsonl``)
-    or a shard's (``round1-1.<anything>.out.jsonl``)."""
-    stem = input_file[: -len(".jsonl")]
-    return output == stem + OUT_SUFFIX or output.startswith(stem + ".")
-
-
-def _answered(result: dict[str, Any]) -> bool:
-    """An output line with an answer (HTTP 200 and a body): taken from whichever file holds it."""
-    return result.get("status") == 200 and isinstance(result.get("body"), dict)
-
-
-def read_output(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
-    """The lines of an output file (OpenAI's output and error files, ``vllm run-batch``'s output), split
-    on ``\\n`` only: ``(line number, {custom_id, status, body, message})``, or a bad line's reason."""
-    out: list[tuple[int, dict[str, Any] | str]] = []
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), 1):
-        if not raw.strip():
-            continue
-        try:
-            line = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            out.append((number, "not a JSON line (cut short?)"))
-            continue
-        if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
-            out.append((number, "no custom_id"))
-            continue
-        response = line.get("response") if isinstance(line.get("response"), dict) else {}
-        error = line.get("error")
-        message = _message(error) or _message(response.get("body"))
-        status = response.get("status_code") if isinstance(response.get("status_code"), int) else None
-        out.append((number, {"custom_id": line["custom_id"], "status": status, "body": response.get("body"),
-                             "message": message}))  # fmt: skip
-    return out
-
-
-def _message(error: Any) -> str | None:
-    """The message of an error (a string, ``{"message"}``, or ``{"error": {"message"}}``)."""
-    if isinstance(error, str):
-        return error
-    if isinstance(error, dict):
-        inner = error.get("error") if isinstance(error.get("error"), dict) else error
-        return str(inner.get("message")) if inner.get("message") else None
-    return None
-
-
 def _import_report(counts: dict[str, int], bad: list[str], missing: dict[str, int]) -> str:
     parts = [f"batch files: {counts['imported']} answers imported"]
     if counts["again"]:
@@ -416,18 +373,3 @@ def _import_report(counts: dict[str, int], bad: list[str], missing: dict[str, in
             "they are written again"
         )
     return text
-
-
-def _order(item: tuple[str, tuple[str, int]]) -> tuple[str, int]:
-    match = _NAME.match(item[0])
-    return (match["stage"], int(match["n"])) if match else (item[0], 0)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """``data`` into ``path`` whole or not at all (a temporary file renamed over it)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

@@ -269,7 +269,7 @@ def test_batch_files_are_refused_while_batches_are_in_flight_at_a_provider(tmp_p
     folder = SimpleNamespace(work=tmp_path / "work", path=tmp_path / "out")
     driver = SimpleNamespace(config=config, models=(), folder=folder, prices=PriceTable(), log=print)
     with pytest.raises(
-        ConfigError, match=r"has 1 requests in batches at a provider .*\(skillmix batches cancel"
+        ConfigError, match=r"has 1 requests in batches at a provider .*\(after skillmix batches cancel"
     ):
         run_batch_files(driver, [])
 
