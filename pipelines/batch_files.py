@@ -342,8 +342,8 @@ class BatchFiles:
         """What :class:`OutsideWork` says: the files to run, each as a ``vllm run-batch`` command."""
         new = {name for name, *_ in written}
         lines = [
-            f"waiting for batch files: {len(waiting)} input files in {self.folder} need their output "
-            f"({len(new)} written now). Run each with an engine that reads OpenAI batch files (on any "
+            f"waiting for batch files: {_count(len(waiting), 'input file')} in {self.folder} without "
+            f"output ({len(new)} written now). Run each with an engine that reads OpenAI batch files (on any "
             "machine; the output beside its input, named <stage>-<n>.out.jsonl), then run the same command "
             "again:"
         ]
@@ -358,7 +358,7 @@ class BatchFiles:
 
 
 def _import_report(counts: dict[str, int], bad: list[str], missing: dict[str, int]) -> str:
-    parts = [f"batch files: {counts['imported']} answers imported"]
+    parts = [f"batch files: {_count(counts['imported'], 'answer')} imported"]
     if counts["again"]:
         parts.append(f"{counts['again']} already imported (added nothing)")
     if counts["unknown"]:
@@ -366,10 +366,14 @@ def _import_report(counts: dict[str, int], bad: list[str], missing: dict[str, in
     text = ", ".join(parts)
     if bad:
         shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-        text += f"\n  {len(bad)} bad lines: {shown}"
+        text += f"\n  {_count(len(bad), 'bad line')}: {shown}"
     for name, count in missing.items():
         text += (
-            f"\n  {output_name(name)} lacks {count} lines of {name} (cut short, or its run stopped): "
-            "they are written again"
+            f"\n  {output_name(name)} lacks {_count(count, 'line')} of {name} (cut short, or its run "
+            "stopped): they are written again"
         )
     return text
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")

@@ -168,8 +168,8 @@ def test_an_output_file_cut_short_is_reported_and_its_missing_lines_written_agai
     reports: list[str] = []
     files.log = reports.append
     files.import_outputs()
-    assert "1 answers imported" in reports[0]
-    assert "1 bad lines: round1-1.out.jsonl line 2: not a JSON line (cut short?)" in reports[0]
+    assert "batch files: 1 answer imported" in reports[0]
+    assert "1 bad line: round1-1.out.jsonl line 2: not a JSON line (cut short?)" in reports[0]
     assert "round1-1.out.jsonl lacks 3 lines of round1-1.jsonl" in reports[0]
     missing = ids(tmp_path / "files" / "round1-1.jsonl")[1:]  # the output's order is the input's
     assert files.write() == [("round1-2.jsonl", MODEL, 3)]
