@@ -158,6 +158,28 @@ def test_importing_an_output_file_twice_adds_nothing(tmp_path):
     assert files.write() == [] and files.waiting() == []
 
 
+def test_an_import_stopped_half_way_bills_each_line_once(tmp_path, monkeypatch):
+    files = files_of(tmp_path, 4)
+    files.write()
+    run_files(tmp_path / "files")
+    real, calls = files.cache.close_line, []
+
+    def dying(*args, **kwargs):  # Ctrl-C while the third line is being imported
+        calls.append(args[0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(files.cache, "close_line", dying)
+    with pytest.raises(KeyboardInterrupt):
+        files.import_outputs()
+    monkeypatch.undo()
+    assert len(states(files)["answered"]) == 2 and len(states(files)["written"]) == 2
+    files.import_outputs()
+    assert states(files).keys() == {"answered"}
+    assert files.cache.spend_by_model()[MODEL]["requests"] == 4  # each line billed once, none twice
+
+
 def test_an_output_file_cut_short_is_reported_and_its_missing_lines_written_again(tmp_path):
     files = files_of(tmp_path, 4)
     files.write()
