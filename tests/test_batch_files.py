@@ -232,8 +232,12 @@ def test_failed_lines_are_written_again_up_to_the_retries_and_invalid_ones_are_f
               "error": {"error": {"message": "too long", "code": 400}}},
              {"custom_id": keys[2], "response": None,
               "error": {"code": "batch_expired", "message": "expired"}}]  # fmt: skip
+    lines.append({"custom_id": keys[0]})  # neither a response nor an error: a bad line, counted as none
     (tmp_path / "files" / "round1-1.out.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    reports: list[str] = []
+    files.log = reports.append
     files.import_outputs()
+    assert "1 bad line: round1-1.out.jsonl line 4: neither a response nor an error" in reports[0]
     assert sorted(states(files)["wanted"]) == sorted([keys[0], keys[2]])
     assert (
         files.cache.get(keys[1])["status"] == "invalid_request"

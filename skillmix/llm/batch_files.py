@@ -55,6 +55,9 @@ def read_output(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
             continue
         response = line.get("response") if isinstance(line.get("response"), dict) else {}
         error = line.get("error")
+        if not response and error is None:
+            out.append((number, "neither a response nor an error"))
+            continue
         message = error_message(error) or error_message(response.get("body"))
         status = response.get("status_code") if isinstance(response.get("status_code"), int) else None
         out.append((number, {"custom_id": line["custom_id"], "status": status, "body": response.get("body"),
