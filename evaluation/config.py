@@ -143,7 +143,8 @@ def shared_settings(path: str) -> dict[str, Any]:
         build(EvalConfig, data, f"config {path}")  # errors name the file and the key
         return data
     build(DatasetConfig, data, f"config {path}")
-    shared = {key: data[key] for key in ProtocolConfig.model_fields if key in data and key not in DRAWN}
+    apart = {*DRAWN, "batch_files"}  # the preset's draw, and its folder of batch files: the dataset's own
+    shared = {key: data[key] for key in ProtocolConfig.model_fields if key in data and key not in apart}
     teacher, judge = data.get("teacher") or {}, dict(data.get("judge") or {})
     model, url = judge_defaults(
         judge.get("model"), judge.get("base_url"), teacher.get("model"), teacher.get("base_url")

@@ -87,14 +87,17 @@ class Student:
             )
 
 
-def prepare_student(settings: StudentSettings, work_hint: Path | None = None) -> Student:
-    """Check the student can be loaded or reached (one ConfigError line if not); start nothing."""
+def prepare_student(
+    settings: StudentSettings, work_hint: Path | None = None, keyless: bool = False
+) -> Student:
+    """Check the student can be loaded or reached (one ConfigError line if not); start nothing.
+    ``keyless``: an API student's requests go to batch files (no key needed)."""
     kind = student_kind(settings)
     if kind == "api":
         assert settings.model is not None
         hint = " (give --student-base-url, or a local folder / org/model id to run it here)"
         who = f"student {settings.model!r}"
-        resolved = remote("student", settings.model, settings.base_url, settings.mode, hint, who)
+        resolved = remote("student", settings.model, settings.base_url, settings.mode, hint, who, keyless)
         return Student(kind, settings, settings.model, resolved=resolved)
     if kind == "embedded":
         from skillmix.llm.embedded import MODEL_NAME

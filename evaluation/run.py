@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from skillmix.catalog import load_catalog
+from skillmix.config import ConfigError
 from skillmix.evaluation.config import EvalConfig, dataset_draw
 from skillmix.evaluation.outputs import write_outputs
 from skillmix.evaluation.roles import Student, prepare_student
@@ -61,8 +62,12 @@ def run_eval(config: EvalConfig, out: str | Path, log: Log = print) -> dict[str,
     )
     drawn = seed_source(config, log)
     prices = load_prices(config)
-    student = prepare_student(config.student)  # refuses what cannot be loaded or reached, starts nothing
-    judge = resolve_judge(config.judge, None, hint=" (or give --judge-base-url)")
+    keyless = config.file_roles()  # roles whose requests go to batch files need no key
+    student = prepare_student(config.student, keyless="student" in keyless)  # refuses, starts nothing
+    judge = resolve_judge(config.judge, None, hint=" (or give --judge-base-url)", keyless="judge" in keyless)
+    if student.resolved is None and config.batch_files is not None and config.student.batch:
+        raise ConfigError(f"--batch-files: the student {student.describe()} runs here; batch only the judge "
+                          "(--judge-batch --batch-files DIR)")  # fmt: skip
     check_models(config, [m for m in (student.resolved, judge) if m is not None], prices)
     fingerprint = config.fingerprint(student.identity, judge.identity or judge.model)
     folder = claim(out, "evaluation", fingerprint, config.model_dump())

@@ -78,7 +78,7 @@ class RowCosts:
     def _cost(self, model: Any, prompt_tokens: float, output_tokens: float) -> float:
         if not model.priced:
             return 0.0
-        batch = self.config.settings_of(model.role).batch and not self.direct
+        batch = self.config.batch_priced(model.role) and not self.direct
         return self.prices.cost(model.model, int(prompt_tokens), int(output_tokens), batch=batch)
 
     def worst(self, row: dict[str, Any]) -> RowCost:

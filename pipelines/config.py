@@ -38,6 +38,7 @@ VOLATILE = (
     "batch_size",
     "preset",
     "pairing",
+    "batch_files",
 )
 
 
@@ -89,6 +90,11 @@ class ProtocolConfig(BaseModel):
     prices: str | None = Field(None, description="YAML/JSON price table overriding the built-in one")
     batch_size: int | None = Field(None, ge=1, description="rows per distilabel batch (none: one batch)")
     template_dir: str | None = Field(None, description="a folder of prompt templates replacing ours")
+    batch_files: str | None = Field(
+        None,
+        description="write the batched roles' requests (every role, if none is batched) as OpenAI batch "
+        "JSONL files in this folder for any engine to run, and stop (docs/batch.md)",
+    )
 
     @field_validator("k", mode="before")
     @classmethod
@@ -117,10 +123,29 @@ class ProtocolConfig(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _batch_files_roles(self) -> ProtocolConfig:
+        """``--batch-files`` with no role batched batches every role (the rest of the rule: docs/batch.md)."""
+        if self.batch_files is not None and not (self.generator.batch or self.judge.batch):
+            self.generator.batch = self.judge.batch = True
+        return self
+
     @property
     def generator(self) -> ModelSettings:
         """The model in the first seat: it writes the texts the judge grades."""
         raise NotImplementedError
+
+    def file_roles(self) -> frozenset[str]:
+        """The roles whose requests go to batch files (``--batch-files``): no server or key is needed."""
+        if self.batch_files is None:
+            return frozenset()
+        roles = {"judge": self.judge.batch, "teacher": self.generator.batch, "student": self.generator.batch}
+        return frozenset(role for role, batched in roles.items() if batched)
+
+    def batch_priced(self, role: str) -> bool:
+        """Whether ``role``'s requests are billed at a provider's batch price: batched through a batch API
+        (batch files have no provider bill: their lines are priced as direct ones, from the price table)."""
+        return self.settings_of(role).batch and self.batch_files is None
 
     @property
     def scoring_rules(self) -> ScoringRules:

@@ -34,7 +34,7 @@ def resolve_models(config: DatasetConfig, embedded_url: str | None = None) -> tu
         from skillmix.llm.embedded import MODEL_NAME
 
         embedded = (MODEL_NAME, embedded_url, f"embedded|{MODEL_NAME}")
-    return teacher_and_judge(config.teacher, config.judge, embedded)
+    return teacher_and_judge(config.teacher, config.judge, embedded, config.file_roles())
 
 
 def make_llm(

@@ -65,9 +65,15 @@ def check_models(
     """Refuse, by name, a model of unknown price under a cap and (``reach``) a server that does not answer."""
     for model in models:
         check_priced(config.client.max_usd, model, prices)
+        batched = config.settings_of(model.role).batch
+        if batched and config.batch_files is not None:  # its requests go to files: no server is asked
+            from skillmix.pipelines.batch_files import check_file_role
+
+            check_file_role(model)
+            continue
         if reach:
             check_reachable(model)
-        if config.settings_of(model.role).batch:
+        if batched:
             check_batchable(model, reach)
 
 
@@ -139,9 +145,13 @@ class Driver:
         """Batch mode (:mod:`skillmix.pipelines.batches`): pass after pass, each sending what the rows
         still need as batches, until a pass needs nothing; its rows are the run's."""
         from skillmix.llm.batch import BatchRefused
+        from skillmix.pipelines.batch_files import run_batch_files, unwritten
         from skillmix.pipelines.batches import Batcher
         from skillmix.pipelines.interrupt import Interrupted
 
+        if self.config.batch_files is not None:  # the requests go to files for any engine, not to an API
+            return run_batch_files(self, rows)
+        unwritten(self.folder.work, self.log)  # lines left in batch files by an earlier run: to the API now
         batcher = Batcher(self.folder.work, self.prices, self.config.client.max_usd,
                           self.config.client.max_retries, self.log)  # fmt: skip
         worst = None

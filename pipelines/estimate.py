@@ -34,7 +34,11 @@ def estimate(config: DatasetConfig, models: tuple[Any, ...], rows: list[Any], pr
         lines.append(f"  {model.role:<7} {model.describe()}: {price}")
     lines.append(f"  worst case ${worst:,.4f} (prompts at their byte bound, replies at max_tokens)")
     lines.append(f"  expected   ${expected:,.4f} (prompts at ~4 bytes a token, replies at half max_tokens)")
-    if config.generator.batch or config.judge.batch:
+    if config.batch_files is not None:
+        from skillmix.pipelines.batch_files import plan_line
+
+        lines.append(plan_line(config, models))
+    elif config.generator.batch or config.judge.batch:
         direct = RowCosts(config, models, prices, direct=True)
         lines.append(
             f"  batched: the figures above are at the batch price; sent one by one, worst case "

@@ -47,7 +47,8 @@ def run_dataset(
     prices = load_prices(config)
     embedded = uses_embedded(config)
     if embedded and (config.teacher.batch or config.judge.batch):
-        raise ConfigError("--teacher-batch/--judge-batch: the embedded model runs here and has no batch API")
+        flags = "--batch-files" if config.batch_files else "--teacher-batch/--judge-batch"
+        raise ConfigError(f"{flags}: the embedded model runs here and has no batch API")
     if embedded:
         config = embedded_judge(config)
     if not embedded:  # every check that can fail comes before the output folder is touched

@@ -136,6 +136,7 @@ class SkillMixLLM(AsyncLLM):
             prices,
             stop=functools.partial(stop_requested, self.cache_path and Path(self.cache_path).parent),
             batch=self.batch,
+            stage=self.stage,
         )
         if self.progress_path and self.stage and self.run_id:
             self._progress = ProgressLog(self.progress_path)

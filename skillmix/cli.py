@@ -17,9 +17,10 @@ An action is a nested subcommand (``skillmix review push``); ``skillmix eval`` a
 prefix of a flag for the flag (``allow_abbrev=False`` everywhere).
 
 Bad input ends with a one-line ``skillmix: error: ...`` on stderr and exit code 2, never a traceback; a run
-that could not finish (:data:`skillmix.errors.FAILED_RUN`) with one line and exit code 1. Only the project's
-own error types are bad input (:data:`skillmix.errors.BAD_INPUT`): any other exception (CUDA out of memory,
-an NCCL error, a bug) prints its traceback and exits with code 1.
+that could not finish (:data:`skillmix.errors.FAILED_RUN`) with one line and exit code 1; a run that
+stopped for batch files to be run elsewhere (``--batch-files``) with the commands to run and exit code 75.
+Only the project's own error types are bad input (:data:`skillmix.errors.BAD_INPUT`): any other exception
+(CUDA out of memory, an NCCL error, a bug) prints its traceback and exits with code 1.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from skillmix.catalog import CATEGORIES, Catalog, load_catalog
-from skillmix.errors import is_bad_input, is_failed_run
+from skillmix.errors import EXIT_OUTSIDE_WORK, is_bad_input, is_failed_run, is_outside_work
 from skillmix.sampling import SETTINGS, sample_combinations
 
 
@@ -359,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _error_exit(exc: Exception) -> int:
     """The exit code of a command that raised ``exc`` (see the module docstring), after saying why."""
+    if is_outside_work(exc):  # the batch files to run elsewhere, then the same command again
+        print(f"skillmix: {exc}", file=sys.stderr)
+        return EXIT_OUTSIDE_WORK
     if is_bad_input(exc) or is_failed_run(exc):
         print(f"skillmix: error: {exc}", file=sys.stderr)
         return 2 if is_bad_input(exc) else 1

@@ -37,6 +37,11 @@ FAILED_RUN: frozenset[str] = frozenset(
     }
 )
 
+# A run that stopped for work done outside it (the batch files it wrote, to be run by any engine): not a
+# failure, not bad input; exit code 75, sysexits.h's EX_TEMPFAIL ("the user is invited to retry").
+OUTSIDE_WORK: frozenset[str] = frozenset({"skillmix.pipelines.batch_files.OutsideWork"})
+EXIT_OUTSIDE_WORK = 75
+
 
 def _is(exc: BaseException, names: frozenset[str]) -> bool:
     return any(f"{cls.__module__}.{cls.__qualname__}" in names for cls in type(exc).__mro__)
@@ -50,3 +55,8 @@ def is_bad_input(exc: BaseException) -> bool:
 def is_failed_run(exc: BaseException) -> bool:
     """``exc`` is (a subclass of) one of the project's failed-run errors: one line, exit code 1."""
     return _is(exc, FAILED_RUN)
+
+
+def is_outside_work(exc: BaseException) -> bool:
+    """``exc`` stops a run for work outside it (:data:`OUTSIDE_WORK`): its message, exit code 75."""
+    return _is(exc, OUTSIDE_WORK)

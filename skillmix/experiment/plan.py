@@ -21,6 +21,8 @@ from typing import Any
 from skillmix.experiment.config import BASE
 from skillmix.experiment.stages import Ledger
 
+MORE_ROUNDS = " (more rounds under --target-accepted)"
+
 
 def plan_lines(experiment: Any) -> list[str]:
     from skillmix.pipelines.driver import load_prices
@@ -138,8 +140,17 @@ def _dataset(experiment: Any, prices: Any) -> dict[str, Any]:
         "requests": len(rows) * (2 + config.grader_runs),
         "worst": sum(costs.worst(row).total for row in rows),
         "expected": sum(costs.expected(row) for row in rows),
-        "note": "first round" + (" (more rounds under --target-accepted)" if config.target_accepted else ""),
+        "note": _with_files(config, "first round" + (MORE_ROUNDS if config.target_accepted else "")),
     }
+
+
+def _with_files(config: Any, note: str | None) -> str | None:
+    """``note``, and where the stage's requests go when they go to batch files (``batch_files``)."""
+    if config.batch_files is None:
+        return note
+    from skillmix.pipelines.batch_files import files_note
+
+    return "; ".join(part for part in (note, files_note(config)) if part)
 
 
 def _remote(generator: Any, judge: Any, role: str = "teacher", priced: bool = True) -> tuple[Any, Any]:
@@ -174,10 +185,13 @@ def _evaluation(experiment: Any, stage: Any, prices: Any) -> dict[str, Any]:
     g = config.generations
     return {
         "requests": len(combos) * g * (2 + config.grader_runs),
-        "note": None
-        if api
-        else f"{len(combos) * g * config.grader_runs:,} to the judge, the rest to the "
-        "student run here (not billed)",
+        "note": _with_files(
+            config,
+            None
+            if api
+            else f"{len(combos) * g * config.grader_runs:,} to the judge, the rest to the "
+            "student run here (not billed)",
+        ),
         "worst": g * sum(costs.worst(row).total for row in rows),
         "expected": g * sum(costs.expected(row) for row in rows),
     }

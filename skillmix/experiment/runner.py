@@ -128,10 +128,11 @@ class Experiment:
         from skillmix.pipelines.config import ProtocolConfig
 
         data = self.dataset.model_dump()
-        shared = {
-            key: data[key] for key in ProtocolConfig.model_fields if key not in DRAWN and key != "client"
-        }
+        apart = {*DRAWN, "client", "batch_files"}  # each run's own: its draw, its load, its batch files
+        shared = {key: data[key] for key in ProtocolConfig.model_fields if key not in apart}
         teacher, judge = data["teacher"], dict(data["judge"])
+        if data["batch_files"] is not None:  # the judge went to the dataset's files: the evaluation says
+            judge.pop("batch")  # its own
         model, url = judge_defaults(
             judge.get("model"), judge.get("base_url"), teacher.get("model"), teacher.get("base_url")
         )

@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS batch_lines (
     error TEXT,
     created REAL NOT NULL,
     reservation TEXT,
-    reserve_usd REAL
+    reserve_usd REAL,
+    stage TEXT
 );
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY,
@@ -119,7 +120,7 @@ class RequestCache:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
-            _add_columns(conn, "batch_lines", {"reservation": "TEXT", "reserve_usd": "REAL"})
+            _add_columns(conn, "batch_lines", {"reservation": "TEXT", "reserve_usd": "REAL", "stage": "TEXT"})
             self._conn = conn
         return self._conn
 
@@ -130,10 +131,7 @@ class RequestCache:
 
     def put(self, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
         with self._lock:
-            self._db().execute(
-                "INSERT OR REPLACE INTO responses (key, request, response, created) VALUES (?, ?, ?, ?)",
-                (key, json.dumps(request, ensure_ascii=False), json.dumps(response), time.time()),
-            )
+            _put(self._db(), key, request, response)
 
     def record_spend(self, key: str, model: str, input_tokens: int, output_tokens: int, usd: float) -> None:
         """One billed answer: a request answered twice (sent again after a crash) is billed twice."""
@@ -192,17 +190,29 @@ class RequestCache:
             db.execute("INSERT INTO reservations VALUES (?, ?, ?, ?)", (rid, usd, os.getpid(), time.time()))
             return True
 
+    def reserve_many(self, items: list[tuple[str, float]], cap: float) -> set[str]:
+        """:meth:`reserve` for each ``(rid, usd)`` in order, in one transaction (many batch lines at once);
+        returns the ids held."""
+        with self.transaction() as db:
+            committed = _committed(db)
+            held = {rid for (rid,) in db.execute("SELECT id FROM reservations")}
+            out = set()
+            for rid, usd in items:
+                if rid not in held:
+                    if committed + usd > cap + _EPSILON:
+                        continue
+                    db.execute(
+                        "INSERT INTO reservations VALUES (?, ?, ?, ?)", (rid, usd, os.getpid(), time.time())
+                    )
+                    committed += usd
+                out.add(rid)
+            return out
+
     def settle(self, rid: str, worst: float, spend: tuple[str, str, int, int, float] | None) -> None:
         """One request of ``rid`` is over: draw its ``worst`` from the reservation, record what it billed
         (``spend``: key, model, input tokens, output tokens, usd; None when nothing was billed)."""
         with self.transaction() as db:
-            if spend is not None:
-                key, *billed = spend
-                db.execute(
-                    "INSERT INTO spend VALUES (?, ?, ?, ?, ?, ?)", (_billing_id(key), *billed, time.time())
-                )
-            db.execute("UPDATE reservations SET usd = usd - ? WHERE id = ?", (worst, rid))
-            db.execute("DELETE FROM reservations WHERE id = ? AND usd <= ?", (rid, _EPSILON))
+            _settle(db, rid, worst, spend)
 
     def release(self, rid: str) -> None:
         """Give back what is left of ``rid``'s reservation (its row is done or will send nothing more)."""
@@ -248,17 +258,20 @@ class RequestCache:
         body: dict[str, Any],
         worst_usd: float,
         reservation: tuple[str, float] | None = None,
+        *,
+        stage: str | None = None,
     ) -> None:
         """A request a batched role needs answered (kept as it is if its line is already known).
 
         ``worst_usd`` is drawn from the line's reservation when it is answered; ``reservation`` (under a cap:
         its row's id and the row's worst case from this line on) is what its batch reserves before it is
-        sent (None: the line's own ``batch:<key>`` for ``worst_usd``)."""
+        sent (None: the line's own ``batch:<key>`` for ``worst_usd``); ``stage``: the pipeline stage that
+        asks (round1, round2, grade), which names its batch file."""
         rid, usd = reservation or (f"batch:{key}", worst_usd)
         with self._lock:
             self._db().execute(
                 "INSERT OR IGNORE INTO batch_lines (key, endpoint, body, worst_usd, state, created, "
-                "reservation, reserve_usd) VALUES (?, ?, ?, ?, 'wanted', ?, ?, ?)",
+                "reservation, reserve_usd, stage) VALUES (?, ?, ?, ?, 'wanted', ?, ?, ?, ?)",
                 (
                     key,
                     json.dumps(endpoint, sort_keys=True),
@@ -267,6 +280,7 @@ class RequestCache:
                     time.time(),
                     rid,
                     usd,
+                    stage,
                 ),
             )
 
@@ -287,6 +301,7 @@ class RequestCache:
             "reservation",
             "reserve_usd",
             "created",
+            "stage",
         )
         with self._lock:
             rows = (
@@ -308,10 +323,25 @@ class RequestCache:
 
     def set_lines(self, keys: list[str], state: str, **values: Any) -> None:
         """Move lines to ``state`` (with ``input_file``, ``batch_id``, ``error`` or ``attempts`` set)."""
-        sets = ", ".join(["state = ?", *(f"{name} = ?" for name in values)])
         with self.transaction() as db:
-            db.executemany(f"UPDATE batch_lines SET {sets} WHERE key = ?",
-                           [(state, *values.values(), key) for key in keys])  # fmt: skip
+            _set_lines(db, keys, state, values)
+
+    def close_line(
+        self,
+        key: str,
+        state: str,
+        settle: tuple[str, float, tuple[str, str, int, int, float] | None],
+        answer: tuple[dict[str, Any], dict[str, Any]] | None = None,
+        **values: Any,
+    ) -> None:
+        """One batch line's result in one transaction (a kill leaves all of it or none): its reservation
+        settled (``settle``: id, worst case, spend as :meth:`settle` takes them), its ``answer`` (request,
+        response) stored, the line moved to ``state`` (with ``values``, as :meth:`set_lines`)."""
+        with self.transaction() as db:
+            _settle(db, *settle)
+            if answer is not None:
+                _put(db, key, *answer)
+            _set_lines(db, [key], state, values)
 
     def record_batch(
         self, batch_id: str, input_file: str, endpoint: dict[str, Any], stage: str, lines: int
@@ -356,6 +386,30 @@ class RequestCache:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"])
+
+
+def _put(db: sqlite3.Connection, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO responses (key, request, response, created) VALUES (?, ?, ?, ?)",
+        (key, json.dumps(request, ensure_ascii=False), json.dumps(response), time.time()),
+    )
+
+
+def _settle(
+    db: sqlite3.Connection, rid: str, worst: float, spend: tuple[str, str, int, int, float] | None
+) -> None:
+    if spend is not None:
+        key, *billed = spend
+        db.execute("INSERT INTO spend VALUES (?, ?, ?, ?, ?, ?)", (_billing_id(key), *billed, time.time()))
+    db.execute("UPDATE reservations SET usd = usd - ? WHERE id = ?", (worst, rid))
+    db.execute("DELETE FROM reservations WHERE id = ? AND usd <= ?", (rid, _EPSILON))
+
+
+def _set_lines(db: sqlite3.Connection, keys: list[str], state: str, values: dict[str, Any]) -> None:
+    sets = ", ".join(["state = ?", *(f"{name} = ?" for name in values)])
+    db.executemany(
+        f"UPDATE batch_lines SET {sets} WHERE key = ?", [(state, *values.values(), key) for key in keys]
+    )
 
 
 def _billing_id(key: str) -> str:

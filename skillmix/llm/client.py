@@ -128,7 +128,9 @@ class LLMClient:
         prices: PriceTable | None = None,
         stop: Callable[[], bool] | None = None,
         batch: bool = False,
+        stage: str | None = None,
     ) -> None:
+        self.stage = stage  # the stage that sends (round1, round2, grade): recorded with a batch line
         self.stop = stop or (lambda: False)  # checked before every attempt: True sends nothing more
         self.batch = (
             batch  # a cache miss is not sent: its line waits for a batch (skillmix.pipelines.batches)
@@ -253,7 +255,7 @@ class LLMClient:
         if reservation is not None and reservation.row is not None:
             worst = reservation.request_usd
             row = (f"batchrow:{reservation.row}", reservation.remaining_usd)
-        self.cache.want(key, self.endpoint.batch_target(), body, worst, row)
+        self.cache.want(key, self.endpoint.batch_target(), body, worst, row, stage=self.stage)
         return Completion(None, "deferred", "waiting for its batch")
 
     async def _attempts(self, body: dict[str, Any], estimate: int, prefix: str | None = None) -> Completion:

@@ -70,22 +70,33 @@ def local_mode(mode: str) -> str:
 
 
 def remote(
-    role: str, model: str, base_url: str | None, mode: str = "auto", hint: str = "", who: str | None = None
+    role: str,
+    model: str,
+    base_url: str | None,
+    mode: str = "auto",
+    hint: str = "",
+    who: str | None = None,
+    keyless: bool = False,
 ) -> ResolvedModel:
     """A model reached over HTTP: its URL resolved, and a missing key for api.openai.com refused by name
-    (``who``: how the refusal names it, the role by default)."""
+    (``who``: how the refusal names it, the role by default); ``keyless``: its requests go to batch files,
+    which need no key."""
     url = base_url_for(base_url)
-    if url is None and not os.environ.get("OPENAI_API_KEY"):
+    if url is None and not keyless and not os.environ.get("OPENAI_API_KEY"):
         raise ConfigError(f"the {who or role} uses api.openai.com but OPENAI_API_KEY is not set{hint}")
     return ResolvedModel(role, model, url, mode=remote_mode(mode))
 
 
 def teacher_and_judge(
-    teacher: Any, judge: Any, embedded: tuple[str, str, str] | None = None
+    teacher: Any,
+    judge: Any,
+    embedded: tuple[str, str, str] | None = None,
+    keyless: frozenset[str] = frozenset(),
 ) -> tuple[ResolvedModel, ResolvedModel]:
     """The teacher and the judge from their settings (``model``, ``base_url``, ``mode`` of each).
 
-    ``embedded``: (model name, base URL, identity) of the embedded server that plays both.
+    ``embedded``: (model name, base URL, identity) of the embedded server that plays both; ``keyless``: the
+    roles whose requests go to batch files (no key needed).
     """
     if embedded is not None:
         name, url, identity = embedded
@@ -103,8 +114,10 @@ def teacher_and_judge(
         )
     if not teacher.model:
         raise ConfigError("a remote teacher needs a model name: --teacher-model (or TEACHER_MODEL=)")
-    teacher_model = remote("teacher", teacher.model, teacher.base_url, teacher.mode)
-    return teacher_model, resolve_judge(judge, teacher_model)
+    teacher_model = remote(
+        "teacher", teacher.model, teacher.base_url, teacher.mode, keyless="teacher" in keyless
+    )
+    return teacher_model, resolve_judge(judge, teacher_model, keyless="judge" in keyless)
 
 
 def judge_defaults(
@@ -117,15 +130,17 @@ def judge_defaults(
     return model or teacher_model, base_url
 
 
-def resolve_judge(judge: Any, teacher: ResolvedModel | None, hint: str = "") -> ResolvedModel:
+def resolve_judge(
+    judge: Any, teacher: ResolvedModel | None, hint: str = "", keyless: bool = False
+) -> ResolvedModel:
     """The judge from its settings (``model``, ``base_url``, ``mode``) and the teacher
-    (:func:`judge_defaults`)."""
+    (:func:`judge_defaults`); ``keyless``: its requests go to batch files."""
     model, url = judge_defaults(
         judge.model, judge.base_url, teacher and teacher.model, teacher and teacher.base_url
     )
     if not model:
         raise ConfigError("name the judge: --judge-model NAME")
-    return remote("judge", model, url, judge.mode, hint)
+    return remote("judge", model, url, judge.mode, hint, keyless=keyless)
 
 
 def embedded_plays_both(teacher: Any, judge: Any) -> bool:

@@ -43,7 +43,9 @@ The package, by concern (every public name is re-exported here):
   each rule), with the whole life cycle, scripted faults and provider profiles;
 * :mod:`~skillmix.testing.fake_openai.handler`: the loopback HTTP server and request handler classes;
 * :mod:`~skillmix.testing.fake_openai.server`: :class:`FakeOpenAIServer`, :class:`RequestRecord`;
-* :mod:`~skillmix.testing.fake_openai.cli`: :func:`main`, run by ``python -m skillmix.testing.fake_openai``.
+* :mod:`~skillmix.testing.fake_openai.cli`: :func:`main`, run by ``python -m skillmix.testing.fake_openai``;
+* :mod:`~skillmix.testing.fake_openai.run_batch`: the offline batch runner, ``python -m
+  skillmix.testing.fake_openai run-batch -i IN -o OUT --model M`` (``vllm run-batch``'s arguments and format).
 """
 
 from __future__ import annotations

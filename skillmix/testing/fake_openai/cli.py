@@ -1,5 +1,7 @@
 """The command line of the fake server, :func:`main`: run by ``python -m skillmix.testing.fake_openai``
-(see the package docstring), it prints ``BASE_URL <url>`` first and a JSON summary on SIGTERM or SIGINT.
+(see the package docstring), it prints ``BASE_URL <url>`` first and a JSON summary on SIGTERM or SIGINT;
+``python -m skillmix.testing.fake_openai run-batch -i IN -o OUT --model M`` is the offline batch runner
+(:mod:`~skillmix.testing.fake_openai.run_batch`) instead.
 """
 
 from __future__ import annotations
@@ -7,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +22,11 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["run-batch"]:  # the offline runner, vllm run-batch's arguments (run_batch.py)
+        from skillmix.testing.fake_openai.run_batch import main as run_batch
+
+        return run_batch(argv[1:])
     parser = argparse.ArgumentParser(
         allow_abbrev=False,
         prog="python -m skillmix.testing.fake_openai",
