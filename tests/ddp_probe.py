@@ -6,6 +6,7 @@ where each rank writes ``rank<R>.json``:
 * ``writes``: every file under the output folder this process opened for writing or saved through torch,
   safetensors or the Trainer (so the test sees which rank wrote what; rank 0's list proves the probe sees);
 * ``first_step``: the global step at which this launch's first training step began (a resume's start);
+* ``last_step``: the global step when the Trainer ended (where a launch stopped);
 * ``ddp_alive_at_end``: whether a ``DistributedDataParallel`` model was still alive when the Trainer
   destroyed the process group (it must not be: its later destruction can hang the process at exit).
 
@@ -77,7 +78,7 @@ def install() -> None:
     import torch
     import transformers.modeling_utils as modeling_utils
     from transformers import TrainerCallback
-    from trl import SFTTrainer
+    from trl import GRPOTrainer, SFTTrainer
 
     builtins.open = io.open = wrap_open(builtins.open)
     torch.save = torch.serialization.save = wrap_save(torch.save)
@@ -96,22 +97,28 @@ def install() -> None:
             if slow and args.save_steps and state.global_step > args.save_steps:
                 time.sleep(slow)
 
-    original_init = SFTTrainer.__init__
+    for trainer_class in (SFTTrainer, GRPOTrainer):
+        wrap_trainer(trainer_class, Probe)
+
+
+def wrap_trainer(trainer_class, probe) -> None:
+    """The probe's callback, micro-batches and end in ``trainer_class`` (SFT's rows, GRPO's prompts)."""
+    original_init = trainer_class.__init__
 
     def init(self, *args, **kwargs):
-        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), Probe()]
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), probe()]
         original_init(self, *args, **kwargs)
         collate = self.data_collator
 
         def recorded(features):  # one micro-batch of this rank, as the dataloader assembles it
-            record["batches"].append([sample_hash(f["input_ids"]) for f in features])
+            record["batches"].append([sample_hash(f.get("input_ids") or f["prompt"]) for f in features])
             dump()
             return collate(features)
 
         self.data_collator = recorded
 
-    SFTTrainer.__init__ = init
-    original_end = SFTTrainer.end
+    trainer_class.__init__ = init
+    original_end = trainer_class.end
 
     def end(self):  # the process group is destroyed here: no DDP model may outlive it (training/run.py)
         import gc
@@ -119,10 +126,11 @@ def install() -> None:
         from torch.nn.parallel import DistributedDataParallel
 
         record["ddp_alive_at_end"] = any(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
+        record["last_step"] = self.state.global_step
         dump()
         original_end(self)
 
-    SFTTrainer.end = end
+    trainer_class.end = end
 
 
 if __name__ == "__main__":
