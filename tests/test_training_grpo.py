@@ -203,6 +203,33 @@ def test_a_failed_grading_has_no_reward_is_counted_and_left_out_of_the_logged_me
             assert entry["judge/skill_fraction"] == pytest.approx(step["skill_fraction"])
 
 
+@pytest.mark.slow  # a training run of its own: 9.5 s on a busy 2-core machine
+def test_a_judge_outage_stops_the_run_at_its_share_of_ungraded_completions(dataset, tmp_path, capsys):
+    out = tmp_path / "outage"
+    down = lambda body: Reply(status=503, content="the judge is down")  # noqa: E731
+    with FakeOpenAIServer(responder=down, model=JUDGE) as server:
+        flags = judge_flags(server, out, dataset, "--grpo-judge-max-retries", "0")
+        code, lines = train(flags, capsys)
+        assert len(chat_requests(server)) == 4 * 2  # step 1's requests, then none
+    line = (
+        "skillmix: stopped at step 1: 4 of step 1's 4 completions (100%, all processes) could not be graded "
+        "(the judge's server failed them after the retries), more than grpo.judge.max_ungraded_share 10%"
+    )
+    assert code == 0 and line in lines, lines
+    record = json.loads((out / "skillmix_train.json").read_text())["record"]
+    assert (
+        record["steps"] == 1
+        and record["extra"]["ungraded"] == 4
+        and record["extra"]["stop"]["kind"] == "ungraded"
+    )
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
+    assert [a["reward"] for a in journal(out)[0]["answers"]] == [None] * 4
+    assert (
+        "stopped after 1 of 4 steps: too many completions could not be graded"
+        in (out / "README.md").read_text()
+    )
+
+
 def test_identical_answers_of_a_step_cost_one_request_per_grader_run(tmp_path):
     import asyncio
 
