@@ -283,7 +283,10 @@ def test_several_grader_runs_need_a_seed(tmp_path):
 def test_the_judges_cap_stops_training_cleanly_and_a_higher_cap_resumes(
     dataset, tmp_path, capsys, one_torch_thread
 ):
+    from skillmix.training.card import RunRecord
+    from skillmix.training.config import build_config
     from skillmix.training.reward import usd
+    from skillmix.training.run import push_message
 
     prices = tmp_path / "prices.yaml"
     prices.write_text(
@@ -308,6 +311,10 @@ def test_the_judges_cap_stops_training_cleanly_and_a_higher_cap_resumes(
 
         card = (out / "README.md").read_text()
         assert "stopped at the judge's cap after 1 of 4 steps" in card
+        config = build_config(GRPO, data_location=str(dataset))
+        assert push_message(config, RunRecord(**record)) == (
+            "Fine-tuned on Skill-Mix (GRPO, 1 steps); stopped at the judge's cap after 1 of 4 steps"
+        )
 
         code, lines = train([*flags, "--grpo-judge-max-usd", "100", "--max-steps", "2"], capsys)
         assert code == 0 and f"skillmix: resuming from {out / 'checkpoint-1'}" in lines

@@ -129,7 +129,19 @@ class JointStop(TrainerCallback):
         """Rank 0's decision, on every process (a collective: every process calls it at the same point)."""
         from accelerate.utils import broadcast_object_list
 
-        return broadcast_object_list([decide() if self.rank == 0 else None])[0]
+        decision, failure = None, None
+        if self.rank == 0:
+            try:
+                decision = decide()
+            except Exception as exc:  # the others must not wait for a decision that never comes
+                failure = exc
+                decision = {"error": f"{type(exc).__name__}: {exc}"}
+        decision = broadcast_object_list([decision])[0]
+        if failure is not None:
+            raise failure
+        if "error" in decision:
+            raise RuntimeError(f"rank 0 could not decide whether the next step runs: {decision['error']}")
+        return decision
 
     def _summed(self, counts: dict[str, int]) -> dict[str, int]:
         """This step's counts summed over processes (a collective), added to the run's totals."""

@@ -306,6 +306,13 @@ def _record(prepared: Prepared, trainer: Any, wall: float, steps: int) -> RunRec
     )
 
 
+def push_message(config: TrainConfig, record: RunRecord) -> str:
+    """The commit message of the final push: the method and its steps, and why it stopped early, if it did."""
+    note = stop_note(record)
+    message = f"Fine-tuned on Skill-Mix ({config.method.upper()}, {record.steps} steps)"
+    return f"{message}; {note}" if note else message
+
+
 def _finish(prepared: Any, record: RunRecord, out: Path, log: Log) -> None:
     """The loss curve, the card and the metrics on disk; then the push, if asked."""
     config, repo, token = prepared.config, prepared.config.hub.push_to_hub, prepared.checks.token
@@ -321,9 +328,6 @@ def _finish(prepared: Any, record: RunRecord, out: Path, log: Log) -> None:
         first, last = losses[0][1], losses[-1][1]
         log(f"trained {record.steps} steps in {record.wall_seconds:.1f} s; loss {first:.3f} -> {last:.3f}")
     if repo and token:
-        note = stop_note(record)
-        message = f"Fine-tuned on Skill-Mix ({config.method.upper()}, {record.steps} steps)"
-        message += f"; {note}" if note else ""
-        oid = push_final(out, repo, token, config.hub.private, message)
+        oid = push_final(out, repo, token, config.hub.private, push_message(config, record))
         log(f"pushed the model and its card to {repo} (commit {oid[:10]})")
     log(f"model, tokenizer and card written to {out}")
