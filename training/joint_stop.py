@@ -58,13 +58,8 @@ class JointStop(TrainerCallback):
         max_share: float,
         judge: dict[str, Any],
     ) -> None:
-        self.reward, self.per_process, self.processes, self.max_share = (
-            reward,
-            per_process,
-            processes,
-            max_share,
-        )
-        self.judge = judge  # the judge's protocol, for the run record
+        self.reward, self.per_process, self.processes = reward, per_process, processes
+        self.max_share, self.judge = max_share, judge
         self.rank = int(os.environ.get("RANK", "0"))
         self.run_id = uuid.uuid4().hex[:12]  # rank 0's names the reservations
         self.totals = dict.fromkeys(COUNTS, 0)
@@ -74,7 +69,7 @@ class JointStop(TrainerCallback):
     # -- the decisions ------------------------------------------------------------------------------------
     def start(self, step: int, max_steps: int) -> bool:
         """Before ``train()``: whether the launch's first step (``step + 1``) may run (all processes)."""
-        decision = self._joint(lambda: self._next(step, max_steps) if step < max_steps else {})
+        decision = self._joint(lambda: self._next(step) if step < max_steps else {})
         return self._follow(decision, step, max_steps)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -85,7 +80,7 @@ class JointStop(TrainerCallback):
         def decide() -> dict[str, Any]:
             self.pending = []  # the finished step drew on (and released) them
             stop = self._share_stop(step, counts)
-            return stop if stop or last else self._next(step, max_steps)
+            return stop if stop or last else self._next(step)
 
         if not self._follow(self._joint(decide), step, max_steps):
             control.should_save = True  # the Trainer's flow saves checkpoint-N on every process
@@ -97,7 +92,7 @@ class JointStop(TrainerCallback):
         self.pending = []
 
     # -- rank 0 --------------------------------------------------------------------------------------------
-    def _next(self, step: int, max_steps: int) -> dict[str, Any]:
+    def _next(self, step: int) -> dict[str, Any]:
         """Reserve step ``step + 1``'s worst case, one reservation per process, or say why it cannot run."""
         cache, cap = self.reward.judge.client.cache, self.reward.judge.settings.client.max_usd
         if cap is None:
