@@ -11,7 +11,8 @@ where each rank writes ``rank<R>.json``:
   destroyed the process group (it must not be: its later destruction can hang the process at exit).
 
 ``SKILLMIX_PROBE_SLOW`` (seconds) sleeps after every step past the first checkpoint, so that the test can
-kill the launch while it trains.
+kill the launch while it trains. ``SKILLMIX_PROBE_ENDING=1`` makes a GRPO student end its answers
+(:func:`ending_generation`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import time
 from pathlib import Path
 
 RANK = int(os.environ.get("RANK", "0"))
-PROBE = Path(os.environ["SKILLMIX_PROBE_DIR"])
+PROBE = Path(os.environ.get("SKILLMIX_PROBE_DIR", "."))
+EOS_BIAS = 6.0  # about 28% a token for the end of sequence over a tiny random student's 1,024 tokens
 record: dict = {"rank": RANK, "batches": [], "writes": [], "first_step": None}
 
 
@@ -69,6 +71,13 @@ def wrap_save(original, where: int = 1):
     return saved
 
 
+def ending_generation(tokenizer) -> dict:
+    """TRL ``generation_kwargs`` under which a tiny random student ends its answer after a few tokens (at
+    least one): its completions are then graded, not cut at ``max_completion_length`` (which earns 0 and is
+    never sent), as a real student's mostly are."""
+    return {"min_new_tokens": 1, "sequence_bias": {(tokenizer.eos_token_id,): EOS_BIAS}}
+
+
 def sample_hash(tokens) -> str:
     return hashlib.sha256(json.dumps(list(tokens)).encode()).hexdigest()[:16]
 
@@ -103,10 +112,14 @@ def install() -> None:
 
 def wrap_trainer(trainer_class, probe) -> None:
     """The probe's callback, micro-batches and end in ``trainer_class`` (SFT's rows, GRPO's prompts)."""
+    from trl import GRPOTrainer
+
     original_init = trainer_class.__init__
 
     def init(self, *args, **kwargs):
         kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), probe()]
+        if trainer_class is GRPOTrainer and os.environ.get("SKILLMIX_PROBE_ENDING") == "1":
+            kwargs["args"].generation_kwargs = ending_generation(kwargs["processing_class"])
         original_init(self, *args, **kwargs)
         collate = self.data_collator
 

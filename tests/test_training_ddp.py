@@ -36,7 +36,7 @@ def dataset(build_dataset) -> Path:
 def launch(recipe: Path, out: Path, probe: Path, slow: float = 0, extra: list[str] = ()) -> subprocess.Popen:
     probe.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SKILLMIX_PROBE_DIR": str(probe), "SKILLMIX_PROBE_SLOW": str(slow),
-           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}  # fmt: skip
+           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "SKILLMIX_PROBE_ENDING": "1"}  # fmt: skip
     cmd = [*cpu_launcher(2), str(PROBE), "--config", str(recipe), "--output-dir", str(out), *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True, cwd=ROOT)  # fmt: skip

@@ -7,6 +7,7 @@ once, the judge's spending cap, a poisoned prompt set and ``--plan``. (Several p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from ddp_probe import ending_generation
 
 from skillmix.testing.fake_openai import (
     CHAT_PATH,
@@ -38,7 +40,7 @@ def dataset(build_dataset) -> Path:
 
 
 class RecordingJudge:
-    """The fake judge: a grade of the SkillMixResponder, except for texts whose hash picks a server failure
+    """The fake judge: a grade of the SkillMixResponder, except for runs whose hash picks a server failure
     (HTTP 500: the infrastructure's, an ``api_error`` with no retry left), a refused request (HTTP 400: the
     request's, it loses its vote) or an answer no parser reads; every (request, reply) is kept."""
 
@@ -49,7 +51,7 @@ class RecordingJudge:
 
     def __call__(self, body: dict) -> Reply | str:
         graded = GRADED.search(last_user_message(body)).group(1)
-        pick = hashlib.sha256(graded.encode()).digest()[0] % 6
+        pick = hashlib.sha256(f"{graded}\n{body.get('seed')}".encode()).digest()[0] % 6  # per grader run
         if pick == 0:
             reply: Reply | str = Reply(status=500, content="the server is out of order")
         elif pick == 2:
@@ -63,12 +65,30 @@ class RecordingJudge:
         return reply
 
 
+@contextlib.contextmanager
+def ending_students():
+    """The tiny random student ends its answers after a few tokens (:func:`ddp_probe.ending_generation`):
+    graded, not cut at the length limit."""
+    from skillmix.training import grpo
+
+    original = grpo.make_trainer
+
+    def make_trainer(prepared, reward, callbacks):
+        prepared.args.generation_kwargs = ending_generation(prepared.tokenizer)
+        return original(prepared, reward, callbacks)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(grpo, "make_trainer", make_trainer)
+        yield
+
+
 def train(argv: list[str], capsys) -> tuple[int, list[str]]:
-    """``skillmix train`` in this process; its ``skillmix:`` lines on stderr."""
+    """``skillmix train`` in this process (the student ends its answers); its ``skillmix:`` lines."""
     from skillmix.training.cli import main
 
     capsys.readouterr()
-    code = main(argv)
+    with ending_students():
+        code = main(argv)
     captured = capsys.readouterr()
     return code, [line for line in captured.err.splitlines() if line.startswith("skillmix: ")]
 
@@ -99,7 +119,7 @@ def grpo_run(dataset, tmp_path_factory):
 
     more = ["--max-steps", "3", "--save-steps", "3", "--grpo-judge-max-retries", "0",
             "--grpo-judge-max-ungraded-share", "1"]  # fmt: skip
-    with FakeOpenAIServer(responder=recorder, model=JUDGE) as server:
+    with FakeOpenAIServer(responder=recorder, model=JUDGE) as server, ending_students():
         code = main(judge_flags(server, out, dataset, *more))
         requests = chat_requests(server)
     torch.set_num_threads(threads)
@@ -147,9 +167,14 @@ def test_rewards_are_the_points_the_judge_served_one_request_per_completion_and_
     out, recorder, requests = grpo_run
     steps = journal(out)
     assert [s["step"] for s in steps] == [1, 2, 3] and all(s["completions"] == 4 for s in steps)
+    outcomes = [a["outcome"] for s in steps for a in s["answers"]]
+    assert outcomes.count("graded") >= 4 and "truncated" not in outcomes, outcomes  # the student ends answers
     rows = rows_by_id(dataset)
     for step in steps:
         for answer in step["answers"]:
+            if answer["outcome"] in ("truncated", "empty"):  # the model's: 0, nothing sent
+                assert answer["reward"] == 0.0
+                continue
             expected, bodies = regraded(answer, rows[answer["combination"]], recorder)
             assert {body["seed"] for body in bodies} == {0, 1}  # one request per grader run
             assert answer["reward"] == (None if expected is None else pytest.approx(expected)), answer
@@ -172,7 +197,9 @@ def test_a_failed_grading_has_no_reward_is_counted_and_left_out_of_the_logged_me
     ungraded = [a for a in answers if a["outcome"] == "ungraded"]
     unparseable = [a for a in answers if a["outcome"] == "unparseable"]
     assert ungraded and unparseable, "the fake judge failed no answer: pick other hashes"
-    assert all(a["reward"] is None and a["points"] is None for a in ungraded)
+    assert all(
+        a["reward"] is None for a in ungraded
+    )  # a run the server failed: the vote is not the protocol's
     assert all(
         a["reward"] == 0.0 and a["reason"].startswith("grading:") for a in unparseable
     )  # the rule: zero
@@ -230,7 +257,7 @@ def test_a_judge_outage_stops_the_run_at_its_share_of_ungraded_completions(datas
     )
 
 
-def test_identical_answers_of_a_step_cost_one_request_per_grader_run(tmp_path):
+def test_identical_answers_of_a_step_cost_one_request_per_grader_run_and_a_cut_one_none(tmp_path):
     import asyncio
 
     from skillmix.catalog import load_catalog
@@ -247,18 +274,29 @@ def test_identical_answers_of_a_step_cost_one_request_per_grader_run(tmp_path):
         settings = JudgeSettings(model=JUDGE, base_url=server.base_url, grader_runs=3)
         model = resolve_judge(settings, None, "")
         judge = Judge(settings, model, tmp_path / "cache.sqlite", PriceTable.load(None), DEFAULT_RULES)
-        reward = JudgeReward(judge, [combination], "mean", tmp_path / "rewards.jsonl")
+        reward = JudgeReward(judge, [combination], "mean", tmp_path / "rewards.jsonl", limit=4, ends=[2, 0])
         state = type("State", (), {"global_step": 0})()
         same, other = "A stitch in time saves nine.", "Two knots hold the needle."
-        completions = [[{"role": "assistant", "content": text}] for text in (same, other, same, same)]
+        texts = (same, other, same, same, "A stitch cut short at the")
+        completions = [[{"role": "assistant", "content": text}] for text in texts]
+        ids = [[7, 9, 2], [8, 2], [7, 9, 2], [7, 9, 2], [5, 6, 7, 8]]  # the last reached 4 with no end (2)
         rewards = asyncio.run(
-            reward(["p"] * 4, completions, ["c1"] * 4, trainer_state=state, log_metric=lambda *_: None)
+            reward(
+                ["p"] * 5,
+                completions,
+                ["c1"] * 5,
+                completion_ids=ids,
+                trainer_state=state,
+                log_metric=lambda *_: None,
+            )
         )
-        assert len(chat_requests(server)) == 2 * 3  # two distinct answers x three grader runs
+        assert (
+            len(chat_requests(server)) == 2 * 3
+        )  # two distinct answers x three grader runs, the cut one none
         assert sorted(r.body["seed"] for r in chat_requests(server)) == [0, 0, 1, 1, 2, 2]
-    assert rewards[0] == rewards[2] == rewards[3] is not None
-    assert reward.take_counts() == {"completions": 4, "ungraded": 0, "unparseable": 0, "requests_sent": 6,
-                                    "cached": 0}  # fmt: skip
+    assert rewards[0] == rewards[2] == rewards[3] is not None and rewards[4] == 0.0
+    assert reward.take_counts() == {"completions": 5, "ungraded": 0, "unparseable": 0, "truncated": 1,
+                                    "requests_sent": 6, "cached": 0}  # fmt: skip
     assert reward.take_counts()["completions"] == 0  # taken
 
 

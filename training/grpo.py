@@ -160,7 +160,12 @@ def judge_reward(prepared: Prepared, judging: Judging) -> tuple[JudgeReward, Joi
     settings, rank = config.grpo.judge, os.environ.get("RANK", "0")
     judge = Judge(settings, judging.judge, out / CACHE_FILE, judging.prices, judging.protocol.scoring_rules)
     journal = out / (JOURNAL if rank == "0" else JOURNAL.replace(".jsonl", f"-rank{rank}.jsonl"))
-    reward = JudgeReward(judge, judging.combinations, config.grpo.reward, journal)
+    tokenizer, generation = prepared.tokenizer, prepared.model.generation_config
+    ends = {tokenizer.eos_token_id, tokenizer.pad_token_id, *_ids(generation.eos_token_id)} - {None}
+    limit = (
+        config.grpo.max_completion_length
+    )  # a completion that reaches it without an end was cut (TRL's rule)
+    reward = JudgeReward(judge, judging.combinations, config.grpo.reward, journal, limit, sorted(ends))
     per_process = 0.0
     if settings.client.max_usd is not None:  # one step's completions on this process x grader runs
         completions = completions_per_step(config) // world_size()
@@ -171,6 +176,10 @@ def judge_reward(prepared: Prepared, judging: Judging) -> tuple[JudgeReward, Joi
     described = {**judging.protocol.judge_protocol(), "served": judging.judge.describe()}
     stop = JointStop(reward, per_process, world_size(), settings.max_ungraded_share, described)
     return reward, stop
+
+
+def _ids(value: Any) -> list[int]:
+    return [] if value is None else [value] if isinstance(value, int) else list(value)
 
 
 def make_trainer(prepared: Prepared, reward: JudgeReward, callbacks: list[Any]) -> Any:

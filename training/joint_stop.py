@@ -176,5 +176,6 @@ class JointStop(TrainerCallback):
             "completions": self.totals["completions"],
             "ungraded": self.totals["ungraded"],
             "unparseable": self.totals["unparseable"],
+            "truncated": self.totals["truncated"],
             "judge_step_worst_usd": self.per_process * self.processes,
         }

@@ -17,16 +17,17 @@
 * :class:`JudgeReward`: TRL's reward function (async, run on the trainer's event loop, on each process
   before TRL gathers the rewards): the reward of a graded answer is its ``full_marks``, its
   ``skill_fraction`` (the protocol's: the share of the k skill points when topic, sense and length are
-  earned, else 0) or their ``mean``. What is the model's stays the protocol's: an empty answer earns 0 (no
-  request), and one none of whose grader runs parsed follows ``grpo.judge.unparseable`` (``zero``: 0;
-  ``drop``: no reward). A completion whose grading failed for the infrastructure (``api_error`` after the
-  retries, or not sent under the cap: :func:`skillmix.statuses.generation_class` says ``errored`` or ``not
-  run``, as the evaluation does) gets no reward (``None``: TRL 1.16 makes it NaN, leaves it out of its
-  group's mean and std, gives it advantage 0 and leaves it out of its logged ``reward``); it is counted
-  (``ungraded``). skillmix's own components (``judge/full_marks``, ``judge/skill_fraction``) are means over
-  the graded completions of every process (one ``log_metric`` value per completion, which TRL averages
-  over processes), ``judge/ungraded`` the share of completions not graded; each step's counts and every
-  answer go to ``rewards.jsonl`` (rank 0's; ``rewards-rank<R>.jsonl`` for the others).
+  earned, else 0) or their ``mean``. What is the model's stays the protocol's: an empty answer, or a
+  completion cut at ``max_completion_length``, earns 0 (no request), and one none of whose grader runs
+  parsed follows ``grpo.judge.unparseable`` (``zero``: 0; ``drop``: no reward). A completion whose grading
+  failed for the infrastructure (``api_error`` after the retries, or not sent under the cap:
+  :func:`skillmix.statuses.generation_class` says ``errored`` or ``not run``, as the evaluation does) gets
+  no reward (``None``: TRL 1.16 makes it NaN, leaves it out of its group's mean and std, gives it
+  advantage 0 and leaves it out of its logged ``reward``); it is counted (``ungraded``). skillmix's own
+  components (``judge/full_marks``, ``judge/skill_fraction``) are means over the graded completions of
+  every process (one ``log_metric`` value per completion, which TRL averages over processes),
+  ``judge/ungraded`` the share of completions not graded; each step's counts and every answer go to
+  ``rewards.jsonl`` (rank 0's; ``rewards-rank<R>.jsonl`` for the others).
 """
 
 from __future__ import annotations
@@ -121,8 +122,9 @@ def answer_of(completion: Any) -> str:
 @dataclass
 class Graded:
     """One answer's grade: the decided points and metrics (:func:`decide_row`), or why there are none;
-    ``outcome`` is ``graded``, ``unparseable`` (no grader run parsed: the model's), ``empty`` (no answer,
-    not sent: the model's) or ``ungraded`` (the infrastructure failed it, or the cap did not let it start)."""
+    ``outcome`` is ``graded``, ``unparseable`` (no grader run parsed: the model's), ``empty`` or
+    ``truncated`` (no answer, or cut at the length limit: the model's, not sent) or ``ungraded`` (the
+    infrastructure failed it, or the cap did not let it start)."""
 
     combination: str
     answer: str
@@ -199,7 +201,7 @@ class Judge:
             self.reservation = None
         graded = {key: grade_answer(combinations[key[0]], key[1], runs, self.rules)
                   for key, runs in zip(distinct, done, strict=True)}  # fmt: skip
-        return [graded[(c.id, a)] if a else empty_answer(c) for c, a in items]
+        return [graded[(c.id, a)] if a else model_failure(c, a, "empty") for c, a in items]
 
     async def _runs(self, combination: Combination, answer: str) -> list[Completion]:
         s = self.settings
@@ -215,10 +217,12 @@ class Judge:
         return list(await asyncio.gather(*calls))
 
 
-def empty_answer(combination: Combination) -> Graded:
-    """An empty answer: the model's failure, 0 under any rule, nothing sent."""
-    decided = {"points": None, "full_marks": 0.0, "skill_fraction": 0.0, "failure_reason": "answer: empty"}
-    return Graded(combination.id, "", decided, 0, "empty")
+def model_failure(combination: Combination, answer: str, outcome: str) -> Graded:
+    """An answer that is the model's failure before any grading: ``empty`` (no text) or ``truncated`` (cut
+    at ``max_completion_length``, as the evaluation's ``truncated``): 0 under any rule, nothing sent."""
+    reason = {"empty": "answer: empty", "truncated": "answer: cut at max_completion_length"}[outcome]
+    decided = {"points": None, "full_marks": 0.0, "skill_fraction": 0.0, "failure_reason": reason}
+    return Graded(combination.id, answer, decided, 0, outcome)
 
 
 def grade_answer(
@@ -255,16 +259,27 @@ def grade_answer(
     )
 
 
-COUNTS = ("completions", "ungraded", "unparseable", "requests_sent", "cached")
+COUNTS = ("completions", "ungraded", "unparseable", "truncated", "requests_sent", "cached")
 
 
 class JudgeReward:
     """TRL's reward function over :class:`Judge` (see the module docstring); ``journal`` gets each step;
-    ``counts`` holds what this process graded since :meth:`take_counts` last took them."""
+    ``counts`` holds what this process graded since :meth:`take_counts` last took them. A completion of
+    ``limit`` tokens whose last is none of ``ends`` (TRL's end-of-sequence and padding ids) was cut at the
+    length limit: it earns 0 and is not sent."""
 
-    def __init__(self, judge: Judge, combinations: list[Combination], kind: str, journal: Path) -> None:
+    def __init__(
+        self,
+        judge: Judge,
+        combinations: list[Combination],
+        kind: str,
+        journal: Path,
+        limit: int | None = None,
+        ends: Sequence[int] = (),
+    ) -> None:
         self.__name__ = "skillmix_judge"  # TRL names the reward's metrics after it
         self.judge, self.kind, self.journal = judge, kind, journal
+        self.limit, self.ends = limit, set(ends)
         self.combinations = {c.id: c for c in combinations}
         self.counts = dict.fromkeys(COUNTS, 0)
 
@@ -275,8 +290,13 @@ class JudgeReward:
         items = [
             (self.combinations[cid], answer_of(c)) for cid, c in zip(combination, completions, strict=True)
         ]
+        ids = kwargs.get("completion_ids") or [None] * len(items)
+        cut = [self._cut(i) for i in ids]
         cached = self.judge.client.stats["cached"]
-        graded = await self.judge.grade(items)
+        sent = iter(await self.judge.grade([item for item, c in zip(items, cut, strict=True) if not c]))
+        graded = [
+            model_failure(*item, "truncated") if c else next(sent) for item, c in zip(items, cut, strict=True)
+        ]
         rewards = [g.reward(self.kind, self.judge.rules.unparseable) for g in graded]
         summary = step_summary(graded, rewards)
         summary["cached"] = self.judge.client.stats["cached"] - cached
@@ -290,6 +310,9 @@ class JudgeReward:
                 log_metric("judge/skill_fraction", float(g.decided["skill_fraction"] or 0.0))
         self._write(step, graded, rewards, summary)
         return rewards
+
+    def _cut(self, ids: Sequence[int] | None) -> bool:
+        return bool(ids) and self.limit is not None and len(ids) >= self.limit and ids[-1] not in self.ends
 
     def take_counts(self) -> dict[str, int]:
         """This process's counts since the last call (the joint stop sums them over processes)."""
@@ -328,5 +351,6 @@ def step_summary(graded: list[Graded], rewards: list[float | None]) -> dict[str,
         "skill_fraction": mean([g.decided["skill_fraction"] or 0.0 for g in counted]),
         "ungraded": sum(1 for g in graded if g.outcome == "ungraded"),
         "unparseable": sum(1 for g in graded if g.outcome == "unparseable"),
+        "truncated": sum(1 for g in graded if g.outcome == "truncated"),
         "requests_sent": sum(g.sent for g in {id(g): g for g in graded}.values()),
     }
