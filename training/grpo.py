@@ -36,7 +36,7 @@ from skillmix.training import data as data_mod
 from skillmix.training.config import TrainConfig, world_size
 from skillmix.training.joint_stop import JointStop, worst_request
 from skillmix.training.leakage import check_prompts, split_of
-from skillmix.training.models import load_model, load_tokenizer
+from skillmix.training.models import load_model, load_tokenizer, lora_config
 from skillmix.training.plan import completions_per_step
 from skillmix.training.reward import (
     CACHE_FILE,
@@ -151,6 +151,10 @@ def grpo_config(config: TrainConfig, accumulation: int) -> Any:
         steps_per_generation=accumulation,  # one generation batch per optimizer step (.joint_stop)
         num_iterations=1,
         log_completions=False,
+        use_vllm=grpo.use_vllm,  # GPU only, refused before loading without one (launch.check_gpu_paths)
+        vllm_mode=grpo.vllm_mode,
+        vllm_gpu_memory_utilization=grpo.vllm_gpu_memory_utilization,
+        vllm_enable_sleep_mode=grpo.vllm_enable_sleep_mode,
     )
 
 
@@ -162,9 +166,7 @@ def judge_reward(prepared: Prepared, judging: Judging) -> tuple[JudgeReward, Joi
     journal = out / (JOURNAL if rank == "0" else JOURNAL.replace(".jsonl", f"-rank{rank}.jsonl"))
     tokenizer, generation = prepared.tokenizer, prepared.model.generation_config
     ends = {tokenizer.eos_token_id, tokenizer.pad_token_id, *_ids(generation.eos_token_id)} - {None}
-    limit = (
-        config.grpo.max_completion_length
-    )  # a completion that reaches it without an end was cut (TRL's rule)
+    limit = config.grpo.max_completion_length  # reached with no end: cut (TRL's rule)
     reward = JudgeReward(judge, judging.combinations, config.grpo.reward, journal, limit, sorted(ends))
     per_process = 0.0
     if settings.client.max_usd is not None:  # one step's completions on this process x grader runs
@@ -194,4 +196,5 @@ def make_trainer(prepared: Prepared, reward: JudgeReward, callbacks: list[Any]) 
         train_dataset=Dataset.from_list(prepared.rows),
         processing_class=prepared.tokenizer,
         callbacks=callbacks,
+        peft_config=lora_config(prepared.config.model.lora),  # None: the whole model is trained
     )

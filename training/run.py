@@ -161,7 +161,7 @@ def trainer_arguments(config: TrainConfig, accumulation: int) -> dict[str, Any]:
         save_steps=t.save_steps or 500,
         save_total_limit=t.save_total_limit,
         seed=t.seed,
-        data_seed=config.data.seed,
+        data_seed=t.seed,  # the order of the rows is the training's randomness; data.seed picks the rows
         dataloader_num_workers=t.dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
         report_to=t.report_to,
@@ -226,7 +226,8 @@ def fit(
             callback.wait()  # the checkpoint uploads still under way, before the final push
     if trainer.is_world_process_zero():
         record = _record(prepared, trainer, wall, trainer.state.global_step if trains else first)
-        record.extra.update(stop.record_extra() if stop is not None else {})  # a method's own (grpo)
+        record.extra.update(getattr(trainer, "record_extra", {}))  # a method's own (dpo: pairs dropped)
+        record.extra.update(stop.record_extra() if stop is not None else {})  # grpo: the judge, a stop
         _write_run_file(out, config, asdict(record))
         if trains:
             _finish(prepared, record, out, log)
