@@ -47,7 +47,7 @@ class ScoringRules:
     * ``unparseable``: a generation none of whose grader runs parsed, in a mean over combinations (the
       evaluation): ``zero`` scores it 0, ``drop`` leaves it out. A single text's decision does not depend
       on it: the dataset's deciding step marks such a row ``failed`` (never kept), and the GRPO reward
-      gives it 0 (its settings have no ``unparseable``: their rules say ``zero``).
+      follows its judge's ``grpo.judge.unparseable`` (``zero``: 0, ``drop``: no reward).
     """
 
     length_override: bool

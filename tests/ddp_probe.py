@@ -6,11 +6,13 @@ where each rank writes ``rank<R>.json``:
 * ``writes``: every file under the output folder this process opened for writing or saved through torch,
   safetensors or the Trainer (so the test sees which rank wrote what; rank 0's list proves the probe sees);
 * ``first_step``: the global step at which this launch's first training step began (a resume's start);
+* ``last_step``: the global step when the Trainer ended (where a launch stopped);
 * ``ddp_alive_at_end``: whether a ``DistributedDataParallel`` model was still alive when the Trainer
   destroyed the process group (it must not be: its later destruction can hang the process at exit).
 
 ``SKILLMIX_PROBE_SLOW`` (seconds) sleeps after every step past the first checkpoint, so that the test can
-kill the launch while it trains.
+kill the launch while it trains. ``SKILLMIX_PROBE_ENDING=1`` makes a GRPO student end its answers
+(:func:`ending_generation`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import time
 from pathlib import Path
 
 RANK = int(os.environ.get("RANK", "0"))
-PROBE = Path(os.environ["SKILLMIX_PROBE_DIR"])
+PROBE = Path(os.environ.get("SKILLMIX_PROBE_DIR", "."))
+EOS_BIAS = 6.0  # about 28% a token for the end of sequence over a tiny random student's 1,024 tokens
 record: dict = {"rank": RANK, "batches": [], "writes": [], "first_step": None}
 
 
@@ -68,6 +71,13 @@ def wrap_save(original, where: int = 1):
     return saved
 
 
+def ending_generation(tokenizer) -> dict:
+    """TRL ``generation_kwargs`` under which a tiny random student ends its answer after a few tokens (at
+    least one): its completions are then graded, not cut at ``max_completion_length`` (which earns 0 and is
+    never sent), as a real student's mostly are."""
+    return {"min_new_tokens": 1, "sequence_bias": {(tokenizer.eos_token_id,): EOS_BIAS}}
+
+
 def sample_hash(tokens) -> str:
     return hashlib.sha256(json.dumps(list(tokens)).encode()).hexdigest()[:16]
 
@@ -77,7 +87,7 @@ def install() -> None:
     import torch
     import transformers.modeling_utils as modeling_utils
     from transformers import TrainerCallback
-    from trl import SFTTrainer
+    from trl import GRPOTrainer, SFTTrainer
 
     builtins.open = io.open = wrap_open(builtins.open)
     torch.save = torch.serialization.save = wrap_save(torch.save)
@@ -96,22 +106,32 @@ def install() -> None:
             if slow and args.save_steps and state.global_step > args.save_steps:
                 time.sleep(slow)
 
-    original_init = SFTTrainer.__init__
+    for trainer_class in (SFTTrainer, GRPOTrainer):
+        wrap_trainer(trainer_class, Probe)
+
+
+def wrap_trainer(trainer_class, probe) -> None:
+    """The probe's callback, micro-batches and end in ``trainer_class`` (SFT's rows, GRPO's prompts)."""
+    from trl import GRPOTrainer
+
+    original_init = trainer_class.__init__
 
     def init(self, *args, **kwargs):
-        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), Probe()]
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), probe()]
+        if trainer_class is GRPOTrainer and os.environ.get("SKILLMIX_PROBE_ENDING") == "1":
+            kwargs["args"].generation_kwargs = ending_generation(kwargs["processing_class"])
         original_init(self, *args, **kwargs)
         collate = self.data_collator
 
         def recorded(features):  # one micro-batch of this rank, as the dataloader assembles it
-            record["batches"].append([sample_hash(f["input_ids"]) for f in features])
+            record["batches"].append([sample_hash(f.get("input_ids") or f["prompt"]) for f in features])
             dump()
             return collate(features)
 
         self.data_collator = recorded
 
-    SFTTrainer.__init__ = init
-    original_end = SFTTrainer.end
+    trainer_class.__init__ = init
+    original_end = trainer_class.end
 
     def end(self):  # the process group is destroyed here: no DDP model may outlive it (training/run.py)
         import gc
@@ -119,10 +139,11 @@ def install() -> None:
         from torch.nn.parallel import DistributedDataParallel
 
         record["ddp_alive_at_end"] = any(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
+        record["last_step"] = self.state.global_step
         dump()
         original_end(self)
 
-    SFTTrainer.end = end
+    trainer_class.end = end
 
 
 if __name__ == "__main__":

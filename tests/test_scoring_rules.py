@@ -112,9 +112,16 @@ def by_reward(rules: ScoringRules) -> dict[str, Decision]:
     for tid, (answer, runs) in TEXTS.items():
         graded = grade_answer(Combination(tid, SKILLS, TOPIC), answer, replies(runs), rules)
         out[tid] = as_decision(graded.decided["points"])
-        full, fraction = (0.0, 0.0) if out[tid] is None else (out[tid][1][0], out[tid][1][2])
-        assert graded.reward("full_marks") == full and graded.reward("skill_fraction") == fraction
-        assert graded.reward("mean") == (full + fraction) / 2  # ungradable: 0, under either unparseable
+        if out[tid] is None:  # no run parsed: the model's; the rules' unparseable says 0 or no reward
+            assert graded.outcome == "unparseable"
+            expected = 0.0 if rules.unparseable == "zero" else None
+            assert {graded.reward(kind, rules.unparseable) for kind in ("full_marks", "mean")} == {expected}
+            continue
+        full, fraction = out[tid][1][0], out[tid][1][2]
+        rewards = {
+            kind: graded.reward(kind, rules.unparseable) for kind in ("full_marks", "skill_fraction", "mean")
+        }
+        assert rewards == {"full_marks": full, "skill_fraction": fraction, "mean": (full + fraction) / 2}
     return out
 
 

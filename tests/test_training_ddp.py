@@ -2,8 +2,9 @@
 runner launches it without a GPU),
 probed from inside each rank (tests/ddp_probe.py): the Trainer runs distributed, the effective batch is the
 recipe's, the ranks train on disjoint samples, only rank 0 writes the run's files, and a launch killed
-after a checkpoint resumes at that checkpoint's step. FSDP and DeepSpeed ZeRO-3 need GPUs (accelerate
-refuses ``--cpu`` with FSDP; DeepSpeed is not installed here): this covers DDP only."""
+after a checkpoint resumes at that checkpoint's step; GRPO's processes stop together at the judge's
+spending cap (one checkpoint, exit 0) and resume together with a higher one. FSDP and DeepSpeed ZeRO-3 need
+GPUs (accelerate refuses ``--cpu`` with FSDP; DeepSpeed is not installed here): this covers DDP only."""
 
 from __future__ import annotations
 
@@ -32,11 +33,11 @@ def dataset(build_dataset) -> Path:
     return build_dataset("2", ROWS, 2, 1.0)
 
 
-def launch(recipe: Path, out: Path, probe: Path, slow: float = 0) -> subprocess.Popen:
+def launch(recipe: Path, out: Path, probe: Path, slow: float = 0, extra: list[str] = ()) -> subprocess.Popen:
     probe.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SKILLMIX_PROBE_DIR": str(probe), "SKILLMIX_PROBE_SLOW": str(slow),
-           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}  # fmt: skip
-    cmd = [*cpu_launcher(2), str(PROBE), "--config", str(recipe), "--output-dir", str(out)]
+           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "SKILLMIX_PROBE_ENDING": "1"}  # fmt: skip
+    cmd = [*cpu_launcher(2), str(PROBE), "--config", str(recipe), "--output-dir", str(out), *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True, cwd=ROOT)  # fmt: skip
 
@@ -101,3 +102,78 @@ def test_two_cpu_processes_train_as_one_job_and_resume_after_a_kill(dataset, tmp
     assert {"model.safetensors", "README.md", ".skillmix_train.json.tmp"} <= set(zero["writes"])
     assert any(w.endswith("optimizer.pt") for w in zero["writes"])
     assert all(Path(w).name == "rng_state_1.pth" for w in one["writes"]), one["writes"]
+
+
+class PaddedJudge:
+    """The fake judge's grade followed by filler words, which the server cuts at the request's
+    ``max_tokens``: every reply is billed the worst case's reply tokens, so each step spends what it
+    reserved and the cap falls after a known step."""
+
+    def __init__(self) -> None:
+        from skillmix.testing.fake_openai import SkillMixResponder
+
+        self.grader = SkillMixResponder(seed=3)
+
+    def __call__(self, body: dict):
+        return f"{self.grader(body)}\n{' filler' * 1000}"
+
+
+# two torchrun launches of 2 processes, GRPO on tiny students (the judge on loopback): 40 s on a quiet 2-core
+# machine (each launch about 20 s, mostly the processes' start); `make test-slow` runs it (in CI too)
+@pytest.mark.slow
+def test_grpo_on_two_processes_stops_at_the_judges_cap_together_and_resumes(dataset, tmp_path):
+    from skillmix.testing.fake_openai import CHAT_PATH, FakeOpenAIServer
+    from skillmix.training.config import resolve_recipe
+
+    data = yaml.safe_load(resolve_recipe("tiny/grpo").read_text())
+    data["data"]["datasets"] = [{"path": str(dataset), "configs": ["k2"]}]
+    data["training"].update(max_steps=4, per_device_train_batch_size=2, effective_batch_size=4)
+    recipe, out, prices = tmp_path / "grpo.yaml", tmp_path / "run", tmp_path / "prices.yaml"
+    recipe.write_text(yaml.safe_dump(data))
+    prices.write_text("fake-judge: {input: 0, output: 1000}\n")  # $0.40 a reply of max_tokens 400
+    # a step: 2 processes x 2 completions x 2 grader runs x $0.40 = $3.20 at worst, and billed (PaddedJudge)
+    step_worst, cap = 3.20, 8.00  # steps 1 and 2 fit ($6.40 reserved or spent), step 3 does not ($9.60)
+    with FakeOpenAIServer(responder=PaddedJudge(), model="fake-judge") as server:
+        judge = ["--grpo-judge-model", "fake-judge", "--grpo-judge-base-url", server.base_url,
+                 "--grpo-judge-prices", str(prices)]  # fmt: skip
+
+        def run(probe: Path, usd: float, *more: str) -> str:
+            started = time.monotonic()
+            launched = launch(recipe, out, probe, extra=[*judge, "--grpo-judge-max-usd", str(usd), *more])
+            try:
+                log, _ = launched.communicate(timeout=300)  # a rank left alone in a collective never ends
+            finally:
+                if launched.poll() is None:
+                    os.killpg(launched.pid, signal.SIGKILL)
+            assert launched.returncode == 0, log[-4000:]
+            assert "collective" not in log.lower() and time.monotonic() - started < 300
+            return log
+
+        log = run(tmp_path / "probe1", cap)
+        zero, one = ranks(tmp_path / "probe1")
+        assert zero["first_step"] == one["first_step"] == 0
+        assert zero["last_step"] == one["last_step"] == 2  # both stopped after step 2
+        assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]  # one checkpoint
+        usage = server.usage_totals()["fake-judge"]
+        billed = usage["completion_tokens"] * 1000 / 1e6
+        assert billed <= cap and usage["requests"] == server.count(200, path=CHAT_PATH)
+        record = json.loads((out / "skillmix_train.json").read_text())["record"]
+        line = "stopped at step 2: step 3's grading does not fit under the judge's spending cap $8.00"
+        assert record["extra"]["stopped"].startswith(line) and f"skillmix: {line}" in log
+        assert "its worst case is $3.20" in record["extra"]["stopped"]
+        # the counts are both processes': 2 steps x 4 completions, every request sent
+        assert record["extra"]["completions"] == 8
+        assert record["extra"]["judge_requests"] == server.count(path=CHAT_PATH) == usage["requests"]
+        assert record["extra"]["judge_spent_usd"] == pytest.approx(billed)
+        assert (
+            record["steps"] == 2
+            and "stopped at the judge's cap after 2 of 4 steps" in (out / "README.md").read_text()
+        )
+        assert step_worst * 2 <= cap < step_worst * 3
+
+        run(tmp_path / "probe2", 100, "--max-steps", "3")
+        zero, one = ranks(tmp_path / "probe2")
+        assert zero["first_step"] == one["first_step"] == 2  # resumed at the checkpoint, on both ranks
+        assert zero["last_step"] == one["last_step"] == 3
+        record = json.loads((out / "skillmix_train.json").read_text())["record"]
+        assert record["steps"] == 3 and record["extra"]["stopped"] is None

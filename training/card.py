@@ -77,6 +77,19 @@ def plot_loss(losses: list[tuple[int, float]], path: Path) -> str | None:
     return path.name
 
 
+def stop_note(record: RunRecord) -> str | None:
+    """What the card and the Hub push say of a run that stopped before its steps: "stopped at the judge's
+    cap after N of M steps" (or, ungraded completions: "stopped after N of M steps: too many completions
+    could not be graded"); None for a run that ran them all."""
+    stop = record.extra.get("stop")
+    if not stop:
+        return None
+    steps = f"after {stop['step']} of {stop['of']} steps"
+    if stop["kind"] == "cap":
+        return f"stopped at the judge's cap {steps}"
+    return f"stopped {steps}: too many completions could not be graded"
+
+
 def card_metadata(config: TrainConfig, record: RunRecord, existing: dict[str, Any] | None) -> dict[str, Any]:
     """Hub metadata; ``model-index`` results of an earlier card of the repo are kept."""
     metadata: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": "text-generation"}
@@ -126,6 +139,7 @@ def render_model_card(
         results=results_of(metadata),
         recipe_yaml=yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True).rstrip(),
         effective_batch=config.training.per_device_train_batch_size * record.accumulation * record.processes,
+        stop_note=stop_note(record),
     )
 
 

@@ -206,6 +206,18 @@ class JudgeSettings(ModelSettings):
     length_override: bool = _PROTOCOL["length_override"]
     name_penalty: bool = _PROTOCOL["name_penalty"]
     prices: str | None = _PROTOCOL["prices"]
+    unparseable: Literal["zero", "drop"] = Field(
+        "zero",
+        description="a completion none of whose grader runs parsed (the model's doing): zero earns 0, drop "
+        "gives it no reward (left out of its group's baseline, as a failed grading is)",
+    )
+    max_ungraded_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="stop when more than this share of a step's completions (all processes) could not be "
+        "graded for the infrastructure (the judge's server failed past the retries)",
+    )
     client: ClientConfig = Field(default_factory=ClientConfig)
 
     @field_validator("batch")
@@ -214,6 +226,15 @@ class JudgeSettings(ModelSettings):
         if batch:
             raise ValueError("a reward is needed within the step: the judge cannot go through a batch API")
         return batch
+
+    @model_validator(mode="after")
+    def _seeded_runs(self) -> JudgeSettings:
+        if self.grader_runs > 1 and self.seed is None:
+            raise ValueError(
+                f"grader_runs {self.grader_runs} needs a seed: unseeded runs are one request (one cache "
+                "key), one verdict paid once and counted as several"
+            )
+        return self
 
     def protocol(self) -> dict[str, Any]:
         """The settings as a :class:`ProtocolConfig` (whose checks, e.g. a vote of greedy runs, apply)."""
@@ -311,7 +332,8 @@ class TrainConfig(BaseModel):
             "report_to",
             "epochs",  # like max_steps: a run can be resumed for more
         }
-        judge = {"base_url": True, "client": True}  # where the judge is and what it may cost: not the run
+        # where the judge is, what it may cost and how many failures it may have: not the run
+        judge = {"base_url": True, "client": True, "max_ungraded_share": True}
         exclude = {
             "hub": True,
             "launcher": True,  # where it runs, not what is trained

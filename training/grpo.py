@@ -11,17 +11,18 @@ nothing to the judge: the checks of every method (:func:`skillmix.training.run.c
 Hub, the output folder, the datasets and their leakage re-check), the leakage audit of the prompts (a
 held-out skill or topic, or an evaluation combination, is refused: exit 2), the judge's role and price
 (:mod:`skillmix.llm.roles`), the prompt lengths, the model; :func:`skillmix.training.run.fit` then runs
-the steps. When the next step's grading cannot be afforded under ``grpo.judge.client.max_usd``, training
-stops cleanly: the checkpoint of the last step is saved, the run record says why, one line says
-``stopped at step N: step N+1's grading does not fit under the judge's spending cap $X: its worst case is
-$W, $L is left (spent $S)``, and the command exits 0; the
-same command with a higher cap (not part of the run's fingerprint) resumes from that checkpoint.
+the steps. When the next step's grading cannot be afforded under ``grpo.judge.client.max_usd`` (or more
+than ``grpo.judge.max_ungraded_share`` of a step's completions could not be graded), every process stops
+at the same step (:mod:`.joint_stop`): the checkpoint of the last step is saved, the run record says why,
+one line says ``stopped at step N: step N+1's grading does not fit under the judge's spending cap $X: its
+worst case is $W, $L is left (spent $S)``, the card and the Hub push say "stopped at the judge's cap after
+N of M steps", and the command exits 0; the same command with a higher cap (not part of the run's
+fingerprint) resumes from that checkpoint.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ from skillmix.llm.roles import ResolvedModel, check_priced, check_reachable, res
 from skillmix.pipelines.config import ProtocolConfig
 from skillmix.prompts import PromptSet
 from skillmix.training import data as data_mod
-from skillmix.training.config import TrainConfig
+from skillmix.training.config import TrainConfig, world_size
+from skillmix.training.joint_stop import JointStop, worst_request
 from skillmix.training.leakage import check_prompts, split_of
 from skillmix.training.models import load_model, load_tokenizer, lora_config
 from skillmix.training.plan import completions_per_step
@@ -41,7 +43,6 @@ from skillmix.training.reward import (
     JOURNAL,
     Combination,
     Judge,
-    JudgeCapReached,
     JudgeReward,
     prompt_set,
     render_prompt,
@@ -63,7 +64,8 @@ class Judging:
 def run(config: TrainConfig, log: Log = print) -> Path:
     """Prepare, then train; returns the output folder."""
     prepared, judging = prepare(config, log)
-    return fit(prepared, lambda callbacks: make_trainer(prepared, judging, callbacks, log), log)
+    reward, stop = judge_reward(prepared, judging)
+    return fit(prepared, lambda callbacks: make_trainer(prepared, reward, callbacks), log, stop)
 
 
 def prepare(config: TrainConfig, log: Log = print) -> tuple[Prepared, Judging]:
@@ -146,6 +148,7 @@ def grpo_config(config: TrainConfig, accumulation: int) -> Any:
         max_completion_length=grpo.max_completion_length,
         temperature=grpo.temperature,
         beta=grpo.beta,
+        steps_per_generation=accumulation,  # one generation batch per optimizer step (.joint_stop)
         num_iterations=1,
         log_completions=False,
         use_vllm=grpo.use_vllm,  # GPU only, refused before loading without one (launch.check_gpu_paths)
@@ -155,60 +158,43 @@ def grpo_config(config: TrainConfig, accumulation: int) -> Any:
     )
 
 
-def make_trainer(prepared: Prepared, judging: Judging, callbacks: list[Any], log: Log) -> Any:
-    """TRL's ``GRPOTrainer`` with the judge's reward, in a :class:`StoppableTrainer`."""
+def judge_reward(prepared: Prepared, judging: Judging) -> tuple[JudgeReward, JointStop]:
+    """The judge's reward of this process, and the joint stop that every process follows."""
+    config, out = prepared.config, prepared.config.output_path()
+    settings, rank = config.grpo.judge, os.environ.get("RANK", "0")
+    judge = Judge(settings, judging.judge, out / CACHE_FILE, judging.prices, judging.protocol.scoring_rules)
+    journal = out / (JOURNAL if rank == "0" else JOURNAL.replace(".jsonl", f"-rank{rank}.jsonl"))
+    tokenizer, generation = prepared.tokenizer, prepared.model.generation_config
+    ends = {tokenizer.eos_token_id, tokenizer.pad_token_id, *_ids(generation.eos_token_id)} - {None}
+    limit = config.grpo.max_completion_length  # reached with no end: cut (TRL's rule)
+    reward = JudgeReward(judge, judging.combinations, config.grpo.reward, journal, limit, sorted(ends))
+    per_process = 0.0
+    if settings.client.max_usd is not None:  # one step's completions on this process x grader runs
+        completions = completions_per_step(config) // world_size()
+        worst = worst_request(
+            judge, judging.combinations, prepared.tokenizer, config.grpo.max_completion_length
+        )
+        per_process = completions * settings.grader_runs * worst
+    described = {**judging.protocol.judge_protocol(), "served": judging.judge.describe()}
+    stop = JointStop(reward, per_process, world_size(), settings.max_ungraded_share, described)
+    return reward, stop
+
+
+def _ids(value: Any) -> list[int]:
+    return [] if value is None else [value] if isinstance(value, int) else list(value)
+
+
+def make_trainer(prepared: Prepared, reward: JudgeReward, callbacks: list[Any]) -> Any:
+    """TRL's ``GRPOTrainer`` with the judge's reward (``callbacks`` hold the joint stop)."""
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    config, out = prepared.config, prepared.config.output_path()
-    rank = os.environ.get("RANK", "0")
-    run_id = f"grpo-{uuid.uuid4().hex[:12]}-rank{rank}"  # names this process's reservations
-    rules = judging.protocol.scoring_rules
-    judge = Judge(config.grpo.judge, judging.judge, out / CACHE_FILE, judging.prices, run_id, rules)
-    journal = out / (JOURNAL if rank == "0" else JOURNAL.replace(".jsonl", f"-rank{rank}.jsonl"))
-    reward = JudgeReward(judge, judging.combinations, config.grpo.reward, journal)
-    trainer = GRPOTrainer(
+    return GRPOTrainer(
         model=prepared.model,
         reward_funcs=reward,
         args=prepared.args,
         train_dataset=Dataset.from_list(prepared.rows),
         processing_class=prepared.tokenizer,
         callbacks=callbacks,
-        peft_config=lora_config(config.model.lora),  # None: the whole model is trained
+        peft_config=lora_config(prepared.config.model.lora),  # None: the whole model is trained
     )
-    return StoppableTrainer(trainer, reward, judging, log)
-
-
-class StoppableTrainer:
-    """A GRPO trainer whose ``train`` stops cleanly at the judge's spending cap: the last step's checkpoint
-    saved, the reason logged and kept in ``record_extra`` (with the judge's protocol and spend), which
-    :func:`skillmix.training.run.fit` adds to the run record."""
-
-    def __init__(self, trainer: Any, reward: JudgeReward, judging: Judging, log: Log) -> None:
-        self.trainer, self.reward, self.judging, self.log = trainer, reward, judging, log
-        self.stopped: str | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.trainer, name)
-
-    def train(self, **kwargs: Any) -> Any:
-        try:
-            return self.trainer.train(**kwargs)
-        except JudgeCapReached as exc:
-            self.stopped = f"stopped at step {self.trainer.state.global_step}: {exc}"
-            self.trainer._save_checkpoint(self.trainer.model, trial=None)  # to resume from, a higher cap
-            self.log(self.stopped)
-            return None
-
-    @property
-    def record_extra(self) -> dict[str, Any]:
-        client = self.reward.judge.client
-        return {
-            "stopped": self.stopped,
-            "judge": {**self.judging.protocol.judge_protocol(), "served": self.judging.judge.describe()},
-            "judge_spent_usd": client.cache.spent_usd(),
-            "judge_requests": client.stats["requests"],
-            "judge_cached": client.stats["cached"],
-            "ungradable": self.reward.ungradable,
-            "rewards": self.reward.journal.name,
-        }

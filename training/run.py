@@ -22,7 +22,14 @@ from typing import Any
 
 from skillmix.config import ConfigError
 from skillmix.training import data as data_mod
-from skillmix.training.card import RunRecord, hardware, losses_from, plot_loss, render_model_card
+from skillmix.training.card import (
+    RunRecord,
+    hardware,
+    losses_from,
+    plot_loss,
+    render_model_card,
+    stop_note,
+)
 from skillmix.training.config import TrainConfig, accumulation_steps, world_size
 from skillmix.training.hub import check_access, checkpoint_pusher, existing_metadata, hub_token, push_final
 from skillmix.training.leakage import check_leakage
@@ -182,14 +189,21 @@ def train(prepared: Prepared, log: Log = print) -> Path:
     return fit(prepared, trainer, log)
 
 
-def fit(prepared: Prepared, make_trainer: Callable[[list[Any]], Any], log: Log = print) -> Path:
+def fit(
+    prepared: Prepared, make_trainer: Callable[[list[Any]], Any], log: Log = print, stop: Any = None
+) -> Path:
     """The output folder, the trainer ``make_trainer(callbacks)`` makes, resumed when the folder holds
-    this run, trained, saved, carded and pushed; returns the output folder."""
+    this run, trained, saved, carded and pushed; returns the output folder.
+
+    ``stop`` (GRPO's :class:`skillmix.training.joint_stop.JointStop`) is a callback of the trainer that
+    every process follows: ``stop.start(step, max_steps)`` says whether the launch's first step may run
+    (when it may not, nothing is trained, saved or pushed: the record says why), ``stop.record_extra()``
+    adds to the run record, ``stop.stopped`` is the line that says why the run stopped (or None)."""
     config, out = prepared.config, prepared.config.output_path()
     out.mkdir(parents=True, exist_ok=True)
     if main_process():
         _write_run_file(out, config)
-    callbacks = []
+    callbacks = [] if stop is None else [stop]
     token = prepared.checks.token
     if config.hub.push_to_hub and config.hub.checkpoints_branch and token:
         pusher = checkpoint_pusher(
@@ -198,18 +212,26 @@ def fit(prepared: Prepared, make_trainer: Callable[[list[Any]], Any], log: Log =
         callbacks.append(pusher)
     trainer = make_trainer(callbacks)
     checkpoint = _resume_point(out, prepared.checks.resume, log)
+    first = int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
+    trains = stop is None or stop.start(first, config.training.max_steps)
     started = time.monotonic()
-    trainer.train(resume_from_checkpoint=checkpoint)
+    if trains:
+        trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model(str(out))
     wall = time.monotonic() - started
-    trainer.save_model(str(out))
+    if stop is not None and stop.stopped and main_process():
+        log(stop.stopped)  # after the progress bar: one line that says why
     for callback in callbacks:
-        callback.wait()  # the checkpoint uploads still under way, before the final push
+        if hasattr(callback, "wait"):
+            callback.wait()  # the checkpoint uploads still under way, before the final push
     if trainer.is_world_process_zero():
-        record = _record(prepared, trainer, wall)
-        record.extra.update(getattr(trainer, "record_extra", {}))  # a method's own (grpo: the judge, a stop)
+        record = _record(prepared, trainer, wall, trainer.state.global_step if trains else first)
+        record.extra.update(getattr(trainer, "record_extra", {}))  # a method's own (dpo: pairs dropped)
+        record.extra.update(stop.record_extra() if stop is not None else {})  # grpo: the judge, a stop
         _write_run_file(out, config, asdict(record))
-        _finish(prepared, record, out, log)
-    _end(getattr(trainer, "trainer", trainer))  # GRPO's stop-at-the-cap wrapper holds TRL's trainer
+        if trains:
+            _finish(prepared, record, out, log)
+    _end(trainer)
     return out
 
 
@@ -268,7 +290,7 @@ def _last_checkpoint(out: Path) -> str | None:
     return get_last_checkpoint(str(out))
 
 
-def _record(prepared: Prepared, trainer: Any, wall: float) -> RunRecord:
+def _record(prepared: Prepared, trainer: Any, wall: float, steps: int) -> RunRecord:
     return RunRecord(
         method=prepared.config.method,
         sources=[item.describe() for item in prepared.checks.sources],
@@ -278,11 +300,18 @@ def _record(prepared: Prepared, trainer: Any, wall: float) -> RunRecord:
         processes=world_size(),
         accumulation=prepared.checks.accumulation,
         wall_seconds=wall,
-        steps=trainer.state.global_step,
+        steps=steps,
         hardware=hardware(),
         losses=losses_from(trainer.state.log_history),
         leakage=prepared.checks.leakage,
     )
+
+
+def push_message(config: TrainConfig, record: RunRecord) -> str:
+    """The commit message of the final push: the method and its steps, and why it stopped early, if it did."""
+    note = stop_note(record)
+    message = f"Fine-tuned on Skill-Mix ({config.method.upper()}, {record.steps} steps)"
+    return f"{message}; {note}" if note else message
 
 
 def _finish(prepared: Any, record: RunRecord, out: Path, log: Log) -> None:
@@ -300,7 +329,6 @@ def _finish(prepared: Any, record: RunRecord, out: Path, log: Log) -> None:
         first, last = losses[0][1], losses[-1][1]
         log(f"trained {record.steps} steps in {record.wall_seconds:.1f} s; loss {first:.3f} -> {last:.3f}")
     if repo and token:
-        message = f"Fine-tuned on Skill-Mix ({config.method.upper()}, {record.steps} steps)"
-        oid = push_final(out, repo, token, config.hub.private, message)
+        oid = push_final(out, repo, token, config.hub.private, push_message(config, record))
         log(f"pushed the model and its card to {repo} (commit {oid[:10]})")
     log(f"model, tokenizer and card written to {out}")
