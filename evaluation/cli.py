@@ -182,7 +182,7 @@ def summary(results: dict[str, Any], out: str | Path) -> str:
         )
     cost = results.get("cost_usd", 0)
     paid = "every request of these samples, at what it cost when paid, by this run or an earlier one"
-    spent = f"cost ${cost:.4f} ({paid})" if cost is not None else "cost not recorded (inspect's log: usage)"
+    spent = f"cost ${cost:.4f} ({paid})" if cost is not None else "no cost recorded (see the inspect log)"
     lines.append(f"  {spent}; results.md, results.json, samples.jsonl, plots/")
     return "\n".join(lines)
 

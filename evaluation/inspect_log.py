@@ -58,8 +58,8 @@ def reply_status(stop_reason: str, text: str | None) -> tuple[str, str | None]:
     it: the provider's filter is ``refused``; a prompt longer than the context (inspect turns that 400 into
     ``model_length``) ``invalid_request``; an empty reply ``api_error`` (the client retries it, then errors);
     a reply cut at ``max_tokens`` ``truncated``."""
-    if stop_reason == "content_filter":
-        return "refused", "content filter"
+    if stop_reason == "content_filter":  # inspect gives the refusal's text as the completion
+        return "refused", (text or "").strip() or "content filter"
     if stop_reason == "model_length":
         return "invalid_request", "the request exceeds the model's context (model_length)"
     if not text or not text.strip():
@@ -133,7 +133,7 @@ def read_log(path: Path) -> Any:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{path} is not an inspect log ({reason})") from None
     if TASK_METADATA not in (log.eval.metadata or {}):
-        raise ConfigError(f"{path} is a log of {log.eval.task}, not of {TASK} (no skillmix protocol)")
+        raise ConfigError(f"{path} is not a log of {TASK} (its task: {log.eval.task}; no skillmix protocol)")
     return log
 
 
@@ -155,6 +155,7 @@ def import_inspect(path: Path, out: Path) -> dict[str, Any]:
         raise ConfigError(f"{out} is not empty: import-inspect writes a new evaluation folder")
     log = read_log(path)
     protocol = dict(log.eval.metadata[TASK_METADATA])
+    protocol["generations"] = log.eval.config.epochs or protocol["generations"]  # `--epochs N` wins
     rules = ScoringRules.from_config(protocol, f"{path}: task metadata")
     samples, missing = epoch_records(log)
     roles = log.eval.model_roles or {}
@@ -174,6 +175,7 @@ def import_inspect(path: Path, out: Path) -> dict[str, Any]:
             "status": log.status,
             "not_in_log": missing,
             "inspect_version": log.eval.packages.get("inspect_ai"),
+            "epochs_reducer": log.eval.config.epochs_reducer,
         },
     }
     write_outputs(out, samples, results)

@@ -155,6 +155,7 @@ def skill_mix_conversation(config: EvalConfig):  # type: ignore[no-untyped-def]
     student = config.student
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
+        get_model(role="grader", required=True)  # no judge: the sample errors before the student is paid
         meta = state.metadata
         record = start_record(meta, state.epoch)
         state.store.set(STORE, record)
@@ -169,7 +170,8 @@ def skill_mix_conversation(config: EvalConfig):  # type: ignore[no-untyped-def]
             status, error = reply_status(state.output.stop_reason, text)
             if status == "api_error":  # the infrastructure's: the sample errors, as skillmix eval's does
                 raise RuntimeError(f"student, {stage}: {error}")
-            record[stage], record[f"{stage}_status"], record[f"{stage}_error"] = text, status, error
+            record[stage] = None if status == "refused" else text  # no text, as skillmix eval records it
+            record[f"{stage}_status"], record[f"{stage}_error"] = status, error
             if status != "ok":
                 if stage == "round1":  # as skillmix eval records the round it did not send
                     record["round2_status"], record["round2_error"] = "skipped", f"round 1 {status}: {error}"

@@ -106,7 +106,8 @@ def test_the_imported_log_is_the_same_evaluation(both):
     mine = {s["id"]: s for s in read_samples(folder)}
     got = {s["id"]: s for s in read_samples(other)}
     assert set(got) == set(mine) and len(got) == 6  # the ids skillmix eval gives each generation
-    for key in ("answer", "grader_points", "grader_status", "round1_status", "round2_status"):
+    for key in ("answer", "grader_outputs", "grader_points", "grader_status", "grader_errors",
+                "round1_status", "round1_error", "round2_status", "round2_error"):  # fmt: skip
         assert {i: s[key] for i, s in got.items()} == {i: s[key] for i, s in mine.items()}, key
     points = [
         {
@@ -195,4 +196,19 @@ def test_the_default_responder_gives_the_same_numbers_by_setting_and_k(tmp_path)
 def test_import_inspect_refuses_what_is_not_a_skill_mix_log(tmp_path, make, says):
     result = run_here([*CLI, "eval", "import-inspect", str(make(tmp_path)), str(tmp_path / "out")])
     assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_inspect_refuses_a_log_of_another_task(tmp_path):
+    from inspect_ai import Task
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.dataset import Sample
+    from inspect_ai.scorer import match
+    from inspect_ai.solver import generate
+
+    other = Task(dataset=[Sample(input="Hi", target="hi")], solver=generate(), scorer=match(), name="other")
+    inspect_eval(other, model="mockllm/model", log_dir=str(tmp_path / "logs"), display="none")
+    [log_path] = (tmp_path / "logs").glob("*.eval")
+    result = run_here([*CLI, "eval", "import-inspect", str(log_path), str(tmp_path / "out")])
+    assert result.returncode == 2 and "is not a log of skillmix/skill_mix (its task: other" in result.stderr
     assert not (tmp_path / "out").exists()
