@@ -37,8 +37,8 @@ from typing import Any
 from inspect_ai import Epochs, Task, task
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import ChatMessageUser, GenerateConfig, get_model
-from inspect_ai.scorer import Metric, SampleScore, Score, Target, Value, mean, metric, scorer, stderr
-from inspect_ai.solver import Generate, TaskState, solver
+from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, Value, mean, metric, scorer, stderr
+from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from skillmix.config import build, merge
 from skillmix.evaluation.config import EvalConfig, shared_settings, with_dataset
@@ -70,8 +70,9 @@ def skill_mix(config: str | None = None, **settings: Any) -> Task:
     evaluation = eval_config(config, settings)
     drawn = asked(evaluation)
     drawn_from = seed_source(evaluation, logging.getLogger(__name__).warning)
+    prompts = PromptSet(evaluation.template_dir)
     samples = [
-        combination_sample(pipeline_row(combo, setting=setting))
+        combination_sample(pipeline_row(combo, setting=setting), prompts)
         for (setting, _k), combos in drawn[2].items()
         for combo in combos
     ]
@@ -113,14 +114,14 @@ def eval_config(config: str | None, settings: dict[str, Any]) -> EvalConfig:
     return build(EvalConfig, data, "task parameters")
 
 
-def combination_sample(row: dict[str, Any]) -> Sample:
+def combination_sample(row: dict[str, Any], prompts: PromptSet) -> Sample:
     """One combination in one setting: the round-1 prompt, and what the scorer and the log reader need."""
     metadata = {key: row[key] for key in ("combination", "setting", "k", "skills", "categories", "topic")}
     metadata[GROUP] = f"{row['setting']} k={row['k']}"
     metadata["skill_records"] = row["skill_records"]
     return Sample(
         id=combination_sample_id(row["setting"], row["combination"]),
-        input=PromptSet().round1(row["skill_records"], row["topic"]),
+        input=prompts.round1(row["skill_records"], row["topic"]),
         metadata=metadata,
     )
 
@@ -149,7 +150,7 @@ def by_group() -> Metric:
 
 
 @solver
-def skill_mix_conversation(config: EvalConfig):  # type: ignore[no-untyped-def]
+def skill_mix_conversation(config: EvalConfig) -> Solver:
     """Round 1, the reply, round 2, the reply: the student's generation of this epoch."""
     prompts = PromptSet(config.template_dir)
     student = config.student
@@ -189,7 +190,7 @@ def skill_mix_conversation(config: EvalConfig):  # type: ignore[no-untyped-def]
 
 
 @scorer(metrics={name: [mean(), stderr()] for name in METRICS})
-def skill_mix_judge(config: EvalConfig):  # type: ignore[no-untyped-def]
+def skill_mix_judge(config: EvalConfig) -> Scorer:
     """The judge's ``grader_runs`` grades of the answer, voted and checked under the run's rules: the
     generation's three metrics, with the points and every grader output in the metadata."""
     prompts = PromptSet(config.template_dir)

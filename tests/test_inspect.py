@@ -84,7 +84,7 @@ def both(tmp_path_factory):
     return root / "ours", read_eval_log(str(log_path)), root / "imported"
 
 
-# 9 s on the 2-core machine: skillmix eval, then `inspect eval` as a process (about 4 s of it to start)
+# the fixture: 18-37 s on the shared 2-core machine (skillmix eval, then `inspect eval` as a process)
 def test_inspect_eval_writes_the_metrics_of_skillmix_eval(both):
     folder, log, _imported = both
     [result] = read_results(folder)["results"]
@@ -130,6 +130,17 @@ def test_compare_pairs_skillmix_eval_with_the_imported_log(both, tmp_path):
     assert rescored.returncode == 0, rescored.stderr[-3000:]
 
 
+def test_an_epoch_the_log_lacks_is_not_run(both, tmp_path):
+    """A cancelled run's log holds some epochs: the others are left out as not run, never scored."""
+    from inspect_ai.log import write_eval_log
+
+    _folder, log, _other = both
+    kept = [s for s in log.samples if not (s.epoch == 2 and s.id == log.samples[0].id)]
+    write_eval_log(log.model_copy(update={"samples": kept}), str(tmp_path / "cut.eval"))
+    [result] = imported(tmp_path / "cut.eval", tmp_path / "cut")["results"]
+    assert result["not_run"] == 1 and result["generations"] == 6 and result["n"] == 3
+
+
 class FailingJudge:
     """A judge server that answers 500 to every grade of one topic's texts, whatever the client."""
 
@@ -143,6 +154,7 @@ class FailingJudge:
         return self.inner(body)
 
 
+@pytest.mark.slow  # 9-14 s on the shared 2-core machine: skillmix eval and inspect eval, both waiting on 500s
 def test_a_failed_judge_request_is_an_error_never_a_zero(tmp_path):
     from test_eval import combos
 
@@ -166,6 +178,7 @@ def test_a_failed_judge_request_is_an_error_never_a_zero(tmp_path):
     assert results["results"] == mine["results"]  # left out and counted alike
 
 
+# 3-9 s on the shared 2-core machine: a skillmix eval and an inspect eval of four (setting, k), in process
 def test_the_default_responder_gives_the_same_numbers_by_setting_and_k(tmp_path):
     """Several (setting, k): inspect's metrics grouped by them, each the skillmix eval figure."""
     args = {"k": "2,3", "setting": "train,held-out", "n": 2, "generations": 2}
