@@ -89,7 +89,7 @@ def epoch_records(log: Any) -> tuple[list[dict[str, Any]], list[str]]:
     meta: dict[str, dict[str, Any]] = {}
     for sample in log.samples or []:
         meta[str(sample.id)] = sample.metadata
-        found[(str(sample.id), sample.epoch)] = sample_record(sample)
+        found[(str(sample.id), sample.epoch)] = epoch_record(sample)
     epochs = log.eval.config.epochs or 1
     for sample_id in meta:
         for epoch in range(1, epochs + 1):
@@ -101,7 +101,7 @@ def epoch_records(log: Any) -> tuple[list[dict[str, Any]], list[str]]:
     return [found[key] for key in sorted(found, key=lambda key: (key[1], key[0]))], missing
 
 
-def sample_record(sample: Any) -> dict[str, Any]:
+def epoch_record(sample: Any) -> dict[str, Any]:
     """One epoch's record: its score's metadata, or, for an epoch that errored, what it got to with the
     stage that failed marked ``api_error``."""
     scored = (sample.scores or {}).get(SCORER)
