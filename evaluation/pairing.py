@@ -153,6 +153,20 @@ def per_combination(name: str, results: dict[str, Any], samples: list[dict[str, 
     return found
 
 
+def mean_over_runs(found: list[Values]) -> Values:
+    """Per (k, setting) and combination, the mean over runs (one model trained with several seeds) of the 3
+    metrics; NaN where a run has no value for it (a combination one seed's model did not score is left out
+    of the paired statistics, as a combination one run did not score is)."""
+    out: Values = {}
+    for cell in {key for values in found for key in values}:
+        ids = list(dict.fromkeys(c for values in found for c in values.get(cell, {})))
+        missing = np.full(3, np.nan)
+        out[cell] = {
+            c: np.mean([values.get(cell, {}).get(c, missing) for values in found], axis=0) for c in ids
+        }
+    return out
+
+
 def paired(base: dict[str, np.ndarray] | None, other: dict[str, np.ndarray] | None, column: int) -> dict:
     """A run against the baseline in one (setting, k), metric ``column``: n (the combinations both scored),
     the mean difference, its interval, p, how p was computed and whether it is significant; all None when

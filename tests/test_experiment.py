@@ -118,7 +118,10 @@ def test_the_smoke_experiment_runs_every_stage_then_only_what_changed(tmp_path):
         assert "tiny D(1,2,3) − D(1), held-out k = 2" in text  # a line names the student and both sets
         assert (out / "compare" / "tiny" / "comparison.json").is_file()  # one comparison per student
         rows = (report / "results.csv").read_text().splitlines()
-        assert rows[0] == "student,training_set,setting,k,metric,mean,stderr,ci_low,ci_high,n"
+        assert rows[0] == (
+            "student,training_set,seed,setting,k,metric,mean,stderr,ci_low,ci_high,n,seeds,"
+            "seed_min,seed_max,seed_sd"
+        )
         assert len(rows) == 1 + 3 * 2 * 3  # 3 models x (held-out k = 2, 3) x 3 metrics
         trained = out / "train" / "tiny--D123"
         assert (trained / "model.safetensors").is_file()
@@ -140,6 +143,55 @@ def test_the_smoke_experiment_runs_every_stage_then_only_what_changed(tmp_path):
         assert ran(third.stderr) == ["compare", "eval/tiny-b/D1", "report", "train/tiny-b/D1"]
         assert (out / "train" / "tiny-b--D1.previous").is_dir()  # the old run is kept aside, not mixed in
         assert (trained / "model.safetensors").stat().st_mtime_ns == weights
+
+
+@pytest.mark.slow  # about 100 s on 2 cores: four trainings, five evaluations, five re-gradings
+def test_the_seeds_smoke_experiment_reports_per_seed_cells_and_the_second_judge(tmp_path):
+    from skillmix.testing.fake_openai import CHAT_PATH, FakeOpenAIServer, SkillMixResponder
+
+    out = tmp_path / "runs"
+    with (
+        FakeOpenAIServer(responder=SkillMixResponder(seed=5, accept_rate=0.6)) as server,
+        FakeOpenAIServer(responder=SkillMixResponder(seed=9, accept_rate=0.4)) as second,
+    ):
+        # the tiny students answer nothing gradable: an API base model (the fake) gives the second judge
+        # texts to re-grade
+        data = yaml.safe_load((ROOT / "experiments" / "smoke-seeds.yaml").read_text())
+        data["students"]["tiny"].update(base="fake-student", base_url=server.base_url)
+        data["evaluation"]["settings"]["student"]["max_tokens"] = 300  # room for the fake's whole reply
+        experiment = tmp_path / "smoke-seeds.yaml"
+        experiment.write_text(yaml.safe_dump(data, sort_keys=False))
+        roles = ["--teacher-model", "fake-teacher", "--teacher-base-url", server.base_url,
+                 "--cross-judge-base-url", second.base_url, "--out", str(out)]  # fmt: skip
+        first = run(str(experiment), *roles)
+        assert first.returncode == 0, first.stderr[-4000:]
+        stages = ran(first.stderr)
+        assert {"train/tiny/D1@seed0", "train/tiny/D123@seed1", "cross-judge/tiny/D123@seed1",
+                "cross-judge/tiny/base"} <= set(stages)  # fmt: skip
+        graded = json.loads((out / "cross-judge" / "tiny--base" / "agreement.json").read_text())
+        generations = graded["full_marks"]["records"]
+        assert 0 < generations <= 2 * 2  # 2 cells x 2 combinations x 1 generation the base answered
+        chats = [r for r in second.requests if r.path == CHAT_PATH]
+        assert len(chats) == generations * 3  # 3 grader runs each; the tiny students' failures go unsent
+        again = run(str(experiment), *roles)
+        assert again.returncode == 0 and ran(again.stderr) == []
+        assert len([r for r in second.requests if r.path == CHAT_PATH]) == len(chats)  # nothing paid twice
+    seeds = [yaml.safe_load((out / "recipes" / f"tiny--D123@seed{s}.yaml").read_text()) for s in (0, 1)]
+    assert [r["training"]["seed"] for r in seeds] == [0, 1]
+    weights = [(out / "train" / f"tiny--D123@seed{s}" / "model.safetensors").read_bytes() for s in (0, 1)]
+    assert weights[0] != weights[1]  # two models, not one trained twice
+    text = (out / "report" / "report.md").read_text()
+    assert "| tiny | D(1,2,3) seed 0 |" in text and "| tiny | D(1,2,3) seed 1 |" in text
+    assert "| tiny | D(1,2,3), mean of 2 seeds |" in text
+    checked = json.loads((out / "report" / "findings.json").read_text())
+    (finding,) = checked["findings"]
+    assert [c["paired"]["seeds"] for c in finding["checks"]] == [[2, 2], [2, 2]]
+    crossed = checked["cross_judge"]
+    assert len(crossed["evaluations"]) == 5 and crossed["pooled"]["full_marks"]["records"] == generations
+    assert [v["finding"] for v in crossed["verdicts"]] == ["2"]
+    assert all(c["n"] == 2 for c in crossed["verdicts"][0]["checks"])  # the 2 re-graded combinations
+    assert "## Second judge" in text and f"| all | pooled | {generations} |" in text
+    assert "under the first judge" in text and "under the second" in text
 
 
 def write_experiment(tmp_path: Path, **changes) -> Path:

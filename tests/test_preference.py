@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from cli_runs import dataset_cmd, run_cli
 from datasets import load_dataset
-from test_publish import load_remote, publish
+from test_publish import REPO, TOKEN, load_remote, publish
 
 from skillmix.dataset_folder.preference import preference_pairs, split_conversation
 from skillmix.testing.fake_openai import FakeOpenAIServer, SkillMixResponder
@@ -75,7 +75,8 @@ def test_generations_keep_one_text_per_combination_and_pair_the_rest(tmp_path, h
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["counts"]["per_k"]["k2"]["combinations"] == 6
         assert manifest["counts"]["per_k"]["k2"]["combinations_kept"] == len(kept)
-        assert "`preference`" in (out / "README.md").read_text()
+        folder_card = " ".join((out / "README.md").read_text().split())
+        assert "`preference`" in folder_card and "a user turn inside `chosen` and `rejected`" in folder_card
 
         # the pairing rule changes the output only: the same folder, every pair, no new request
         again = run_cli(
@@ -94,6 +95,14 @@ def test_generations_keep_one_text_per_combination_and_pair_the_rest(tmp_path, h
     assert [pair_id for pair_id, _ in load_remote(hub, tmp_path, "preference", "v1.0.0")] == [
         p["id"] for p in every_pair
     ]
+    # its card says what stock TRL would do with the user turn inside the completion, and what ours does
+    from huggingface_hub import hf_hub_download
+
+    card = hf_hub_download(REPO, "README.md", repo_type="dataset", revision="v1.0.0", token=TOKEN,
+                           cache_dir=str(tmp_path / "card"))  # fmt: skip
+    text = " ".join(Path(card).read_text().split())
+    assert "conversational with a **user turn inside the completion**" in text
+    assert "Stock TRL (`DPOTrainer` on this config as it is) counts every completion token" in text
 
 
 def test_failed_rows_never_pair_and_one_generation_is_the_paper():

@@ -122,7 +122,7 @@ def test_the_mask_is_the_answers_of_chosen_and_rejected_token_by_token(fmt):
     source = LoadedSource(DatasetSource(path="x", configs=["preference"]), {}, {"preference": rows})
     triples = pairs([source])
     tokenizer = build_tokenizer([m["content"] for _, c, r in triples for m in c + r], 400, fmt)
-    tokenized = tokenize_pairs(tokenizer, triples, 1024, log=print)
+    tokenized = tokenize_pairs(tokenizer, triples, 1024, log=print).rows
     batch = PairCollator(tokenizer.pad_token_id)(tokenized)
     assert batch["input_ids"].shape[0] == 4  # chosen 0, chosen 1, rejected 0, rejected 1
     for index, (row, side) in enumerate([(0, "chosen"), (1, "chosen"), (0, "rejected"), (1, "rejected")]):
@@ -199,6 +199,12 @@ def test_the_tiny_dpo_recipe_trains_through_the_command(folder, tmp_path, capsys
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     record = json.loads((out / "skillmix_train.json").read_text())
     assert record["config"]["method"] == "dpo" and record["config"]["dpo"]["beta"] == 0.1
+    assert record["record"]["extra"]["pairs_dropped"] == {
+        "total": 4,
+        "dropped": 0,
+        "chosen": 0,
+        "rejected": 0,
+    }
     losses = json.loads((out / "train_losses.json").read_text())
     assert [step for step, _ in losses] == [1, 2, 3] and all(math.isfinite(loss) for _, loss in losses)
     card = (out / "README.md").read_text()
@@ -226,3 +232,153 @@ def test_data_of_the_other_method_is_one_error_line(folder, tmp_path, capsys):
         assert code == 2 and len(lines) == 1, lines
         assert lines[0].startswith("skillmix: error: ") and message in lines[0], lines
         assert not out.exists()
+
+
+# ------------------------------------------------------------------ (e) pairs that keep their answers
+
+
+def sized_row(i: int, skills: list[str], topic: str, chosen_long: bool, rejected_long: bool) -> dict:
+    """A pair whose round-2 answers are short or long (60 more words) on each side."""
+    row = pair_row(i, skills, topic)
+    for side, long in (("chosen", chosen_long), ("rejected", rejected_long)):
+        if long:
+            answer = row[side][2]["content"]
+            row[side][2] = {"role": "assistant", "content": answer + " And more." * 60}
+    return row
+
+
+def test_a_short_max_length_drops_exactly_the_pairs_that_lose_answer_tokens_counted_per_side():
+    from skillmix.training.config import DatasetSource
+    from skillmix.training.data import LoadedSource, pairs
+    from skillmix.training.masking import SIDES, MaskError, tokenize_conversation, tokenize_pairs
+    from skillmix.training.tiny import build_tokenizer
+
+    shapes = [(False, False), (False, True), (True, False), (True, True)]  # (chosen long, rejected long)
+    rows = [sized_row(i, r["skills"], r["topic"], *shapes[i]) for i, r in enumerate(training_rows(4))]
+    source = LoadedSource(DatasetSource(path="x", configs=["preference"]), {}, {"preference": rows})
+    triples = pairs([source])
+    tokenizer = build_tokenizer([m["content"] for _, c, r in triples for m in c + r], 400, "chatml")
+
+    def ids_of(messages):
+        return tokenizer(tokenizer.apply_chat_template(messages, tokenize=False), add_special_tokens=False)[
+            "input_ids"
+        ]
+
+    def keeps(ids, messages, length):  # the oracle: the round-2 answer and its end-of-turn, decoded
+        return squeeze(messages[-1]["content"] + END["chatml"]) in squeeze(tokenizer.decode(ids[:length]))
+
+    def needed(messages):
+        ids = ids_of(messages)
+        return next(n for n in range(1, len(ids) + 1) if keeps(ids, messages, n))
+
+    sides = {(p, side): m for p, *both in triples for side, m in zip(SIDES, both, strict=True)}
+    shortest_long = min(needed(m) for (pid, side), m in sides.items() if len(m[-1]["content"]) > 400)
+    limit = max(needed(m) for (pid, side), m in sides.items() if len(m[-1]["content"]) < 400)
+    assert limit < shortest_long  # one max_length that keeps every short side, exactly at the boundary
+    logged = []
+    kept = tokenize_pairs(tokenizer, triples, limit, log=logged.append)
+    expected_lost = {
+        side: [pid for pid, *_ in triples if not keeps(ids_of(sides[pid, side]), sides[pid, side], limit)]
+        for side in SIDES
+    }
+    assert (
+        kept.lost
+        == expected_lost
+        == {"chosen": ["c2:g0>g1", "c3:g0>g1"], "rejected": ["c1:g0>g1", "c3:g0>g1"]}
+    )
+    assert [row["chosen_input_ids"] for row in kept.rows] == [ids_of(triples[0][1])[:limit]]
+    assert logged == [
+        "3 of 4 pairs dropped: a side would lose answer tokens (the round-2 answer or its end-of-turn "
+        f"token) past max_length {limit} (chosen side: 2, rejected side: 2, both: 1); 1 pairs trained"
+    ]
+    boundary = next(m for m in sides.values() if len(m[-1]["content"]) < 400 and needed(m) == limit)
+    assert tokenize_conversation(tokenizer, boundary, limit).answer_tokens_lost == 0
+    assert tokenize_conversation(tokenizer, boundary, limit - 1).answer_tokens_lost == 1  # its end-of-turn
+    with pytest.raises(MaskError, match=r"training.max_length 16: no pair keeps both sides' answers"):
+        tokenize_pairs(tokenizer, triples, 16, log=logged.append)
+
+
+# ------------------------------------------------------------------ (f) the reference: precomputed or bf16
+
+
+def test_a_precomputed_reference_keeps_no_second_model_and_its_logps_reach_the_loss(folder, tmp_path):
+    import torch
+
+    from skillmix.training.config import build_config
+    from skillmix.training.dpo import REFERENCE_LOGPS, PairCollator, make_trainer, prepare
+
+    changes = {
+        "output_dir": str(tmp_path / "o"),
+        "dpo": {"reference": "precomputed"},
+        "training": {"epochs": 2},
+    }
+    logs: list[str] = []
+    prepared = prepare(build_config(TINY_DPO, changes, data_location=str(folder)), log=logs.append)
+    assert prepared.ref_model is None
+    assert (
+        prepared.config.training.max_steps == 4 and "2 epoch(s) over 4 pairs in batches of 2: 4 steps" in logs
+    )
+    trainer = make_trainer(prepared, [])
+    assert trainer.ref_model is None  # TRL keeps no second model
+    assert set(REFERENCE_LOGPS) <= set(trainer.train_dataset.column_names)
+    batch = PairCollator(prepared.tokenizer.pad_token_id)([trainer.train_dataset[i] for i in range(2)])
+    model = trainer.model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        per_token = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, batch["input_ids"][:, 1:, None])
+        answer_only = (per_token[..., 0] * batch["completion_mask"][:, 1:]).sum(1)
+        chosen, rejected = answer_only.chunk(2)
+        assert torch.allclose(batch["ref_chosen_logps"], chosen, atol=1e-3)  # the starting model's sums
+        assert torch.allclose(batch["ref_rejected_logps"], rejected, atol=1e-3)
+        trainer.compute_loss(model.train(), batch)  # TRL disabled dropout: the same sums
+    assert trainer._metrics["train"]["rewards/chosen"][-1] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_a_bf16_reference_is_a_frozen_bf16_copy(folder, tmp_path):
+    import torch
+
+    from skillmix.training.config import build_config
+    from skillmix.training.dpo import PairCollator, make_trainer, prepare
+
+    changes = {"output_dir": str(tmp_path / "o"), "dpo": {"reference": "bf16"}}
+    prepared = prepare(build_config(TINY_DPO, changes, data_location=str(folder)), log=lambda m: None)
+    assert prepared.ref_model.dtype == torch.bfloat16 and prepared.model.dtype == torch.float32
+    assert not any(p.requires_grad for p in prepared.ref_model.parameters())
+    trainer = make_trainer(prepared, [])
+    loss = trainer.compute_loss(
+        trainer.model, PairCollator(prepared.tokenizer.pad_token_id)(prepared.rows[:2])
+    )
+    assert torch.isfinite(loss)
+
+
+def test_the_plan_counts_epochs_over_the_folders_pairs(folder, tmp_path, capsys):
+    from skillmix.training.cli import main
+
+    capsys.readouterr()
+    argv = [
+        "--config",
+        str(TINY_DPO),
+        "--data",
+        str(folder),
+        "--epochs",
+        "3",
+        "--plan",
+        "--output-dir",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == (  # 4 pairs in batches of 2: 2 steps an epoch
+        "steps: 6 = 3 epoch(s) over at most 4 pairs (before the pairs that lose answer tokens are dropped), "
+        "at most max_steps 10"
+    )
+
+
+def test_epochs_size_dpo_only():
+    from skillmix.config import ConfigError
+    from skillmix.training.config import build_config
+
+    with pytest.raises(ConfigError, match=r"training\.epochs sizes method dpo's passes over its pairs"):
+        build_config(ROOT / "training" / "recipes" / "tiny" / "smoke.yaml", {"training": {"epochs": 1}})
+    with pytest.raises(ConfigError, match=r"training\.epochs"):
+        build_config(TINY_DPO, {"training": {"epochs": 4}})  # 1-3 passes

@@ -72,7 +72,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument(
         "--plan",
         action="store_true",
-        help="print the method, the steps and the judge's requests and worst-case cost per step; run nothing",
+        help="print the method, the steps, the judge's requests and worst-case cost per step and the memory "
+        "of one GPU under the recipe's launcher (refused when it does not fit); run nothing",
     )
     return parser
 
@@ -92,11 +93,36 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     config = build_config(args.config, overrides(args, args.flags), args.flags, args.data_location)
     if args.plan:
-        from skillmix.training.plan import plan_lines
-
-        print("\n".join(plan_lines(config)))
+        _plan(config)
         return
+    _check_fits(config)
     METHODS[config.method]()(config, _log_main_process)
+
+
+def _plan(config: TrainConfig) -> None:
+    """The plan under the recipe's launcher; a recipe that cannot fit its GPUs is refused after it."""
+    from skillmix.config import ConfigError
+    from skillmix.training.launch import planned_launch
+    from skillmix.training.plan import memory_check, plan_lines
+
+    launch = planned_launch(config)
+    memory, reason = memory_check(config, launch)
+    print("\n".join([*plan_lines(config, launch.processes), *memory]), flush=True)
+    if reason:
+        raise ConfigError(reason)
+
+
+def _check_fits(config: TrainConfig) -> None:
+    """Before anything is loaded: the GPU-only paths refused without a GPU, and the memory of this launch
+    against this machine's GPU (else ``launcher.gpu_memory_gb``; neither: not checked)."""
+    from skillmix.config import ConfigError
+    from skillmix.training.launch import check_gpu_paths, current_launch, device_memory_gb
+    from skillmix.training.plan import memory_check
+
+    check_gpu_paths(config, device_memory_gb() is not None)
+    _, reason = memory_check(config, current_launch())
+    if reason:
+        raise ConfigError(reason)
 
 
 def _log_main_process(message: str) -> None:

@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from skillmix.config import ConfigError, Flags, add_flags, build, merge, read_yaml
 from skillmix.hub_ids import split_revision
@@ -83,7 +83,8 @@ class DataConfig(BaseModel):
     datasets: list[DatasetSource] = Field(min_length=1)
     plain_text: PlainText | None = None
     evaluation: EvaluationSet = Field(default_factory=EvaluationSet)
-    seed: int = Field(0, description="seed of subsampling and mixing")
+    seed: int = Field(0, description="seed of the subsample and the plain-text draw (which rows; their order "
+                      "follows training.seed)")
 
 
 class TinyModel(BaseModel):
@@ -102,6 +103,21 @@ class TinyModel(BaseModel):
     seed: int = 0
 
 
+class LoraSettings(BaseModel):
+    """LoRA adapters (``peft``'s ``LoraConfig``): the model's weights stay frozen in ``model.dtype`` (bf16 is
+    allowed: nothing of theirs is stepped), the adapters are trained in fp32."""
+
+    model_config = _STRICT
+
+    r: int = Field(16, ge=1, description="the adapters' rank")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (the adapters' scale is alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        min_length=1,
+    )
+
+
 class ModelConfig(BaseModel):
     model_config = _STRICT
 
@@ -115,6 +131,9 @@ class ModelConfig(BaseModel):
     attn_implementation: str | None = Field(None, description="sdpa, eager, flash_attention_2, ...")
     chat_template: str | None = Field(None, description="a .jinja file replacing the tokenizer's template")
     tiny: TinyModel | None = None
+    lora: LoraSettings | None = Field(
+        None, description="train LoRA adapters (peft, the gpu extra), not the model"
+    )
 
 
 class TrainingConfig(BaseModel):
@@ -123,6 +142,9 @@ class TrainingConfig(BaseModel):
     model_config = _STRICT
 
     max_steps: int = Field(4000, ge=1)
+    epochs: int | None = Field(
+        None, ge=1, le=3, description="method dpo: passes over the pairs (1-3), max_steps then a bound"
+    )
     per_device_train_batch_size: int = Field(4, ge=1)
     gradient_accumulation_steps: int | None = Field(None, ge=1, description="none: from the effective batch")
     effective_batch_size: int | None = Field(None, ge=1, description="per-device batch x accumulation x GPUs")
@@ -161,6 +183,11 @@ class DPOSettings(BaseModel):
 
     beta: float = Field(0.1, gt=0, description="DPO beta: the strength of the pull towards the reference")
     loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="the DPO loss")
+    reference: Literal["copy", "bf16", "precomputed"] = Field(
+        "copy",
+        description="the reference: a second copy of the starting model in model.dtype, that copy in bf16 "
+        "(it is never stepped), or its log-probabilities computed once before step 1 (no second model kept)",
+    )
 
 
 _PROTOCOL = ProtocolConfig.model_fields  # the grading settings of a dataset build, declared there once
@@ -211,6 +238,31 @@ class GRPOSettings(BaseModel):
         "plain text ending with 'Answer:' (a base model)",
     )
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    use_vllm: bool = Field(False, description="generate with vLLM (TRL's use_vllm; GPU only, see the docs)")
+    vllm_mode: Literal["colocate"] = Field(
+        "colocate", description="vLLM in the training processes (TRL's vllm_mode; no separate server here)"
+    )
+    vllm_gpu_memory_utilization: float = Field(
+        0.3, gt=0, lt=1, description="the share of each GPU's memory vLLM takes (TRL's default 0.3)"
+    )
+    vllm_enable_sleep_mode: bool = Field(
+        False, description="vLLM frees its weights and cache during the optimizer step (TRL's sleep mode)"
+    )
+
+
+class LauncherSettings(BaseModel):
+    """Where the recipe runs, for the memory check (``skillmix train --plan``, and before anything is loaded):
+    an accelerate config and its process count; the GPU memory when no GPU is visible here."""
+
+    model_config = _STRICT
+
+    accelerate_config: str | None = Field(
+        None, description="the accelerate config the recipe is launched with (training/accelerate/*.yaml)"
+    )
+    num_processes: int | None = Field(None, ge=1, description="GPUs (none: the accelerate config's, else 1)")
+    gpu_memory_gb: float | None = Field(
+        None, gt=0, description="memory of one GPU in GiB, for the memory check where no GPU is visible"
+    )
 
 
 class TrainConfig(BaseModel):
@@ -227,8 +279,22 @@ class TrainConfig(BaseModel):
     hub: HubConfig = Field(default_factory=HubConfig)
     dpo: DPOSettings = Field(default_factory=DPOSettings)
     grpo: GRPOSettings = Field(default_factory=GRPOSettings)
+    launcher: LauncherSettings = Field(default_factory=LauncherSettings)
     output_dir: str | None = Field(None, description="output folder (default out/train/<model>-<variant>)")
     recipe: str | None = Field(None, description="the recipe file these values came from")
+
+    @model_validator(mode="after")
+    def _epochs_of_pairs(self) -> TrainConfig:
+        if self.training.epochs is not None and self.method != "dpo":
+            raise ValueError(
+                f"training.epochs sizes method dpo's passes over its pairs; method {self.method} "
+                "counts max_steps"
+            )
+        if self.model.lora is not None and self.method != "grpo":
+            raise ValueError(
+                f"model.lora: LoRA adapters are a recipe option of method grpo, not {self.method}"
+            )
+        return self
 
     def fingerprint(self) -> str:
         """What makes two runs into the same folder the same run: the Hub settings, the step count (a run
@@ -240,10 +306,12 @@ class TrainConfig(BaseModel):
             "save_total_limit",
             "dataloader_num_workers",
             "report_to",
+            "epochs",  # like max_steps: a run can be resumed for more
         }
         judge = {"base_url": True, "client": True}  # where the judge is and what it may cost: not the run
         exclude = {
             "hub": True,
+            "launcher": True,  # where it runs, not what is trained
             "output_dir": True,
             "recipe": True,
             "training": volatile,
@@ -268,8 +336,8 @@ def add_train_flags(parser: argparse.ArgumentParser) -> Flags:
     )
     where = "replace the location of the recipe's dataset (a folder, or org/name@revision)"
     parser.add_argument("--data", dest="data_location", metavar="PATH[@REVISION]", help=where)
-    skip = ("recipe", "datasets", "plain_text", "tiny", "settings")  # lists and nested lists: the recipe's
-    return add_flags(parser, TrainConfig, flatten=("training", "hub", "client"), skip=skip)
+    skip = ("recipe", "datasets", "plain_text", "tiny", "settings", "lora")  # lists and nested: the recipe's
+    return add_flags(parser, TrainConfig, flatten=("training", "hub", "client", "launcher"), skip=skip)
 
 
 def build_config(

@@ -24,27 +24,36 @@ per-token log-probabilities of the kept labels only: the sum over exactly our an
 
 Everything else is the SFT run's: :func:`skillmix.training.run.check_run` (precision, Hub token, output
 folder, datasets, the leakage re-check of both texts of every pair) and :func:`~skillmix.training.run.fit`
-(resume, train, save, run record, model card, push). The reference model is the starting model, loaded a
-second time (a tiny one is rebuilt from its seed) and never trained.
+(resume, train, save, run record, model card, push).
+
+A pair is trained only if both sides keep every answer token (the round-2 answer and its end-of-turn token)
+within ``max_length``; the others are dropped, counted by side, logged and kept in the run record
+(``pairs_dropped``). The reference (``dpo.reference``) is the starting model: loaded a second time in
+``model.dtype`` (``copy``; a tiny one is rebuilt from its seed), in bf16 (``bf16``: it is never stepped), or
+not kept at all (``precomputed``: TRL's ``precompute_ref_log_probs`` computes its log-probabilities with the
+policy before step 1, and :class:`PairCollator` passes them to the loss as ``ref_chosen_logps`` /
+``ref_rejected_logps``). ``training.epochs`` sizes the run in passes over the kept pairs (``max_steps`` is
+then a bound).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from skillmix.config import ConfigError
 from skillmix.training import data as data_mod
 from skillmix.training.config import TrainConfig
-from skillmix.training.masking import tokenize_pairs
+from skillmix.training.masking import SIDES, tokenize_pairs
 from skillmix.training.models import load_model, load_tokenizer
+from skillmix.training.plan import epoch_steps
 from skillmix.training.run import Prepared, check_run, fit, trainer_arguments
 from skillmix.training.tiny import tokenizer_corpus
 
-SIDES = ("chosen", "rejected")  # DPOTrainer's batch: every chosen sequence, then every rejected one
+REFERENCE_LOGPS = ("ref_chosen_logps", "ref_rejected_logps")  # precomputed: passed to the loss as they are
 Log = Callable[[str], None]
 
 
@@ -61,13 +70,52 @@ def prepare(config: TrainConfig, log: Log = print) -> Prepared:
     pairs = data_mod.pairs(checks.sources)
     texts = [messages for _, chosen, rejected in pairs for messages in (chosen, rejected)]
     tokenizer = load_tokenizer(config.model, tokenizer_corpus(texts, []) if config.model.tiny else [])
-    rows = tokenize_pairs(tokenizer, pairs, config.training.max_length, log)
-    log(f"{len(pairs)} preference pairs tokenized; loading the model and its reference")
+    kept = tokenize_pairs(tokenizer, pairs, config.training.max_length, log)
+    config = _sized_in_epochs(config, len(kept.rows), checks.accumulation, log)
+    log(f"{len(kept.rows)} preference pairs tokenized; loading the model (reference: {config.dpo.reference})")
     args = dpo_config(config, checks.accumulation)
     model = load_model(config.model, tokenizer, config.training.max_length)
-    reference = load_model(config.model, tokenizer, config.training.max_length)
-    reference.eval().requires_grad_(False)
-    return Prepared(config, checks, rows, len(pairs), tokenizer, model, args, reference)
+    reference = _reference(config, tokenizer)
+    dropped = {"total": kept.total, "dropped": kept.dropped, **{side: len(kept.lost[side]) for side in SIDES}}
+    return PreparedPairs(
+        config, checks, kept.rows, len(kept.rows), tokenizer, model, args, reference, dropped
+    )
+
+
+@dataclass
+class PreparedPairs(Prepared):
+    """A prepared DPO run, with the pairs dropped for answer tokens past ``max_length`` (by side)."""
+
+    pairs_dropped: dict[str, int] = field(default_factory=dict)
+
+
+def _reference(config: TrainConfig, tokenizer: Any) -> Any:
+    """The frozen reference: the starting model again (in bf16 for ``bf16``), or None for ``precomputed``."""
+    if config.dpo.reference == "precomputed":
+        return None
+    spec = config.model
+    if config.dpo.reference == "bf16" and spec.tiny is None:
+        spec = spec.model_copy(update={"dtype": "bfloat16"})  # never stepped: no fp32 master needed
+    reference = load_model(spec, tokenizer, config.training.max_length)
+    if config.dpo.reference == "bf16":
+        import torch
+
+        reference = reference.to(torch.bfloat16)
+    return reference.eval().requires_grad_(False)
+
+
+def _sized_in_epochs(config: TrainConfig, pairs: int, accumulation: int, log: Log) -> TrainConfig:
+    """``training.epochs`` passes over the kept pairs as ``max_steps`` (the recipe's ``max_steps`` bounds
+    it)."""
+    t = config.training
+    if t.epochs is None:
+        return config
+    from skillmix.training.config import world_size
+
+    batch = t.per_device_train_batch_size * accumulation * world_size()
+    steps = min(epoch_steps(pairs, t.epochs, batch), t.max_steps)
+    log(f"{t.epochs} epoch(s) over {pairs} pairs in batches of {batch}: {steps} steps")
+    return config.model_copy(update={"training": t.model_copy(update={"max_steps": steps})})
 
 
 def _check_settings(config: TrainConfig) -> None:
@@ -88,7 +136,7 @@ def dpo_config(config: TrainConfig, accumulation: int) -> Any:
         beta=config.dpo.beta,
         loss_type=[config.dpo.loss_type],
         remove_unused_columns=False,  # our columns (chosen_input_ids, chosen_mask, ...) reach the collator
-        precompute_ref_log_probs=False,
+        precompute_ref_log_probs=config.dpo.reference == "precomputed",
     )
 
 
@@ -96,7 +144,8 @@ def dpo_config(config: TrainConfig, accumulation: int) -> Any:
 class PairCollator:
     """The batch of ``DPOTrainer``'s loss from pre-tokenized pairs: the chosen sequences, then the rejected
     ones, right-padded with ``pad_token_id``; ``completion_mask`` is each side's answer mask (0 on
-    padding)."""
+    padding); the reference's precomputed ``ref_chosen_logps`` / ``ref_rejected_logps``, when the rows
+    carry them, one value a pair."""
 
     pad_token_id: int
 
@@ -113,7 +162,11 @@ class PairCollator:
             input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
             attention_mask[row, : len(ids)] = 1
             completion_mask[row, : len(ids)] = torch.tensor(mask, dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}
+        for key in REFERENCE_LOGPS:
+            if key in examples[0]:
+                batch[key] = torch.tensor([float(example[key]) for example in examples])
+        return batch
 
 
 @functools.cache
@@ -134,12 +187,14 @@ def make_trainer(prepared: Prepared, callbacks: list[Any]) -> Any:
     """The trainer of ``prepared`` with ``callbacks`` (what :func:`~skillmix.training.run.fit` calls)."""
     from datasets import Dataset
 
-    return trainer_class()(
+    trainer = trainer_class()(
         model=prepared.model,
-        ref_model=prepared.ref_model,
+        ref_model=prepared.ref_model,  # None when precomputed: TRL then keeps no second model
         args=prepared.args,
         data_collator=PairCollator(prepared.tokenizer.pad_token_id),
         train_dataset=Dataset.from_list(prepared.rows),
         processing_class=prepared.tokenizer,
         callbacks=callbacks,
     )
+    trainer.record_extra = {"pairs_dropped": getattr(prepared, "pairs_dropped", {})}  # into the run record
+    return trainer

@@ -34,7 +34,7 @@ from skillmix.prompts import PromptSet
 from skillmix.training import data as data_mod
 from skillmix.training.config import TrainConfig
 from skillmix.training.leakage import check_prompts, split_of
-from skillmix.training.models import load_model, load_tokenizer
+from skillmix.training.models import load_model, load_tokenizer, lora_config
 from skillmix.training.plan import completions_per_step
 from skillmix.training.reward import (
     CACHE_FILE,
@@ -148,6 +148,10 @@ def grpo_config(config: TrainConfig, accumulation: int) -> Any:
         beta=grpo.beta,
         num_iterations=1,
         log_completions=False,
+        use_vllm=grpo.use_vllm,  # GPU only, refused before loading without one (launch.check_gpu_paths)
+        vllm_mode=grpo.vllm_mode,
+        vllm_gpu_memory_utilization=grpo.vllm_gpu_memory_utilization,
+        vllm_enable_sleep_mode=grpo.vllm_enable_sleep_mode,
     )
 
 
@@ -170,6 +174,7 @@ def make_trainer(prepared: Prepared, judging: Judging, callbacks: list[Any], log
         train_dataset=Dataset.from_list(prepared.rows),
         processing_class=prepared.tokenizer,
         callbacks=callbacks,
+        peft_config=lora_config(config.model.lora),  # None: the whole model is trained
     )
     return StoppableTrainer(trainer, reward, judging, log)
 

@@ -31,6 +31,7 @@ class Tokenized:
     labels: list[int]
     prompt_tokens: int  # tokens before the first answer token
     truncated: bool
+    answer_tokens_lost: int = 0  # answer tokens (end-of-turn tokens included) past max_length
 
     def row(self) -> dict[str, list[int]]:
         return {"input_ids": self.input_ids, "labels": self.labels}
@@ -99,7 +100,8 @@ def tokenize_conversation(
     answer_at = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
     if not answer_at:
         raise MaskError("no token of the answers survives tokenization")
-    return Tokenized(ids[:max_length], labels[:max_length], answer_at[0], len(ids) > max_length)
+    lost = sum(1 for index in answer_at if index >= max_length)
+    return Tokenized(ids[:max_length], labels[:max_length], answer_at[0], len(ids) > max_length, lost)
 
 
 def tokenize_text(tokenizer: Any, text: str, max_length: int) -> Tokenized:
@@ -137,30 +139,70 @@ def tokenize_rows(
     return rows
 
 
+SIDES = ("chosen", "rejected")
+
+
+@dataclass
+class PairRows:
+    """The tokenized pairs kept for training, and the ids of the pairs dropped because a side would lose
+    answer tokens past ``max_length`` (by side: a pair can be in both)."""
+
+    rows: list[dict[str, list[int]]]
+    total: int
+    lost: dict[str, list[str]]
+
+    @property
+    def dropped(self) -> int:
+        return self.total - len(self.rows)
+
+    def summary(self, max_length: int) -> str:
+        chosen, rejected = (len(self.lost[side]) for side in SIDES)
+        both = len(set(self.lost["chosen"]) & set(self.lost["rejected"]))
+        return (
+            f"{self.dropped} of {self.total} pairs dropped: a side would lose answer tokens (the round-2 "
+            f"answer or its end-of-turn token) past max_length {max_length} (chosen side: {chosen}, "
+            f"rejected side: {rejected}, both: {both}); {len(self.rows)} pairs trained"
+        )
+
+
 def tokenize_pairs(
     tokenizer: Any,
     pairs: list[tuple[str, list[dict[str, str]], list[dict[str, str]]]],
     max_length: int,
     log: Any = print,
-) -> list[dict[str, list[int]]]:
-    """Every ``(pair id, prompt + chosen, prompt + rejected)`` tokenized by :func:`tokenize_rows`, as
-    ``chosen_input_ids``, ``chosen_mask``, ``rejected_input_ids``, ``rejected_mask`` (the mask is 1 on the
-    answers' tokens, with their end-of-turn tokens, and 0 on the prompt and the user's round-2 request)."""
-    chosen = tokenize_rows(
-        tokenizer, [(f"{i} (chosen)", messages) for i, messages, _ in pairs], max_length, log
-    )
-    rejected = tokenize_rows(
-        tokenizer, [(f"{i} (rejected)", messages) for i, _, messages in pairs], max_length, log
-    )
-    return [
-        {
-            "chosen_input_ids": good["input_ids"],
-            "chosen_mask": answer_mask(good["labels"]),
-            "rejected_input_ids": bad["input_ids"],
-            "rejected_mask": answer_mask(bad["labels"]),
-        }
-        for good, bad in zip(chosen, rejected, strict=True)
-    ]
+) -> PairRows:
+    """Every ``(pair id, prompt + chosen, prompt + rejected)`` tokenized as :func:`tokenize_conversation`
+    does, as ``chosen_input_ids``, ``chosen_mask``, ``rejected_input_ids``, ``rejected_mask`` (the mask is 1
+    on the answers' tokens, with their end-of-turn tokens, and 0 on the prompt and the user's round-2
+    request). A pair is kept only if both sides keep every answer token within ``max_length`` (a side cut
+    inside its round-2 answer would train on part of the graded text, or on none of it); the dropped pairs
+    are counted by side and logged, and none kept stops the run."""
+    markers = end_markers(tokenizer)
+    rows, lost = [], {side: [] for side in SIDES}
+    for pair_id, *conversations in pairs:
+        sides = {}
+        for side, messages in zip(SIDES, conversations, strict=True):
+            try:
+                sides[side] = tokenize_conversation(tokenizer, messages, max_length, markers)
+            except MaskError as exc:
+                raise MaskError(f"row {pair_id} ({side}): {exc}") from None
+            if sides[side].answer_tokens_lost:
+                lost[side].append(pair_id)
+        if any(item.answer_tokens_lost for item in sides.values()):
+            continue
+        rows.append(
+            {
+                f"{side}_{key}": value
+                for side, item in sides.items()
+                for key, value in (("input_ids", item.input_ids), ("mask", answer_mask(item.labels)))
+            }
+        )
+    kept = PairRows(rows, len(pairs), lost)
+    if kept.dropped:
+        log(kept.summary(max_length))
+    if not rows:
+        raise MaskError(f"training.max_length {max_length}: no pair keeps both sides' answers; raise it")
+    return kept
 
 
 def answer_mask(labels: list[int]) -> list[int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from skillmix.config import ConfigError
-from skillmix.training.config import ModelConfig
+from skillmix.training.config import LoraSettings, ModelConfig
 from skillmix.training.tiny import build_model, build_tokenizer
 
 
@@ -77,12 +77,28 @@ def check_precision(spec: ModelConfig) -> None:
     fp32 master weights only when the model is loaded in float32 (``training.bf16`` then computes in bf16
     under autocast); DeepSpeed ZeRO keeps its own fp32 masters, so it may load in bf16. ``auto`` takes the
     checkpoint's dtype, bf16 for most models."""
-    if spec.tiny is not None or spec.dtype == "float32" or deepspeed_launch():
-        return
+    if spec.tiny is not None or spec.dtype == "float32" or spec.lora is not None or deepspeed_launch():
+        return  # LoRA: the weights are frozen, the adapters are made in fp32
     raise ConfigError(
         f"model.dtype: {spec.dtype} would train the weights themselves in low precision (no fp32 master "
         "copy); use float32 with training.bf16: true for mixed precision (a bf16 load is kept for "
         "DeepSpeed ZeRO, which keeps fp32 masters)"
+    )
+
+
+def lora_config(lora: LoraSettings | None) -> Any:
+    """``peft``'s ``LoraConfig`` of ``model.lora`` (None: no adapters); peft is in the ``gpu`` extra, and its
+    absence is refused before anything is loaded (:func:`skillmix.training.launch.check_gpu_paths`)."""
+    if lora is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
     )
 
 

@@ -17,6 +17,7 @@ catalog's longest skills and topic, an answer of ``max_completion_length`` token
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,11 @@ def worst_request_usd(config: TrainConfig) -> float | None:
 
 def plan_lines(config: TrainConfig, processes: int | None = None) -> list[str]:
     """What ``--plan`` prints: the method, the steps, the judge's requests and worst-case cost."""
+    processes = processes or world_size()
     steps = config.training.max_steps
-    lines = [f"method: {config.method}", f"steps: {steps}"]
+    lines = [f"method: {config.method}", f"steps: {steps_line(config, processes)}"]
     if config.method != "grpo":
         return [*lines, "judge requests per step: 0"]
-    processes = processes or world_size()
     completions, judge = completions_per_step(config, processes), config.grpo.judge
     accumulation = accumulation_steps(config.training, processes)
     groups, batch = completions // config.grpo.num_generations, config.training.per_device_train_batch_size
@@ -94,7 +95,86 @@ def plan_lines(config: TrainConfig, processes: int | None = None) -> list[str]:
         )
     cap = judge.client.max_usd
     lines.append(f"judge spending cap: ${cap:.2f}" if cap is not None else "judge spending cap: none")
-    return lines
+    return [*lines, generation_line(config)]
+
+
+def generation_line(config: TrainConfig) -> str:
+    """How GRPO generates: transformers' ``generate``, or vLLM colocated (unavailable with these pins)."""
+    from importlib.util import find_spec
+
+    from skillmix.training.launch import VLLM_UNAVAILABLE
+
+    grpo = config.grpo
+    if not grpo.use_vllm:
+        return "generation: transformers generate (grpo.use_vllm: false)"
+    share = f"{grpo.vllm_gpu_memory_utilization:.0%} of each GPU, sleep mode {grpo.vllm_enable_sleep_mode}"
+    if find_spec("vllm") is None:
+        return f"generation: vLLM {grpo.vllm_mode} ({share}) is UNAVAILABLE: {VLLM_UNAVAILABLE}"
+    return f"generation: vLLM {grpo.vllm_mode} ({share}); untested on GPUs here"
+
+
+def flops_per_token(config: TrainConfig) -> tuple[int, str]:
+    """FLOPs per parameter per token of the recipe's batch (a DPO batch counts pairs, a GRPO batch
+    completions), and what they are: training is 6 (forward 2, backward 4) per sequence token; a DPO pair is
+    two sequences with the reference's forward (2) on each, precomputed or not; GRPO adds the generation's
+    forward (2, its FLOPs only: decoding is bound by memory, so its time is longer) and the old-policy pass
+    (2), and the reference's forward (2) when beta > 0."""
+    if config.method == "dpo":
+        return 16, "DPO: 2 sequences a pair x (6 training + 2 reference forward)"
+    if config.method == "grpo":
+        reference = 2 if config.grpo.beta > 0 else 0
+        extra = " + 2 reference forward" if reference else ""
+        return 10 + reference, f"GRPO: 6 training + 2 generation (FLOPs only) + 2 old-policy pass{extra}"
+    return 6, "SFT: 6 training"
+
+
+def steps_line(config: TrainConfig, processes: int) -> str:
+    """The optimizer steps: ``max_steps``, or DPO's epochs over the pairs (counted from a local folder's
+    manifest; the pairs that lose answer tokens to ``max_length`` are dropped at run time, so at most)."""
+    t = config.training
+    if t.epochs is None:
+        return str(t.max_steps)
+    pairs = _pairs_in_manifest(config)
+    if pairs is None:
+        return f"{t.epochs} epoch(s) over the pairs (counted when they are read), at most {t.max_steps}"
+    steps = epoch_steps(
+        pairs, t.epochs, t.per_device_train_batch_size * accumulation_steps(t, processes) * processes
+    )
+    return (
+        f"{min(steps, t.max_steps)} = {t.epochs} epoch(s) over at most {pairs:,} pairs (before the pairs "
+        f"that lose answer tokens are dropped), at most max_steps {t.max_steps}"
+    )
+
+
+def epoch_steps(rows: int, epochs: int, batch: int) -> int:
+    """Optimizer steps of ``epochs`` passes over ``rows`` in batches of ``batch`` (a last partial batch is a
+    step, as the trainer's data loader gives it)."""
+    return epochs * -(-rows // batch)
+
+
+def _pairs_in_manifest(config: TrainConfig) -> int | None:
+    total = 0
+    for source in config.data.datasets:
+        manifest = Path(source.path) / "manifest.json"
+        if not manifest.is_file():
+            return None
+        listed = json.loads(manifest.read_text(encoding="utf-8")).get("configs", {})
+        total += sum(int(listed.get(name, {}).get("rows", 0)) for name in source.configs)
+    return total
+
+
+def memory_check(config: TrainConfig, launch: Any) -> tuple[list[str], str | None]:
+    """One GPU's memory under ``launch`` (the recipe's for ``--plan``, this process's for a run), and why it
+    does not fit (None: it fits, or was not checked). The GPU's memory: this machine's first GPU, else
+    ``launcher.gpu_memory_gb``."""
+    from skillmix.training.launch import device_memory_gb
+    from skillmix.training.memory import memory_lines
+
+    device = device_memory_gb()
+    if device is not None:
+        return memory_lines(config, launch, device, "this machine's GPU")
+    setting = config.launcher.gpu_memory_gb
+    return memory_lines(config, launch, setting, "launcher.gpu_memory_gb / --gpu-memory-gb")
 
 
 def _longest_combination(config: TrainConfig) -> tuple[list[Any], str]:

@@ -154,7 +154,7 @@ def trainer_arguments(config: TrainConfig, accumulation: int) -> dict[str, Any]:
         save_steps=t.save_steps or 500,
         save_total_limit=t.save_total_limit,
         seed=t.seed,
-        data_seed=config.data.seed,
+        data_seed=t.seed,  # the order of the rows is the training's randomness; data.seed picks the rows
         dataloader_num_workers=t.dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
         report_to=t.report_to,

@@ -6,6 +6,7 @@ Only the stages still to run are checked: a finished dataset needs no teacher, a
 * every training run: its recipe as the run will see it (unknown keys, bounds), and a GPU for a student
   that is not a tiny model (the CPU trains only those);
 * every evaluation: the judge's key and server, and a GPU for a pretrained base model evaluated here;
+  with ``evaluation.cross_judge``, the second judge's server and price;
 * Hub targets: a token;
 * the evaluation sets: the ``train`` and ``all`` ones are drawn from the combinations the dataset did not
   draw, so they cannot leak; there must be n of them left (the first round's draw is checked here). The
@@ -38,6 +39,9 @@ def check(experiment: Any, pending: list[Any], log: Any) -> None:
         _recipe(experiment, stage)
     if evals:
         _judge(experiment, evals[0])
+    if any(stage.kind == "crossjudge" for stage in pending):
+        _second_judge(experiment)
+    if evals:
         for stage in evals:
             if stage.training_set == BASE:
                 _base(experiment, stage.student)
@@ -78,6 +82,17 @@ def _judge(experiment: Any, stage: Any) -> None:
     config = experiment.eval_config(stage.student, stage.training_set, with_data=False)
     judge = resolve_judge(config.judge, None, hint=" (or give --judge-base-url)")
     check_models(config, [judge], load_prices(config), reach=True)
+
+
+def _second_judge(experiment: Any) -> None:
+    """The second judge's server answers, and its price is known under a cap."""
+    from skillmix.llm.roles import ResolvedModel, base_url_for
+    from skillmix.pipelines.driver import check_models, load_prices
+
+    spec = experiment.config.evaluation.cross_judge
+    config = experiment.eval_config(*next(iter(experiment.config.runs())), with_data=False)
+    second = ResolvedModel("second judge", spec.model, base_url_for(spec.base_url))
+    check_models(config, [second], load_prices(config), reach=True)
 
 
 def _base(experiment: Any, student: str) -> None:

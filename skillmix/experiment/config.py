@@ -2,10 +2,11 @@
 
     name: paper
     dataset:       {preset: paper, settings: {k: [1, 2, 3], n: 5000, teacher: {model: gpt-4o}}}
-    training_sets: {D123: {configs: [k1, k2, k3], label: "D(1,2,3)"}, ...}
+    training_sets: {D123: {configs: [k1, k2, k3], label: "D(1,2,3)", seeds: [0, 1, 2]}, ...}
     students:      {mistral-7b: {recipe: training/recipes/mistral-7b-instruct-v0.2/paper.yaml,
                                  base: mistralai/Mistral-7B-Instruct-v0.2, parameters: 7.24e9}}
-    evaluation:    {settings: {k: [2, 3, 4, 5], setting: [held-out], n: 100, generations: 3}}
+    evaluation:    {settings: {k: [2, 3, 4, 5], setting: [held-out], n: 100, generations: 3},
+                    cross_judge: {model: claude-x, base_url: ..., n: 30}}    # optional: a second judge
     launcher:      {num_processes: 4, accelerate_config: training/accelerate/fsdp.yaml}
     hub:           {dataset_repo: null, models: null, results_repo: null}
     findings:      [{name: "2", statement: ..., family: [{a: D1, b: D123, setting: [held-out], k: [2, 3]}],
@@ -15,8 +16,9 @@
 ``dataset.settings`` are the settings of ``skillmix dataset`` (its preset's keys; validated by its own
 config), ``evaluation.settings`` those of ``skillmix eval`` but the student and the data, which the runner
 fills. Unknown keys are refused with the file and the key named. The role flags ``--teacher-model``,
-``--teacher-base-url``, ``--judge-model``, ``--judge-base-url`` and ``--out`` override the file, so that
-one experiment runs against any server (the evaluation's judge is the dataset's unless it names one).
+``--teacher-base-url``, ``--judge-model``, ``--judge-base-url``, ``--cross-judge-base-url`` and ``--out``
+override the file, so that one experiment runs against any server (the evaluation's judge is the
+dataset's unless it names one).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from skillmix.config import build, read_yaml
+from skillmix.config import ConfigError, build, read_yaml
 from skillmix.experiment.findings import PAPER, Contrast, Finding, efficiency_problem
 
 _STRICT = ConfigDict(extra="forbid")
 BASE = "base"  # the training-set name of a student before fine-tuning
+SEED_MARK = "@seed"  # a run of a training set with seeds: <set>@seed<N>
 
 
 class DatasetPlan(BaseModel):
@@ -53,6 +56,19 @@ class TrainingSet(BaseModel):
         None, description="sft, dpo (configs: [preference]) or grpo (none: the recipe's method)"
     )
     recipe: str | None = Field(None, description="the recipe of this set (none: the student's)")
+    seeds: list[int] | None = Field(
+        None,
+        min_length=1,
+        description="train (and evaluate) one model per seed: the recipe's training.seed (the order of the "
+        "rows, anything initialised, a tiny model's weights); the rows stay the same. The report gives each "
+        "cell's mean over the seeds and their spread, and decides on the seed-averaged paired differences",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_seeds(self) -> TrainingSet:
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: {self.seeds} repeats a seed")
+        return self
 
 
 class Published(BaseModel):
@@ -79,10 +95,25 @@ class Student(BaseModel):
     published: list[Published] = Field(default_factory=list)
 
 
+class CrossJudge(BaseModel):
+    """A second judge (another model family) re-grading ``n`` combinations of every evaluation cell."""
+
+    model_config = _STRICT
+
+    model: str = Field(description="the second judge's model")
+    base_url: str | None = Field(None, description="its OpenAI-compatible server (none: OpenAI's)")
+    api_key_env: str = Field("OPENAI_API_KEY", description="the environment variable holding its key")
+    n: int = Field(ge=1, description="combinations re-graded per setting x k (all their generations)")
+    seed: int = Field(0, description="which combinations: the same ones in every evaluation")
+
+
 class Evaluation(BaseModel):
     model_config = _STRICT
 
     settings: dict[str, Any] = Field(default_factory=dict, description="`skillmix eval` settings")
+    cross_judge: CrossJudge | None = Field(
+        None, description="re-grade a share of every evaluation with a second judge (agreement, verdicts)"
+    )
 
 
 class Launcher(BaseModel):
@@ -127,6 +158,9 @@ class ExperimentConfig(BaseModel):
     def _names(self) -> ExperimentConfig:
         if BASE in self.training_sets:
             raise ValueError(f"training_sets: {BASE!r} names a student before fine-tuning; rename the set")
+        for name in self.training_sets:
+            if "@" in name:
+                raise ValueError(f"training_sets: {name!r}: '@' marks a seed's run ({name}{SEED_MARK}0)")
         for name, student in self.students.items():
             unknown = set(student.training_sets or []) - set(self.training_sets)
             if unknown:
@@ -161,17 +195,43 @@ class ExperimentConfig(BaseModel):
         return Path(self.out or Path("runs") / self.name)
 
     def runs(self) -> list[tuple[str, str]]:
-        """Every (student, training set) to train, in the file's order."""
+        """Every (student, run) to train, in the file's order: a run is a training set's name, or
+        ``<set>@seed<N>`` for each seed of a set with ``seeds``."""
         return [
-            (name, ts)
+            (name, run)
             for name, student in self.students.items()
             for ts in (student.training_sets or list(self.training_sets))
+            for run in self.replicas(ts)
         ]
 
-    def label(self, training_set: str) -> str:
-        if training_set == BASE:
+    def replicas(self, training_set: str) -> list[str]:
+        """The runs of a training set (``base``: itself)."""
+        seeds = None if training_set == BASE else self.training_sets[training_set].seeds
+        return [training_set] if seeds is None else [f"{training_set}{SEED_MARK}{s}" for s in seeds]
+
+    @staticmethod
+    def set_of(run: str) -> str:
+        """The training set of a run (``D123@seed1`` -> ``D123``)."""
+        return run.split(SEED_MARK)[0]
+
+    @staticmethod
+    def seed_of(run: str) -> int | None:
+        """The seed of a run of a set with ``seeds`` (None for a set without)."""
+        return int(run.split(SEED_MARK)[1]) if SEED_MARK in run else None
+
+    def label(self, run: str) -> str:
+        """How the report names a training set, or one seed's run of it (``D(1,2,3) seed 1``)."""
+        if run == BASE:
             return BASE
-        return self.training_sets[training_set].label or training_set
+        name, seed = self.set_of(run), self.seed_of(run)
+        label = self.training_sets[name].label or name
+        return label if seed is None else f"{label} seed {seed}"
+
+    def repo_of(self, student: str, run: str) -> str | None:
+        """The Hub repo of a fine-tuned run with ``hub.models``: ``<models>/<student>-<set>[-seed<N>]``."""
+        if not self.hub.models:
+            return None
+        return f"{self.hub.models}/{student}-{run.replace(SEED_MARK, '-seed')}"
 
 
 ROLE_FLAGS = {  # flag destination -> (section, role, key)
@@ -186,6 +246,9 @@ def add_experiment_flags(parser: argparse.ArgumentParser) -> None:
     for dest, (role, key) in ROLE_FLAGS.items():
         flag = "--" + dest.replace("_", "-")
         parser.add_argument(flag, dest=dest, default=None, help=f"the {role}'s {key.replace('_', ' ')}")
+    parser.add_argument(
+        "--cross-judge-base-url", default=None, help="the second judge's server (evaluation.cross_judge)"
+    )
     parser.add_argument("--out", default=None, help="where the stages write (default runs/<name>)")
 
 
@@ -213,6 +276,11 @@ def _apply_flags(data: dict[str, Any], args: argparse.Namespace) -> dict[str, An
         if role == "judge":
             eval_settings["judge"] = {**(eval_settings.get("judge") or {}), key: value}
     dataset["settings"], evaluation["settings"] = settings, eval_settings
+    second = getattr(args, "cross_judge_base_url", None)
+    if second is not None:
+        if not evaluation.get("cross_judge"):
+            raise ConfigError("--cross-judge-base-url: the experiment has no evaluation.cross_judge")
+        evaluation["cross_judge"] = {**evaluation["cross_judge"], "base_url": second}
     out = {**data, "dataset": dataset, "evaluation": evaluation}
     if getattr(args, "out", None):
         out["out"] = args.out

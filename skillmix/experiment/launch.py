@@ -28,10 +28,12 @@ from skillmix.pipelines.output import RunFailed
 EVAL_SETTINGS = ("train", "held-out", "all")
 
 
-def recipe_data(config: ExperimentConfig, student: str, training_set: str, dataset: Path) -> dict[str, Any]:
-    """The recipe of ``student`` on ``training_set`` as the run sees it (module docstring)."""
+def recipe_data(config: ExperimentConfig, student: str, run: str, dataset: Path) -> dict[str, Any]:
+    """The recipe of ``student`` on ``run`` (a training set, or one seed's run of it) as the run sees it
+    (module docstring)."""
     from skillmix.training.config import resolve_recipe
 
+    training_set = config.set_of(run)
     tset = config.training_sets[training_set]
     named = tset.recipe or config.students[student].recipe
     path = resolve_recipe(named)
@@ -52,14 +54,16 @@ def recipe_data(config: ExperimentConfig, student: str, training_set: str, datas
         if settings.get(key) is not None:
             evaluation[key] = settings[key] if key != "k" else sorted(settings["k"])
     data["data"] = {**(data.get("data") or {}), "datasets": [source], "evaluation": evaluation}
-    data["output_dir"] = str(config.root() / "train" / f"{student}--{training_set}")
-    if config.hub.models:
+    seed = config.seed_of(run)
+    if seed is not None:  # one seed's run: the training's seed (and a tiny model's initialisation)
+        data["training"] = {**(data.get("training") or {}), "seed": seed}
+        model = data.get("model") or {}
+        if model.get("tiny") is not None:
+            data["model"] = {**model, "tiny": {**model["tiny"], "seed": seed}}
+    data["output_dir"] = str(config.root() / "train" / f"{student}--{run}")
+    if repo := config.repo_of(student, run):
         hub = dict(data.get("hub") or {})
-        data["hub"] = {
-            **hub,
-            "push_to_hub": f"{config.hub.models}/{student}-{training_set}",
-            "private": config.hub.private,
-        }
+        data["hub"] = {**hub, "push_to_hub": repo, "private": config.hub.private}
     if data.get("method") == "grpo":
         data["grpo"] = {**(data.get("grpo") or {}), "judge": grpo_judge(config, data)}
     data.pop("recipe", None)

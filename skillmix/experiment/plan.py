@@ -6,9 +6,12 @@ is sent, trained or written, and no key, server or GPU is needed.
   ``max_tokens``, which the spending cap reserves; the expected case prompts at ~4 bytes a token and
   replies at half ``max_tokens``); an evaluation's ``combinations x generations x (2 + grader_runs)``
   requests, of which only the judge's are priced when the student runs here.
-* **GPU-hours** of a training run: ``6 x parameters x tokens / (MFU x peak FLOP/s)``, tokens at most
+* **GPU-hours** of a training run: ``F x parameters x tokens / (MFU x peak FLOP/s)``, tokens at most
   ``max_steps x effective batch x max_length`` (every sample at its longest), with the launcher's assumed
-  MFU and peak; parameters from the student's ``parameters`` or, for a tiny model, from its shape.
+  MFU and peak; parameters from the student's ``parameters`` or, for a tiny model, from its shape. ``F``
+  is the method's FLOPs per parameter and token (:func:`skillmix.training.plan.flops_per_token`): 6 for
+  SFT, 16 for DPO (two sequences a pair and the reference's forward), 10 for GRPO (generation and the
+  old-policy pass; 12 with a KL reference).
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ def _describe(figures: dict[str, Any]) -> str:
     if figures.get("gpu_hours") is not None:
         parts.append(
             f"{figures['gpu_hours']:,.2f} GPU-hours ({figures['tokens']:,} tokens at most, "
-            f"{figures['parameters']:,.0f} parameters)"
+            f"{figures['parameters']:,.0f} parameters; FLOPs a parameter and token: {figures['flops']})"
         )
     if figures.get("note"):
         parts.append(figures["note"])
@@ -114,6 +117,8 @@ def _figures(experiment: Any, stage: Any, prices: Any) -> dict[str, Any]:
         return _training(experiment, stage)
     if stage.kind == "eval":
         return _evaluation(experiment, stage, prices)
+    if stage.kind == "crossjudge":
+        return _cross_judge(experiment, stage, prices)
     return {"note": "no request"}
 
 
@@ -178,9 +183,34 @@ def _evaluation(experiment: Any, stage: Any, prices: Any) -> dict[str, Any]:
     }
 
 
+def _cross_judge(experiment: Any, stage: Any, prices: Any) -> dict[str, Any]:
+    """The second judge's requests: ``n`` combinations per cell (at most the cell's), every generation,
+    ``grader_runs`` each, priced as the first judge's grading of those rows."""
+    from skillmix.catalog import load_catalog
+    from skillmix.evaluation.sets import eval_sets
+    from skillmix.pipelines.budget import RowCosts
+    from skillmix.pipelines.driver import pipeline_row
+
+    spec = experiment.config.evaluation.cross_judge
+    config = experiment.eval_config(stage.student, stage.training_set, with_data=False)
+    catalog = load_catalog(config.catalog, topics=config.topics)
+    sets = eval_sets(catalog, catalog.split(config.split_seed), config.setting, config.k, config.n,
+                     config.seed, None)  # fmt: skip
+    rows = [pipeline_row(combo) for group in sets.values() for combo in group[: spec.n]]
+    second = _remote(config.student, type(config.judge)(model=spec.model, base_url=spec.base_url))[1]
+    costs = RowCosts(config, (_remote(config.student, config.judge, "student", False)[0], second), prices)
+    g = config.generations
+    return {
+        "requests": len(rows) * g * config.grader_runs,
+        "worst": g * sum(costs.worst(row).grade for row in rows),
+        "expected": g * sum(costs.expected(row) for row in rows),  # the student here is not priced
+        "note": f"second judge {spec.model}",
+    }
+
+
 def _training(experiment: Any, stage: Any) -> dict[str, Any]:
     from skillmix.training.config import TrainConfig
-    from skillmix.training.plan import judge_requests_per_step, worst_request_usd
+    from skillmix.training.plan import flops_per_token, judge_requests_per_step, worst_request_usd
 
     data = experiment.recipes[(stage.student, stage.training_set)]
     config = TrainConfig.model_validate(data)
@@ -198,8 +228,15 @@ def _training(experiment: Any, stage: Any) -> dict[str, Any]:
     parameters = experiment.config.students[stage.student].parameters or _tiny_parameters(config)
     if not parameters:
         return {**judged, "note": "GPU-hours not estimated: give students.<name>.parameters"}
-    seconds = 6 * parameters * tokens / (launcher.mfu * launcher.peak_tflops * 1e12)
-    return {**judged, "gpu_hours": seconds / 3600, "tokens": tokens, "parameters": parameters}
+    flops, method = flops_per_token(config)
+    seconds = flops * parameters * tokens / (launcher.mfu * launcher.peak_tflops * 1e12)
+    return {
+        **judged,
+        "gpu_hours": seconds / 3600,
+        "tokens": tokens,
+        "parameters": parameters,
+        "flops": method,
+    }
 
 
 def _tiny_parameters(config: Any) -> float | None:

@@ -1,12 +1,15 @@
 """The experiment's report: ``runs/<experiment>/report/`` with ``report.md``, ``results.csv``,
 ``findings.json`` and ``plots/``.
 
-* ``results.csv``: one row per student x training set (``base`` before fine-tuning) x setting x k x metric,
-  with the mean over combinations, its standard error and 95% interval and n, as each evaluation's
-  results.json holds them.
+* ``results.csv``: one row per student x run (``base`` before fine-tuning; each seed of a set with
+  ``seeds``) x setting x k x metric, with the mean over combinations, its standard error and 95% interval
+  and n, as each evaluation's results.json holds them, and the mean over seeds with their spread
+  (:mod:`skillmix.experiment.contrasts`).
 * The paired differences of every contrast the findings and comparisons name, and base -> each set, are
-  those of ``skillmix eval compare`` (:func:`skillmix.evaluation.report.compare`): per combination both runs
-  answered, a paired bootstrap 95% interval and a sign-flip permutation p.
+  those of ``skillmix eval compare``: per combination both sides answered (averaged over the seeds of a set
+  with several), a paired bootstrap 95% interval and a sign-flip permutation p.
+* With ``evaluation.cross_judge``: the second judge's agreement with the first and the verdicts under each
+  on the re-graded combinations (:mod:`skillmix.experiment.crossjudge`).
 * **Findings** (``findings.json``): each finding's family decides its verdict by the rule of
   :mod:`skillmix.experiment.findings`, for every student that has the sets; the contrasts beside it and the
   declared comparisons are reported as differences, with no verdict. Base -> fine-tuned is reported beside
@@ -21,32 +24,26 @@ from pathlib import Path
 from typing import Any
 
 from skillmix.experiment.config import BASE, ExperimentConfig
+from skillmix.experiment.contrasts import METRICS, Runs, cell, lookup_of, paired_contrasts, results_rows
+from skillmix.experiment.crossjudge import cross_judge, cross_judge_lines
 from skillmix.experiment.findings import RULE, comparisons, decide
-
-METRICS = ("full_marks", "all_skills", "skill_fraction")
-
 
 # ---------------------------------------------------------------------- the files
 
 
 def write_report(experiment: Any, out: Path) -> None:
-    from skillmix.evaluation.files import read_results, read_samples
-
     config = experiment.config
-    runs = {}
-    for stage in experiment.evaluations():
-        if (stage.folder / "results.json").is_file():
-            runs[(stage.student, stage.training_set)] = (
-                read_results(stage.folder),
-                read_samples(stage.folder),
-            )
-    pairs = _pairs(config, runs)
-
-    def lookup(student: str, a: str, b: str, setting: str, k: int, metric: str) -> dict[str, Any] | None:
-        return pairs.get((student, a, b), {}).get((setting, k, metric))
-
+    runs = read_runs(experiment.evaluations())
+    pairs = paired_contrasts(config, runs)
+    lookup = lookup_of(pairs)
     rows = training_rows(experiment)
-    checked = {"findings": decide(config, lookup, rows), "comparisons": comparisons(config, lookup)}
+    checked: dict[str, Any] = {
+        "findings": decide(config, lookup, rows),
+        "comparisons": comparisons(config, lookup),
+    }
+    crossed = cross_judge(experiment, runs, rows) if config.evaluation.cross_judge else None
+    if crossed is not None:
+        checked["cross_judge"] = crossed
     out.mkdir(parents=True, exist_ok=True)
     table = results_rows(config, runs)
     with (out / "results.csv").open("w", newline="", encoding="utf-8") as handle:
@@ -54,11 +51,24 @@ def write_report(experiment: Any, out: Path) -> None:
         writer.writeheader()
         writer.writerows(table)
     (out / "findings.json").write_text(json.dumps(checked, indent=2), encoding="utf-8")
-    figure = _plot(config, table, out / "plots")
+    figure = _plot(table, out / "plots")
     judges = sorted({str((r.get("judge") or {}).get("model")) for r, _ in runs.values()})
     report = render(config, table, pairs, checked, rows, figure, ", ".join(judges) or "—")
+    if crossed is not None:
+        report += "\n".join(cross_judge_lines(config, crossed)) + "\n"
     report += "\n".join(failures(config, runs)) + "\n"
     (out / "report.md").write_text(report, encoding="utf-8")
+
+
+def read_runs(stages: list[Any]) -> Runs:
+    """``{(student, run): (results.json, samples)}`` of the stages' folders that hold a result."""
+    from skillmix.evaluation.files import read_results, read_samples
+
+    return {
+        (stage.student, stage.training_set): (read_results(stage.folder), read_samples(stage.folder))
+        for stage in stages
+        if (stage.folder / "results.json").is_file()
+    }
 
 
 FAILURES = ("generations", "failed_generations", "errored_generations", "ungraded_generations")
@@ -70,7 +80,7 @@ def failures(config: ExperimentConfig, runs: dict) -> list[str]:
     header = " | ".join(name.replace("_", " ") for name in FAILURES)
     lines = ["", "## Failed generations", "", f"| student | training set | {header} |"]
     lines.append("|---|---|" + "---|" * len(FAILURES))
-    for (student, ts), (results, _) in runs.items():
+    for (student, ts), (results, _) in runs.items():  # each seed's model apart
         counts = [sum(int(entry.get(name) or 0) for entry in results["results"]) for name in FAILURES]
         lines.append(f"| {student} | {config.label(ts)} | " + " | ".join(f"{c:,}" for c in counts) + " |")
     return lines
@@ -91,52 +101,6 @@ def training_rows(experiment: Any) -> dict[str, int]:
     return out
 
 
-def _pairs(
-    config: ExperimentConfig, runs: dict
-) -> dict[tuple[str, str, str], dict[tuple[str, int, str], Any]]:
-    """``{(student, a, b): {(setting, k, metric): paired}}`` for base -> each set and every contrast."""
-    from skillmix.evaluation.report import compare
-
-    wanted = {(s, BASE, ts) for s, ts in config.runs()}
-    contrasts = [c for f in config.finding_list() for c in (*f.family, *f.beside)] + config.comparisons
-    for student in config.students:
-        wanted |= {(student, c.a, c.b) for c in contrasts}
-    out = {}
-    for student, a, b in sorted(wanted):
-        if (student, a) not in runs or (student, b) not in runs:
-            continue
-        (ra, sa), (rb, sb) = runs[(student, a)], runs[(student, b)]
-        _, data = compare([(f"{student}--{a}", ra), (f"{student}--{b}", rb)], samples=[sa, sb])
-        out[(student, a, b)] = {
-            (row["setting"], row["k"], row["metric"]): next(iter(row["vs_baseline"].values()))
-            for row in data["rows"]
-        }
-    return out
-
-
-def results_rows(config: ExperimentConfig, runs: dict) -> list[dict[str, Any]]:
-    table = []
-    for (student, ts), (results, _) in runs.items():
-        for entry in results["results"]:
-            for metric in METRICS:
-                summary = entry.get(metric) or {}
-                table.append(
-                    {
-                        "student": student,
-                        "training_set": config.label(ts),
-                        "setting": entry["setting"],
-                        "k": entry["k"],
-                        "metric": metric,
-                        "mean": summary.get("mean"),
-                        "stderr": summary.get("stderr"),
-                        "ci_low": summary.get("ci_low"),
-                        "ci_high": summary.get("ci_high"),
-                        "n": entry.get("n"),
-                    }
-                )
-    return table
-
-
 def _number(value: Any, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -155,7 +119,8 @@ def render(
     judge: str = "—",
 ) -> str:
     columns = sorted({(r["setting"], r["k"]) for r in table}, key=lambda c: (c[0], c[1]))
-    models = list(dict.fromkeys((r["student"], r["training_set"]) for r in table))
+    models = list(dict.fromkeys((r["student"], r["training_set"], r["seed"]) for r in table))
+    seeded = any(seed != "" for _, _, seed in models)
     lines = [
         f"# Experiment {config.name}",
         "",
@@ -168,38 +133,37 @@ def render(
         lines += [
             f"## {metric.replace('_', ' ').title()}",
             "",
-            "Mean over combinations with its 95% interval (n combinations per cell in results.csv).",
+            "Mean over combinations with its 95% interval (n combinations per cell in results.csv)"
+            + (
+                "; a set trained with several seeds: each seed's model, then the mean of their means with "
+                "the seeds' range (lowest–highest)."
+                if seeded
+                else "."
+            ),
             "",
             "| student | training set | " + " | ".join(f"{s} k={k}" for s, k in columns) + " |",
             "|---|---|" + "---|" * len(columns),
         ]
-        for student, ts in models:
+        for student, ts, seed in models:
             cells = []
             for setting, k in columns:
+                key = (student, ts, seed, setting, k, metric)
                 found = next(
-                    (
-                        r
-                        for r in table
-                        if (r["student"], r["training_set"], r["setting"], r["k"], r["metric"])
-                        == (student, ts, setting, k, metric)
-                    ),
+                    (r for r in table if tuple(r[c] for c in ROW_KEY) == key),
                     None,
                 )
-                cells.append(
-                    "—"
-                    if found is None
-                    else _number(found["mean"]) + _interval(found["ci_low"], found["ci_high"])
-                )
-            lines.append(f"| {student} | {ts} | " + " | ".join(cells) + " |")
+                cells.append(_cell(found))
+            lines.append(f"| {student} | {_model_label(ts, seed, found)} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += [
         "## Paired differences",
         "",
         "Later minus earlier, Full Marks, per combination both answered: mean difference, paired "
-        "bootstrap 95% interval, permutation p (`skillmix eval compare`).",
+        "bootstrap 95% interval, permutation p (`skillmix eval compare`); a set trained with several seeds "
+        "enters with each combination averaged over its seeds' models (seeds: how many on each side).",
         "",
-        "| student | compared | setting | k | n | difference | p |",
-        "|---|---|---|---|---|---|---|",
+        "| student | compared | setting | k | n | seeds | difference | p |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (student, a, b), cells in pairs.items():
         for (setting, k, metric), p in sorted(cells.items()):
@@ -207,12 +171,31 @@ def render(
                 continue
             lines.append(
                 f"| {student} | {config.label(b)} − {config.label(a)} | {setting} | {k} | {p['n']} | "
-                f"{p['difference']:+.2f}{_interval(p['ci_low'], p['ci_high'])} | {_number(p['p'], 3)} |"
+                f"{'/'.join(str(n) for n in p.get('seeds') or [1, 1])} | {p['difference']:+.2f}"
+                f"{_interval(p['ci_low'], p['ci_high'])} | {_number(p['p'], 3)} |"
             )
     lines += ["", *_published(config, table, pairs, judge), *_findings_section(config, checked)]
     if figure:
         lines += ["", f"![Full Marks by k]({figure})"]
     return "\n".join(lines) + "\n"
+
+
+ROW_KEY = ("student", "training_set", "seed", "setting", "k", "metric")
+
+
+def _model_label(label: str, seed: Any, row: dict[str, Any] | None) -> str:
+    if seed == "mean":
+        return f"{label}, mean of {row['seeds'] if row else '—'} seeds"
+    return label if seed == "" else f"{label} seed {seed}"
+
+
+def _cell(found: dict[str, Any] | None) -> str:
+    if found is None:
+        return "—"
+    if found["seed"] == "mean":
+        spread = f" ({_number(found['seed_min'])}–{_number(found['seed_max'])})" if found["seeds"] > 1 else ""
+        return _number(found["mean"]) + spread
+    return _number(found["mean"]) + _interval(found["ci_low"], found["ci_high"])
 
 
 def _shown(paired: dict[str, Any] | None) -> str:
@@ -281,18 +264,8 @@ def _published(config: ExperimentConfig, table: list[dict[str, Any]], pairs: dic
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, p in entries:
-        ours = next(
-            (
-                r
-                for r in table
-                if (r["student"], r["training_set"], r["setting"], r["k"], r["metric"])
-                == (name, config.label(p.model) if p.model != BASE else BASE, p.setting, p.k, p.metric)
-            ),
-            None,
-        )
-        shown = (
-            "not run" if ours is None else _number(ours["mean"]) + _interval(ours["ci_low"], ours["ci_high"])
-        )
+        ours = cell(table, name, config.label(p.model), p.setting, p.k, p.metric)
+        shown = "not run" if ours is None else _cell(ours)
         lines.append(
             f"| {name} | {config.label(p.model)} | {p.setting} | {p.k} | {p.metric} | {p.value:.2f} | "
             f"{shown} | {p.source} |"
@@ -300,13 +273,22 @@ def _published(config: ExperimentConfig, table: list[dict[str, Any]], pairs: dic
     return [*lines, ""]
 
 
-def _plot(config: ExperimentConfig, table: list[dict[str, Any]], folder: Path) -> str | None:
+def _plot(table: list[dict[str, Any]], folder: Path) -> str | None:
+    """Full Marks by k per model and setting: one line per set (the mean over seeds for a set with
+    several, its error bars the seeds' range; else ± 1 standard error over combinations)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [r for r in table if r["metric"] == "full_marks" and r["mean"] is not None]
+    seeded = {(r["student"], r["training_set"]) for r in table if r["seed"] == "mean"}
+    points = [
+        r
+        for r in table
+        if r["metric"] == "full_marks"
+        and r["mean"] is not None
+        and (r["seed"] == "mean" or (r["student"], r["training_set"]) not in seeded)
+    ]
     if not points:
         return None
     settings = sorted({r["setting"] for r in points})
@@ -324,12 +306,12 @@ def _plot(config: ExperimentConfig, table: list[dict[str, Any]], folder: Path) -
             ax.errorbar(
                 [r["k"] for r in mine],
                 [r["mean"] for r in mine],
-                yerr=[r["stderr"] or 0 for r in mine],
+                yerr=[_error_bar(r) for r in mine],
                 marker="o",
                 capsize=3,
                 label=f"{student} {ts}",
             )
-        ax.set_title(f"{setting}: Full Marks (± 1 s.e.)")
+        ax.set_title(f"{setting}: Full Marks (± 1 s.e.; seeds: their range)")
         ax.set_xlabel("k")
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7)
@@ -338,3 +320,12 @@ def _plot(config: ExperimentConfig, table: list[dict[str, Any]], folder: Path) -
     fig.savefig(folder / "full_marks.png", dpi=120)
     plt.close(fig)
     return "plots/full_marks.png"
+
+
+def _error_bar(row: dict[str, Any]) -> list[float]:
+    """``[below, above]`` the point: the seeds' range around their mean, else ± 1 standard error."""
+    if row["seed"] == "mean":
+        if row["seed_min"] is None:
+            return [0.0, 0.0]
+        return [row["mean"] - row["seed_min"], row["seed_max"] - row["mean"]]
+    return [row["stderr"] or 0.0, row["stderr"] or 0.0]

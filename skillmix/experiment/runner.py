@@ -55,6 +55,10 @@ class Experiment:
             from skillmix.training.config import TrainConfig
 
             return TrainConfig.model_validate(self.recipes[(stage.student, stage.training_set)]).fingerprint()
+        if stage.kind == "crossjudge":
+            judge = self.config.evaluation.cross_judge.model_dump(exclude={"n"})
+            judged = self.stage(f"eval/{stage.student}/{stage.training_set}")
+            return {"judge": judge, "evaluation": judged.folder_key}
         if stage.kind == "eval":
             sizes = ("k", "setting", "n", "generations", "client")
             settings = {k: v for k, v in self.eval_settings().items() if k not in sizes}
@@ -91,7 +95,10 @@ class Experiment:
         if stage.kind == "eval":
             model = self._model_inputs(stage.student, stage.training_set)
             return {"evaluation": self.eval_settings(), "model": model, "dataset": self._dataset_inputs()}
-        evals = [s.fingerprint for s in self.stages if s.kind == "eval"]
+        if stage.kind == "crossjudge":
+            judged = self.stage(f"eval/{stage.student}/{stage.training_set}").fingerprint
+            return {"cross_judge": config.evaluation.cross_judge.model_dump(), "evaluation": judged}
+        evals = [s.fingerprint for s in self.stages if s.kind in ("eval", "crossjudge")]
         if stage.kind == "compare":
             return {"evaluations": evals}
         published = {n: [p.model_dump() for p in s.published] for n, s in config.students.items()}
@@ -189,6 +196,8 @@ class Experiment:
             launch.train(self, stage, log)
         elif stage.kind == "eval":
             steps.evaluate(self, stage, log)
+        elif stage.kind == "crossjudge":
+            steps.cross_judge(self, stage, log)
         elif stage.kind == "compare":
             steps.compare(self, stage)
         else:
@@ -196,8 +205,9 @@ class Experiment:
             if self.config.hub.results_repo:
                 steps.push_report(self, stage.folder, log)
 
-    def evaluations(self) -> list[Stage]:
-        return [s for s in self.stages if s.kind == "eval"]
+    def evaluations(self, kind: str = "eval") -> list[Stage]:
+        """The evaluation stages (``crossjudge``: their second judge's)."""
+        return [s for s in self.stages if s.kind == kind]
 
 
 def run_experiment(config: ExperimentConfig, plan: bool = False, log: Log | None = None) -> Experiment:

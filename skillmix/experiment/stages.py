@@ -4,7 +4,9 @@ The stages, in order: ``dataset`` (``skillmix dataset``), ``publish`` (only with
 ``train/<student>/<set>`` for every student and training set (``skillmix train`` in a process of its own,
 through ``accelerate launch`` when the launcher asks for several processes), ``eval/<student>/<set>`` for
 every fine-tuned model and every student's base (``skillmix eval`` on the dataset's eval set, with the
-dataset's judge and protocol), then ``compare`` and ``report``. Each writes its own folder under
+dataset's judge and protocol), with ``evaluation.cross_judge`` ``cross-judge/<student>/<set>`` for each
+evaluation (:mod:`skillmix.evaluation.crossjudge`), then ``compare`` and ``report``. A training set with
+``seeds`` has one training and one evaluation per seed (``<set>@seed<N>``). Each writes its own folder under
 ``runs/<experiment>/``.
 
 **Fingerprints.** A stage's fingerprint hashes its own settings and the fingerprints of the stages it reads
@@ -43,7 +45,7 @@ class Stage:
     name: str
     folder: Path
     fingerprint: str
-    kind: str  # dataset, publish, train, eval, compare, report
+    kind: str  # dataset, publish, train, eval, crossjudge, compare, report
     student: str | None = None
     training_set: str | None = None
     folder_key: str = ""  # what the folder's own run is keyed on: a change of anything else resumes it
@@ -111,6 +113,8 @@ def stage_names(config: ExperimentConfig) -> list[tuple[str, str, str | None, st
     names += [(f"train/{s}/{ts}", "train", s, ts) for s, ts in config.runs()]
     models = [(s, BASE) for s, student in config.students.items() if student.base] + config.runs()
     names += [(f"eval/{s}/{ts}", "eval", s, ts) for s, ts in models]
+    if config.evaluation.cross_judge is not None:
+        names += [(f"cross-judge/{s}/{ts}", "crossjudge", s, ts) for s, ts in models]
     names += [("compare", "compare", None, None), ("report", "report", None, None)]
     return names
 

@@ -49,10 +49,42 @@ def evaluate(experiment: Any, stage: Any, log: Any) -> None:
             "the same command again to retry only those"
         )
     hub = experiment.config.hub
-    if hub.models and stage.training_set != BASE:
-        repo = f"{hub.models}/{stage.student}-{stage.training_set}"
+    repo = experiment.config.repo_of(stage.student, stage.training_set)
+    if repo and stage.training_set != BASE:
         pushed = push_results(stage.folder, repo, hub.results_repo)
         log(f"{repo}: model-index updated ({pushed['model_index_entries']} entries)")
+
+
+def cross_judge(experiment: Any, stage: Any, log: Any) -> None:
+    """The evaluation of ``stage``'s model re-graded in part by the second judge
+    (:mod:`skillmix.evaluation.crossjudge`)."""
+    from skillmix.evaluation.crossjudge import regrade
+    from skillmix.llm.client import Endpoint
+    from skillmix.pipelines.output import RunFailed
+
+    spec = experiment.config.evaluation.cross_judge
+    judged = experiment.stage(f"eval/{stage.student}/{stage.training_set}").folder
+    config = experiment.eval_config(stage.student, stage.training_set)
+    judge = Endpoint(spec.model, spec.base_url, spec.api_key_env)
+    record = regrade(config, judge, judged, stage.folder, spec.n, spec.seed, log)
+    points, full = record["points"], record["full_marks"]
+    log(
+        f"[{stage.name}] {record['judges']['second']} vs {record['judges']['first']}: kappa "
+        f"{_figure(points['kappa'])} on {points['n']} rubric points of {points['records']} generations, "
+        f"{_figure(full['kappa'])} on Full Marks"
+    )
+    from skillmix.evaluation.files import read_results
+
+    errored = read_results(stage.folder).get("errored") or []
+    if errored:
+        raise RunFailed(
+            f"{stage.name}: {len(errored)} generations were not graded by the second judge (the "
+            "infrastructure); run the same command again to retry only those"
+        )
+
+
+def _figure(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.2f}"
 
 
 def compare(experiment: Any, stage: Any) -> None:
