@@ -40,7 +40,7 @@ from inspect_ai.model import ChatMessageUser, GenerateConfig, get_model
 from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, Value, mean, metric, scorer, stderr
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
-from skillmix.config import build, merge
+from skillmix.config import ConfigError, build, merge
 from skillmix.evaluation.config import EvalConfig, shared_settings, with_dataset
 from skillmix.evaluation.inspect_log import (
     GROUP,
@@ -98,9 +98,21 @@ RENAMED = {  # task parameter -> the EvalConfig field it sets (the others are na
 }
 
 
+# What inspect decides, not a task parameter: the models (--model, --model-role grader), the client's limits
+# and retries (--max-connections, --max-retries), prices and batches (skillmix's own).
+INSPECTS = ("student", "judge", "client", "prices", "batch_size")
+
+
 def eval_config(config: str | None, settings: dict[str, Any]) -> EvalConfig:
     """The :class:`EvalConfig` of the task's parameters, as ``skillmix eval`` builds it from its flags (the
-    judge is the ``grader`` role's, so none is named here)."""
+    judge is the ``grader`` role's, so none is named here; a ``config`` file's models are not used)."""
+    taken = [key for key in settings if key in INSPECTS]
+    if taken:
+        raise ConfigError(
+            f"-T {taken[0]}: inspect decides it (the student is --model, the judge --model-role grader=..., "
+            "the limits --max-connections and --max-retries); the task's sampling is -T temperature, "
+            "max_tokens, student_seed, judge_temperature, judge_max_tokens, judge_seed"
+        )
     given: dict[str, Any] = {}
     for key, value in settings.items():
         *parents, leaf = RENAMED.get(key, (key,))

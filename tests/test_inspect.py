@@ -6,6 +6,7 @@ when the ``inspect`` extra is absent (``.ci/run`` installs it)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -225,3 +226,20 @@ def test_import_inspect_refuses_a_log_of_another_task(tmp_path):
     result = run_here([*CLI, "eval", "import-inspect", str(log_path), str(tmp_path / "out")])
     assert result.returncode == 2 and "is not a log of skillmix/skill_mix (its task: other" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"student": {"model": "gpt-4o"}}, "-T student: inspect decides it"),
+        ({"judge_temperature": 0, "k": 3}, "judge.temperature 0 with grader_runs 3"),
+        ({"setting": "sideways"}, "unknown setting 'sideways'"),
+        ({"max_usd": 5}, "max_usd"),
+    ],
+)
+def test_the_task_checks_its_parameters_as_skillmix_eval_checks_its_flags(settings, says):
+    from skillmix.config import ConfigError
+    from skillmix.evaluation.inspect_task import skill_mix
+
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        skill_mix(**settings)
