@@ -248,8 +248,8 @@ def grade_run(output: Any, meta: dict[str, Any]) -> tuple[str | None, list[int] 
         status, error = "ok", None
     if status == "api_error":
         raise RuntimeError(f"grader: {error}")
-    if status != "ok":
-        return text or None, None, status, error
+    if status != "ok":  # refused, too long: a lost vote with no output, as skillmix eval records it
+        return None, None, status, error
     grade = parse_grade(text, meta["skill_records"], meta["topic"])
     if not grade.ok:
         return text, None, "unparseable", grade.error
