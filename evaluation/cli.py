@@ -6,6 +6,7 @@
                   [--config FILE] [--push-results ORG/MODEL [--results-repo ORG/NAME]]
     skillmix eval rescore DIR [--no-name-penalty] [--no-length-override]
     skillmix eval compare DIR_A DIR_B ... --out CMP [--allow-different FIELD ...]
+    skillmix eval import-inspect LOG OUT
 
 ``make eval MODEL=... K=2,3,4,5 SETTING=held-out N=100 OUT=...`` runs the first. Settings come from, in
 order of precedence: the flags, ``--config FILE`` (an evaluation YAML, or a ``skillmix dataset`` preset whose
@@ -46,6 +47,7 @@ def add_eval_parsers(sub: Any) -> None:
                                 description="right after eval; without one, the evaluation runs")  # fmt: skip
     _rescore_parser(actions)
     _compare_parser(actions)
+    _import_parser(actions)
 
 
 class ActionFirst(argparse._SubParsersAction):
@@ -99,6 +101,17 @@ def _compare_parser(actions: Any) -> None:
     cmp.set_defaults(func=cmd_compare)
 
 
+def _import_parser(actions: Any) -> None:
+    imp = actions.add_parser(
+        "import-inspect",
+        help="an inspect log of skillmix/skill_mix as an evaluation folder",
+        description="skillmix eval import-inspect LOG OUT: a folder eval compare and rescore read.",
+    )
+    imp.add_argument("log", help="an inspect_ai log (.eval or .json) of `inspect eval skillmix/skill_mix`")
+    imp.add_argument("out", help="a new evaluation folder")
+    imp.set_defaults(func=cmd_import_inspect)
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     from skillmix.config import ConfigError, overrides
     from skillmix.evaluation.config import build_eval_config
@@ -136,6 +149,13 @@ def cmd_rescore(args: argparse.Namespace) -> None:
     print(summary(results, args.dir))
 
 
+def cmd_import_inspect(args: argparse.Namespace) -> None:
+    from skillmix.evaluation.inspect_log import import_inspect
+
+    results = import_inspect(Path(args.log), Path(args.out))
+    print(summary(results, args.out))
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
     from skillmix.evaluation.report import write_comparison
 
@@ -160,10 +180,10 @@ def summary(results: dict[str, Any], out: str | Path) -> str:
             f"  {r['setting']:<9} k={r['k']}  n={r['n']:<4} {cells}"
             + (f"  ({', '.join(notes)})" if notes else "")
         )
-    lines.append(
-        f"  cost ${results.get('cost_usd', 0):.4f} (every request of these samples, at what it cost when "
-        "paid, by this run or an earlier one); results.md, results.json, samples.jsonl, plots/"
-    )
+    cost = results.get("cost_usd", 0)
+    paid = "every request of these samples, at what it cost when paid, by this run or an earlier one"
+    spent = f"cost ${cost:.4f} ({paid})" if cost is not None else "no cost recorded (see the inspect log)"
+    lines.append(f"  {spent}; results.md, results.json, samples.jsonl, plots/")
     return "\n".join(lines)
 
 

@@ -35,6 +35,7 @@ from skillmix.pipelines.usage import row_usd
 from skillmix.prompts import PromptSet
 from skillmix.release.evalsets import exclusion_record
 from skillmix.skills import content_hash
+from skillmix.splits import Split
 
 Log = Callable[[str], None]
 # What a sample keeps of its row beyond the dataset record: enough to re-score it with no request.
@@ -54,12 +55,8 @@ SAMPLE_KEYS = (
 def run_eval(config: EvalConfig, out: str | Path, log: Log = print) -> dict[str, Any]:
     """Evaluate the student of ``config`` into the folder ``out``; returns what ``results.json`` holds."""
     started = time.time()
-    catalog = load_catalog(config.catalog, topics=config.topics)
-    split = catalog.split(config.split_seed)
-    exclude = dataset_drawn(config)
-    sets = eval_sets(
-        catalog, split, config.setting, config.k, config.n, config.seed, config.eval_set, exclude
-    )
+    drawn_sets = asked(config)
+    sets = drawn_sets[2]
     drawn = seed_source(config, log)
     prices = load_prices(config)
     keyless = config.file_roles()  # roles whose requests go to batch files need no key
@@ -81,8 +78,7 @@ def run_eval(config: EvalConfig, out: str | Path, log: Log = print) -> dict[str,
         guard = stack.enter_context(guarded(folder.work))
         served = stack.enter_context(student.serve(folder.work, log))
         produced = Driver(config, (served, judge), prices, folder, guard, log).run(rows)
-    prompts = PromptSet(config.template_dir)
-    hashes = prompts.hashes()
+    hashes = PromptSet(config.template_dir).hashes()
     samples = [sample_record(row, (served, judge), hashes, student) for row in produced]
     results = {
         "run_id": uuid.uuid4().hex[:12],
@@ -93,14 +89,7 @@ def run_eval(config: EvalConfig, out: str | Path, log: Log = print) -> dict[str,
             "base_url": judge.base_url,
             "identity": judge.identity or judge.model,
         },
-        "protocol": {
-            **config.protocol(),
-            "prompt_hashes": hashes,
-            "split": split.hash,
-            "eval_set_hash": eval_set_hash(sets),
-            "seed_source": drawn,
-            "excluded": {"dataset": config.data, **exclusion_record(exclude)} if config.data else None,
-        },
+        "protocol": protocol_record(config, drawn_sets, drawn),
         "results": score_samples(samples, config.grader_runs, config.generations, config.scoring_rules),
         "errored": errored_ids(samples),
         "cost_usd": round(sum(row_usd(row) for row in produced), 6),
@@ -108,6 +97,35 @@ def run_eval(config: EvalConfig, out: str | Path, log: Log = print) -> dict[str,
     }
     write_outputs(folder.path, samples, results)
     return results
+
+
+def asked(config: EvalConfig) -> tuple[Split, frozenset[Any], Sets]:
+    """The split, the dataset's draw left out (:func:`dataset_drawn`) and the combinations ``config``
+    asks about: what ``skillmix eval`` and the inspect task (:mod:`skillmix.evaluation.inspect_task`)
+    both evaluate."""
+    catalog = load_catalog(config.catalog, topics=config.topics)
+    split = catalog.split(config.split_seed)
+    exclude = dataset_drawn(config)
+    sets = eval_sets(
+        catalog, split, config.setting, config.k, config.n, config.seed, config.eval_set, exclude
+    )
+    return split, exclude, sets
+
+
+def protocol_record(
+    config: EvalConfig, asked: tuple[Split, frozenset[Any], Sets], drawn: str
+) -> dict[str, Any]:
+    """The ``protocol`` of results.json: the settings, the prompts' hashes, the split, the combinations
+    asked (by hash) and where they came from."""
+    split, exclude, sets = asked
+    return {
+        **config.protocol(),
+        "prompt_hashes": PromptSet(config.template_dir).hashes(),
+        "split": split.hash,
+        "eval_set_hash": eval_set_hash(sets),
+        "seed_source": drawn,
+        "excluded": {"dataset": config.data, **exclusion_record(exclude)} if config.data else None,
+    }
 
 
 def dataset_drawn(config: EvalConfig) -> frozenset[Any]:

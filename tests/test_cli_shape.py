@@ -21,8 +21,8 @@ from skillmix.review import cli as review_cli
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ("catalog", "sample", "prompts", "dataset", "publish", "download", "train", "eval", "review",
             "experiment", "batches", "doctor")  # fmt: skip
-ACTIONS = {"eval": ("rescore", "compare"), "review": ("push", "pull"), "experiment": ("run",),
-           "batches": ("status", "cancel")}  # fmt: skip
+ACTIONS = {"eval": ("rescore", "compare", "import-inspect"), "review": ("push", "pull"),
+           "experiment": ("run",), "batches": ("status", "cancel")}  # fmt: skip
 
 
 def top_level_help(monkeypatch, capsys) -> str:

@@ -1,6 +1,7 @@
 """The pins resolve: ``pip install '.[train,gpu]'`` as pip's dry run (the package index, no install), and the
 reason vLLM is not in the ``gpu`` extra, read from vLLM's own metadata: no release TRL 1.16 can use accepts
-the train extra's transformers. Needs the package index (the network or a mirror): slow."""
+the train extra's transformers; and the default install with the ``inspect`` extra beside it, which must move
+no version of the default one. Needs the package index (the network or a mirror): slow."""
 
 from __future__ import annotations
 
@@ -58,3 +59,18 @@ def test_no_vllm_release_accepts_the_train_extras_transformers(release, tmp_path
     (meta,) = dry_run(tmp_path, f"vllm=={release}", no_deps=True).values()
     (transformers,) = [Requirement(r) for r in meta["requires_dist"] if Requirement(r).name == "transformers"]
     assert "5.23.0" not in transformers.specifier, transformers
+
+
+DEFAULT = "dev,pipeline,hub,train,review"  # the Makefile's install
+
+
+def test_the_default_and_the_inspect_installs_agree(tmp_path):  # 28 s on the 2-core machine, pip cache warm
+    """``.[inspect]`` beside the default install moves nothing the default install has (inspect-ai caps
+    fsspec and, through botocore, python-dateutil: both pinned in every extra that pulls them)."""
+    default = dry_run(tmp_path, f".[{DEFAULT}]")
+    with_inspect = dry_run(tmp_path, f".[{DEFAULT},inspect]")
+    moved = {name: (meta["version"], with_inspect[name]["version"]) for name, meta in default.items()
+             if name in with_inspect and with_inspect[name]["version"] != meta["version"]}  # fmt: skip
+    assert moved == {}
+    assert set(default) <= set(with_inspect) and with_inspect["inspect-ai"]["version"] == "0.3.285"
+    assert default["openai"]["version"] == "3.4.0" and default["fsspec"]["version"] == "2026.6.0"

@@ -269,6 +269,19 @@ def test_skillmix_responder_generation_rounds(combos):
         assert other.choices[0].message.content and "Answer:" not in other.choices[0].message.content
 
 
+def test_skillmix_responder_replies_by_messages_and_seed_only(combos):
+    """Two clients that send one conversation with one seed get one reply (inspect_ai sends text parts,
+    max_completion_tokens, its own fields); another seed is another sample."""
+    responder = SkillMixResponder(accept_rate=0.5)
+    prompt = PromptSet().round1(next(iter(combos)).skills, next(iter(combos)).topic)
+    ours = {"model": "m", "messages": [{"role": "user", "content": prompt}], "max_tokens": 512, "seed": 3}
+    theirs = {"model": "other", "messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]}],
+              "max_completion_tokens": 512, "seed": 3, "stream_options": {"include_usage": True}}  # fmt: skip
+    assert responder(ours) == responder(theirs)
+    replies = {responder({**ours, "seed": seed}) for seed in range(8)}
+    assert len(replies) > 1
+
+
 @pytest.mark.parametrize("fmt", ["table", "json"])
 def test_skillmix_responder_grades_parse_into_k_plus_3_points(combos, fmt):
     combo = combos[1]

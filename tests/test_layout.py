@@ -7,6 +7,7 @@ function-level import is found too. Imports under ``if TYPE_CHECKING:`` are not 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -280,8 +281,24 @@ for name in names:
 """
 
 
+# A module that imports an optional extra at its top, by the distribution it needs: it is imported only where
+# that extra is installed (the `inspect` extra's task; every other module imports its extras on use).
+NEEDS_EXTRA = {"skillmix.evaluation.inspect_task": "inspect_ai"}
+
+
 def importable_modules() -> list[str]:
-    return sorted(name for name in modules() if not name.endswith("__main__"))
+    """Every module but ``__main__`` ones and those whose extra (:data:`NEEDS_EXTRA`) is absent."""
+    absent = {name for name, needs in NEEDS_EXTRA.items() if importlib.util.find_spec(needs) is None}
+    return sorted(name for name in modules() if not name.endswith("__main__") and name not in absent)
+
+
+def test_only_the_named_modules_import_inspect_ai_at_their_top():
+    """inspect_ai is an extra: the task module imports it at its top (inspect's entry point loads it), every
+    other module (the log importer) on use."""
+    top = {name for name, path in modules().items()
+           if any(isinstance(node, (ast.Import, ast.ImportFrom)) and "inspect_ai" in ast.unparse(node)
+                  for node in ast.parse(path.read_text(encoding="utf-8")).body)}  # fmt: skip
+    assert top == set(NEEDS_EXTRA)
 
 
 def test_the_installed_package_imports_every_module(tmp_path):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from skillmix.testing.fake_openai.wire import _message_text, _messages, _unit, last_user_message, request_key
+from skillmix.testing.fake_openai.wire import _message_text, _messages, _unit, content_key, last_user_message
 
 __all__ = ["Reply", "Responder", "ScriptedResponder", "SkillMixResponder"]
 
@@ -120,7 +120,12 @@ class SkillMixResponder:
     * Generation prompt (the last user message asks for ``Answer:`` and ``Explanation:`` and is not a grader
       prompt): ``"Answer: <one or two sentences on the topic>\\nExplanation: <...>"``, the topic taken from
       the quoted ``topic "..."`` in the prompt; in round 2 (the conversation has an assistant message) a
-      different, one-sentence answer. The choice is a hash of the request body and ``seed``.
+      different, one-sentence answer. The choice is a hash of the request's messages (role and text) and
+      its ``seed`` (:func:`~skillmix.testing.fake_openai.wire.content_key`), with the responder's own
+      ``seed``: two clients that send the same conversation with the same seed get the same reply, whatever
+      else their bodies carry (``max_tokens`` or ``max_completion_tokens``, ``stream_options``, a user
+      field), as a model sampling with that seed would (the OpenAI reference: "repeated requests with the
+      same ``seed`` and parameters should return the same result").
     * Grader prompt (contains "The text to grade"): one row per rubric item (the ``- `` lines after
       "Award 1 point ..."), as a ``| Criteria | Points Earned |`` table with a total row and an explanation,
       or as the JSON object when the prompt asks for ``"criteria"``. All points are 1 with probability
@@ -144,7 +149,7 @@ class SkillMixResponder:
         )
         if ("Answer:" in prompt and "Explanation:" in prompt) or answered:  # asked for, or shown, the form
             return self.generate(body, prompt)
-        return _GENERIC[int(_unit(f"generic\0{self.seed}\0{request_key(body)}") * len(_GENERIC))]
+        return _GENERIC[int(_unit(f"generic\0{self.seed}\0{content_key(body)}") * len(_GENERIC))]
 
     # -- generation ------------------------------------------------------------------------------------
 
@@ -153,7 +158,7 @@ class SkillMixResponder:
         user_texts = [_message_text(m) for m in messages if m.get("role") == "user"]
         topic = _find_topic([prompt, *user_texts])
         skills = _find_skills(user_texts)
-        rng = random.Random(f"generate\0{self.seed}\0{request_key(body)}")
+        rng = random.Random(f"generate\0{self.seed}\0{content_key(body)}")
         if any(m.get("role") == "assistant" for m in messages):
             answer = rng.choice(_REVISIONS).format(topic=topic) + "."
             answer = answer[0].upper() + answer[1:]

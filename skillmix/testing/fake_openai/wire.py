@@ -9,7 +9,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["CHAT_PATH", "MODELS_PATH", "last_user_message", "request_key"]
+__all__ = ["CHAT_PATH", "MODELS_PATH", "content_key", "last_user_message", "request_key"]
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
@@ -22,6 +22,15 @@ def request_key(body: Any, method: str = "POST", path: str = CHAT_PATH) -> str:
     canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     prefix = "" if (method, path) == ("POST", CHAT_PATH) else f"{method} {path}\n"
     return hashlib.sha256((prefix + canonical).encode("utf-8")).hexdigest()
+
+
+def content_key(body: dict[str, Any]) -> str:
+    """SHA-256 of what decides a reply: each message's role and text (string content or its text parts
+    alike) and the request's ``seed``; nothing a particular client adds (token limits' names, streaming
+    options, metadata)."""
+    turns = [[m.get("role"), _message_text(m)] for m in _messages(body)]
+    canonical = json.dumps([turns, body.get("seed")], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def _unit(text: str) -> float:
