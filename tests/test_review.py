@@ -125,7 +125,7 @@ def test_review_commands_nest_and_need_an_action(capsys):
 @pytest.fixture(scope="module")
 def folder(build_dataset) -> Path:
     """The session's D(2,3) of 6 rows each (about half kept); shared, never changed."""
-    return build_dataset("2,3", 6, 3, 0.5)
+    return build_dataset("2,3", 6, 5, 0.5)
 
 
 def rows_of(folder: Path) -> dict[str, dict]:
