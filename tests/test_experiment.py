@@ -6,6 +6,7 @@ no request and trains nothing, then an edit of one student's recipe that re-runs
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,13 @@ def test_the_paper_plan_needs_no_key_and_no_gpu_and_the_run_says_what_it_needs(t
     assert any(line.split()[0] == "eval/mistral-7b/base" and base in line for line in lines[1:])
     assert any("needs: OPENAI_API_KEY" in line for line in lines) and "to run:" in lines[-1]
     assert "at most 85.8 GPU-hours (every sample at max_length tokens, an upper bound" in lines[-1]
+    # the cost paper.yaml states in its comment is the plan's (a figure in a comment goes stale otherwise)
+    stated = re.search(r"gpt-4o prices\): ([\d,]+) requests, worst case (\$[\d,]+), expected (\$[\d,]+)",
+                       PAPER.read_text())  # fmt: skip
+    assert stated is not None
+    worst = re.search(r"worst case \$([\d,.]+), expected \$([\d,.]+)", lines[-1])
+    assert f"to run: {stated[1]} requests" in lines[-1]
+    assert [f"${round(float(v.replace(',', ''))):,}" for v in worst.groups()] == [stated[2], stated[3]]
     power = [line.strip() for line in lines if line.strip().startswith("finding ")]
     assert len(power) == 2 * 6 + 3  # findings 1 and 2 for both students, finding 3 for mistral-7b
     assert "finding 1 llama-2-13b D(1,2,3) - D(1) train k=4, n=300: detects 0.03 at 80% power" in power[4 + 0]
