@@ -30,7 +30,7 @@ from skillmix.review.decide import Annotation, decide
 from skillmix.review.records import question_names
 from skillmix.rules import DEFAULT_RULES, UNPARSEABLE, ScoringRules
 from skillmix.skills import Skill
-from skillmix.training.config import JudgeSettings
+from skillmix.training.method_settings import JudgeSettings
 from skillmix.training.reward import Combination, grade_answer
 
 K, TOPIC = 2, "Sewing"

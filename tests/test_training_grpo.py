@@ -264,7 +264,7 @@ def test_identical_answers_of_a_step_cost_one_request_per_grader_run_and_a_cut_o
     from skillmix.llm.prices import PriceTable
     from skillmix.llm.roles import resolve_judge
     from skillmix.rules import DEFAULT_RULES
-    from skillmix.training.config import JudgeSettings
+    from skillmix.training.method_settings import JudgeSettings
     from skillmix.training.reward import Combination, Judge, JudgeReward
 
     catalog = load_catalog()

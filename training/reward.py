@@ -51,8 +51,8 @@ from skillmix.sampling import CombinationKey, combination_key
 from skillmix.skills import Skill
 from skillmix.statuses import NOT_RUN, generation_class
 from skillmix.text import extract_answer, max_sentences, number_word
-from skillmix.training.config import JudgeSettings
 from skillmix.training.data import LoadedSource
+from skillmix.training.method_settings import JudgeSettings
 
 PROMPT_TEMPLATE = "one_round"
 JOURNAL = "rewards.jsonl"
