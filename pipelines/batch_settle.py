@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from skillmix.llm.batch_files import is_answer
 from skillmix.llm.cache import RequestCache
 from skillmix.llm.client import RETRYABLE_STATUS, completion_from
 from skillmix.llm.prices import PriceTable
@@ -63,7 +64,7 @@ class LineSettler:
     def settle(self, line: dict[str, Any], status: int | None, body: Any, message: str | None) -> None:
         """One output line of ``line``'s request: its HTTP ``status`` (None: not run), its ``body`` and its
         error ``message`` (None: none given)."""
-        if status == 200 and isinstance(body, dict):
+        if is_answer(status, body):
             self.answer(line, body)
         elif status in INVALID_REQUEST_HTTP:
             self.invalid(line, message or f"HTTP {status}")
@@ -126,8 +127,10 @@ def release_rows(cache: RequestCache) -> None:
     its output): what the rows' reservations still hold (a row that ended early) is given back."""
     if cache.batch_lines("state IN ('submitted', 'uploading', 'written')"):
         return
-    with cache.transaction() as db:
-        db.execute("DELETE FROM reservations WHERE id LIKE 'batchrow:%' OR id LIKE 'batch:%'")
+    with cache.transaction() as db:  # files:<key>: a batch-files line's own, before rows were reserved
+        db.execute(
+            "DELETE FROM reservations WHERE id LIKE 'batchrow:%' OR id LIKE 'batch:%' OR id LIKE 'files:%'"
+        )
 
 
 def want_again(cache: RequestCache, states: tuple[str, ...]) -> int:
