@@ -15,17 +15,19 @@ have stored), runs the pipeline one stage further and writes the next files, unt
 **Import.** Each line is taken once: an answer for a line already answered adds nothing, a line of no
 request of this run is counted and left, a line that is not JSON is reported with its number. An output
 file that lacks lines of its input (a run killed half way, a file cut short) is reported, and the missing
-lines are written again into the next file. An answer is billed from the price table at the direct price
-(there is no provider bill), from whichever output file holds it; a failed line (an HTTP status other than
-200), counted only from the output of the file that holds the line now (or of a shard of it,
-``<stage>-<n>.<anything>.out.jsonl``), is written again up to ``--max-retries`` times, as a direct
-request is retried, then ends ``api_error``; an invalid request (400, 413, 422) is final, as it is direct.
+lines are written again into the next file (not run: the try is counted). Each line is settled by the
+rule batch mode follows (:mod:`skillmix.pipelines.batch_settle`), priced from the price table at the direct
+price (there is no provider bill), from whichever output file holds it; a failure counts only from the
+output of the file that holds the line now (or of a shard of it, ``<stage>-<n>.<anything>.out.jsonl``).
 
 The file format (names, output lines in OpenAI's and vLLM's forms) is :mod:`skillmix.llm.batch_files`.
 
-**The cap.** Under ``--max-usd`` each line's worst case (its prompt at the byte bound, its reply at
-``max_tokens``, at the direct price) is reserved when it is written; a line the cap cannot cover is not
-written and ends ``budget``.
+**The cap**, row by row as in batch mode: under ``--max-usd`` a row's first line written reserves the row's
+remaining worst case (``batchrow:<row>``: all its stages from that line's on, prompts at the byte bound,
+replies at ``max_tokens``, at the direct price), its later lines draw on it, and a line whose row the cap
+cannot cover is not written (``refused``; its row ends ``budget``), so every started row can finish. Each
+run of the command considers the refused lines again at its own cap (the rows answers left room for, or a
+higher ``--max-usd``); what rows did not use is given back once no file waits for its output.
 """
 
 from __future__ import annotations
@@ -49,15 +51,13 @@ from skillmix.llm.batch_files import (
     write_atomic,
 )
 from skillmix.llm.cache import RequestCache
-from skillmix.llm.client import completion_from
 from skillmix.llm.prices import PriceTable, token_bound
+from skillmix.pipelines.batch_settle import LineSettler, release_rows, want_again
 from skillmix.pipelines.batches import run_tag
-from skillmix.statuses import FINAL, INVALID_REQUEST_HTTP
 
 EXIT_CODE = 75  # the same as skillmix.errors.EXIT_OUTSIDE_WORK
 MARKER = "skillmix-batch-files.json"  # the run that owns DIR (its run tag and output folder)
 FOLDER_FILE = "batch_files"  # in the work folder: where the run's batch files are (DIR)
-WHOLE = float("inf")  # what a line's result draws from its reservation: all of it (one line's own)
 
 Log = Callable[[str], None]
 
@@ -103,9 +103,12 @@ def files_note(config: Any) -> str:
     )
 
 
-def run_batch_files(driver: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def run_batch_files(
+    driver: Any, rows: list[dict[str, Any]], worst: dict[str, dict[str, float]] | None = None
+) -> list[dict[str, Any]]:
     """The rows of ``driver`` through the pipeline with batch files (module doc): their rows when every
-    request is answered, else :class:`OutsideWork` once the files to run are written."""
+    request is answered, else :class:`OutsideWork` once the files to run are written. ``worst``: each
+    row's worst case by stage under a cap (its id's), which its first line written reserves."""
     from skillmix.pipelines.dataset import run_pipeline
 
     config = driver.config
@@ -126,14 +129,18 @@ def run_batch_files(driver: Any, rows: list[dict[str, Any]]) -> list[dict[str, A
             )
         files.claim(driver.folder.path)
         files.import_outputs()
+        again = want_again(files.cache, ("refused",))
+        if again:
+            driver.log(f"{again} requests the cap refused before are considered again (under the cap now)")
         while True:
-            produced = run_pipeline(config, rows, driver.models, driver.folder.work, None, driver.guard)
+            produced = run_pipeline(config, rows, driver.models, driver.folder.work, worst, driver.guard)
             wanted = files.wanted()
             written = files.write(wanted)
             waiting = files.waiting()
             if waiting:
                 raise OutsideWork(files.instructions(written, waiting))
             if not wanted:  # else the cap refused every line wanted: once more, those rows end budget
+                release_rows(files.cache)
                 driver.batch_stats = files.stats
                 return produced
     finally:
@@ -152,8 +159,10 @@ def unwritten(work: Path, log: Log) -> None:
                 if (work / FOLDER_FILE).is_file()
                 else "?"
             )
-            for line in written:  # each one's reservation given back: the batch API reserves its own
-                cache.close_line(line["key"], "wanted", (f"files:{line['key']}", WHOLE, None))
+            with cache.transaction():  # their rows' reservations given back: the batch API reserves anew
+                for rid in {line["reservation"] for line in written}:  # (each line's row from its stage on)
+                    cache.release(rid)
+                cache.set_lines([line["key"] for line in written], "wanted")
             log(
                 f"{len(written)} requests written to batch files in {folder} and never imported are sent "
                 "through the batch API instead (outputs put there later are not read)"
@@ -171,7 +180,12 @@ class BatchFiles:
         self.work, self.folder, self.prices, self.cap = work, folder, prices, max_usd
         self.max_retries, self.log = max_retries, log
         self.cache = RequestCache(work / CACHE_FILE)
-        self.stats = {"imported": 0, "written": 0, "files": 0, "retried": 0, "failed": 0, "refused": 0}
+        self.stats = dict.fromkeys(
+            ("imported", "written", "files", "retried", "failed", "refused", "invalid"), 0
+        )
+        self.settler = LineSettler(
+            self.cache, prices, max_retries, self.stats, batch_price=False, unit="batch files"
+        )
 
     def close(self) -> None:
         self.cache.close()
@@ -213,7 +227,9 @@ class BatchFiles:
                 if not answered(result) and not owns(path.name, line["input_file"]):
                     counts["again"] += 1  # a failure of an earlier file, counted then: the line is elsewhere
                     continue
-                self._settle(pending.pop(result["custom_id"]), result)
+                self.settler.settle(
+                    pending.pop(result["custom_id"]), result["status"], result["body"], result["message"]
+                )
                 counts["imported"] += 1
         self.stats["imported"] += counts["imported"]
         missing = self._missing(pending)
@@ -229,46 +245,9 @@ class BatchFiles:
         for name, lines in sorted(by_file.items()):
             if (self.folder / output_name(name)).is_file():
                 missing[name] = len(lines)
-                for line in lines:
-                    self._fail(line, f"missing from {output_name(name)}")
+                for line in lines:  # not run: written again, the try counted
+                    self.settler.again(line, f"missing from {output_name(name)}")
         return missing
-
-    def _settle(self, line: dict[str, Any], result: dict[str, Any]) -> None:
-        """One output line into the cache, as a direct answer would be stored, or the line sent again;
-        each in one transaction (a kill during the import leaves a line imported or not, never half)."""
-        key, status = line["key"], result.get("status")
-        if answered(result):
-            model = line["endpoint"]["model"]
-            completion = completion_from(result["body"])
-            completion.model = model
-            usd = self.prices.cost(model, completion.input_tokens, completion.output_tokens)
-            completion.cost_usd = completion.paid_usd = usd
-            spend = (key, model, completion.input_tokens, completion.output_tokens, usd)
-            if completion.status not in FINAL:  # an empty reply: billed, and asked again as direct
-                self._fail(line, completion.error or completion.status, spend)
-                return
-            answer = {k: v for k, v in completion.to_dict().items() if k != "cached"}
-            self.cache.close_line(key, "answered", (f"files:{key}", WHOLE, spend), (line["body"], answer))
-            return
-        message = result.get("message") or f"HTTP {status}"
-        if status in INVALID_REQUEST_HTTP:
-            answer = {"text": None, "status": "invalid_request", "error": message,
-                      "input_tokens": 0, "output_tokens": 0}  # fmt: skip
-            self.cache.close_line(key, "answered", (f"files:{key}", WHOLE, None), (line["body"], answer))
-            return
-        self._fail(line, message)
-
-    def _fail(self, line: dict[str, Any], error: str, spend: tuple[Any, ...] | None = None) -> None:
-        """A line that came back without an answer: written again, up to ``max_retries`` times."""
-        attempts = int(line["attempts"]) + 1
-        settle = (f"files:{line['key']}", WHOLE, spend)
-        if attempts <= self.max_retries:
-            self.cache.close_line(line["key"], "wanted", settle, attempts=attempts, error=error)
-            self.stats["retried"] += 1
-        else:
-            error = f"{error} (after {attempts} batch files)"
-            self.cache.close_line(line["key"], "failed", settle, attempts=attempts, error=error)
-            self.stats["failed"] += 1
 
     # ------------------------------------------------------------------ write
 
@@ -303,16 +282,26 @@ class BatchFiles:
         return self.prices.worst_case(line["endpoint"]["model"], prompt, int(body.get("max_tokens") or 0))
 
     def _reserve(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The lines the cap covers (each one's worst case reserved); the others end ``refused``."""
+        """The lines the cap covers; the others end ``refused`` (module doc: a row's first line written
+        reserves the row's remaining worst case, ``batchrow:<row>``, at the direct price, and its later
+        lines draw on it; a line of no row, ``batch:<key>``, reserves its own worst case)."""
         if self.cap is None:
             return lines
+        with self.cache.transaction():
+            for line in lines:
+                if line["reservation"] == f"batch:{line['key']}":  # priced here at the direct price
+                    line["worst_usd"] = line["reserve_usd"] = self._worst(line)
+                    self.cache.set_lines([line["key"]], line["state"], worst_usd=line["worst_usd"],
+                                         reserve_usd=line["reserve_usd"])  # fmt: skip
         held = self.cache.reserve_many(
-            [(f"files:{line['key']}", self._worst(line)) for line in lines], self.cap
+            [(line["reservation"], float(line["reserve_usd"])) for line in lines], self.cap
         )
-        kept = [line for line in lines if f"files:{line['key']}" in held]
-        refused = [line["key"] for line in lines if f"files:{line['key']}" not in held]
+        kept = [line for line in lines if line["reservation"] in held]
+        refused = [line["key"] for line in lines if line["reservation"] not in held]
         if refused:
-            error = f"spending limit of ${self.cap:.2f}: not written to a batch file"
+            error = (
+                f"spending limit of ${self.cap:.2f}: its row's worst case does not fit; not written to a file"
+            )
             self.cache.set_lines(refused, "refused", error=error)
             self.stats["refused"] += len(refused)
         return kept

@@ -42,6 +42,7 @@ from skillmix.llm.batch import INPUT_FILE, TERMINAL, BatchAPIClient, BatchLost, 
 from skillmix.llm.cache import RequestCache
 from skillmix.llm.prices import PriceTable
 from skillmix.pipelines.batch_collect import Collector
+from skillmix.pipelines.batch_settle import release_rows, want_again
 
 TAG_FILE = "batch_tag"
 POLL_SECONDS = 5.0  # between looks at the open batches (SKILLMIX_BATCH_POLL_SECONDS changes it)
@@ -103,7 +104,7 @@ class Batcher:
         (created, then killed before the id was recorded), found by listing the provider's batches newest
         first, down to the oldest line sent, by the run tag in their metadata or else by their input file.
         ``endpoints`` is not needed any more (each line names its own); kept for the callers."""
-        again = self.cache.forget_lines("state IN ('refused', 'failed')")
+        again = want_again(self.cache, ("refused", "failed"))
         if again:
             self.log(f"{again} requests that earlier runs refused (the cap) or gave up are wanted again")
         records = self.cache.batch_records()
@@ -189,12 +190,8 @@ class Batcher:
         return self.cache.reserve(line["reservation"], float(line["reserve_usd"]), self.cap)
 
     def release_rows(self) -> None:
-        """The run is over and no batch is in flight: what the rows' reservations still hold (a row that
-        ended early) is given back."""
-        if self.cache.batch_lines("state IN ('submitted', 'uploading')"):
-            return
-        with self.cache.transaction() as db:
-            db.execute("DELETE FROM reservations WHERE id LIKE 'batchrow:%' OR id LIKE 'batch:%'")
+        """The run is over: what the rows' reservations still hold is given back (none in flight)."""
+        release_rows(self.cache)
 
     def wait(self) -> None:
         """Poll every open batch until it ends, storing each one's answers as it does; one bar per stage

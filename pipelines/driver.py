@@ -149,16 +149,16 @@ class Driver:
         from skillmix.pipelines.batches import Batcher
         from skillmix.pipelines.interrupt import Interrupted
 
-        if self.config.batch_files is not None:  # the requests go to files for any engine, not to an API
-            return run_batch_files(self, rows)
-        unwritten(self.folder.work, self.log)  # lines left in batch files by an earlier run: to the API now
-        batcher = Batcher(self.folder.work, self.prices, self.config.client.max_usd,
-                          self.config.client.max_retries, self.log)  # fmt: skip
         worst = None
         if self.config.client.max_usd is not None:  # each row's worst case, reserved by its first line
             for row in rows:
                 self.worst.setdefault(row["combination"], self.costs.worst(row))
             worst = {row["id"]: self.worst_of(row).to_dict() for row in rows}
+        if self.config.batch_files is not None:  # the requests go to files for any engine, not to an API
+            return run_batch_files(self, rows, worst)
+        unwritten(self.folder.work, self.log)  # lines left in batch files by an earlier run: to the API now
+        batcher = Batcher(self.folder.work, self.prices, self.config.client.max_usd,
+                          self.config.client.max_retries, self.log)  # fmt: skip
         try:
             batcher.reattach([self._endpoint(m) for m in self.models if self._batched(m)])
             batcher.wait()

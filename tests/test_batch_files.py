@@ -1,8 +1,8 @@
 """Batch files for any engine (``--batch-files DIR``): a dataset built through the files and the fake's
 offline runner (``vllm run-batch``'s arguments and format) equals the direct one row by row; importing an
 output file twice adds nothing; an output file cut short is reported and its missing lines are written
-again; failed lines are written again up to --max-retries; the cap holds line by line; the plan says so;
-what cannot go to files is refused by name."""
+again; failed lines are written again up to --max-retries; the cap holds row by row (a line of no row: its
+own worst case); the plan says so; what cannot go to files is refused by name."""
 
 from __future__ import annotations
 
@@ -254,7 +254,7 @@ def test_failed_lines_are_written_again_up_to_the_retries_and_invalid_ones_are_f
     assert files.write() == []
 
 
-def test_the_cap_holds_line_by_line_at_the_direct_price(tmp_path):
+def test_a_line_of_no_row_reserves_its_own_worst_case_at_the_direct_price(tmp_path):
     one = PriceTable(prices={MODEL: (1.0, 2.0)}).worst_case(MODEL, token_bound(body(0)["messages"]), 50)
     assert one == pytest.approx((1.0 * (6 + 4 + 3) + 2.0 * 50) / 1e6)  # "Say 0.": 6 bytes, at the byte bound
     files = files_of(tmp_path, 5, cap=one * 3.5)
@@ -442,3 +442,44 @@ def test_the_experiment_plan_prints_the_batch_files_case(tmp_path, monkeypatch):
     evaluation = [line for line in plan.stdout.splitlines() if line.split()[0].startswith("eval/")]
     assert evaluation and not any("batch files" in line for line in evaluation)  # the dataset's own folder
     assert not (tmp_path / "runs").exists() and not (tmp_path / "files").exists()
+
+
+@pytest.mark.slow  # about 17 s (15.9 to 17.6 s measured): two capped builds, pass after pass
+def test_a_capped_run_finishes_every_row_it_starts_and_a_higher_cap_writes_what_was_refused(tmp_path):
+    """The cap per row with batch files, as in batch mode: a row's remaining worst case (all its stages, at
+    the direct price) is reserved when its first line is written; the ledger <= cap; a re-run with a
+    higher cap writes what earlier runs refused."""
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(f"{MODEL}: {{input: 0.0, output: 1000.0}}\n")  # a line: $0.12 at worst (120 tokens)
+    files, out = tmp_path / "files", tmp_path / "out"
+    cmd = ["dataset", "--out", str(out), "--teacher-model", MODEL, "--teacher-base-url", NOWHERE, "--k", "2",
+           "--n", "8", "--prices", str(prices), "--teacher-max-tokens", "120", "--judge-max-tokens", "120",
+           "--batch-files", str(files)]  # fmt: skip
+    cap = 1.5  # a row: 2 teacher lines and 3 grader runs, $0.60 at worst: two rows fit at the start
+    codes, _ = until_done([*cmd, "--max-usd", str(cap)], files, "--seed", "3", "--accept-rate", "0.6")
+    assert codes[-1] == 0
+    found = list(rows(out).values())
+    never = [r for r in found if r["status"] == "budget" and r["failure_reason"].startswith("round1:")]
+    assert never and len(never) < len(found)  # some rows were never started
+    assert all(r["status"] != "budget" for r in found if r not in never)  # every started row finished
+    cache = RequestCache(out / ".skillmix" / "cache.sqlite")
+    try:
+        first = cache.spent_usd()
+        assert 0 < first <= cap and json.loads((out / "manifest.json").read_text())[
+            "cost_usd"
+        ] == pytest.approx(first)
+        states = {line["state"] for line in cache.batch_lines()}
+        assert states == {"answered", "refused"} and cache.reserved_usd() == 0  # nothing half done or held
+    finally:
+        cache.close()
+    codes, ran = until_done([*cmd, "--max-usd", "100"], files, "--seed", "3", "--accept-rate", "0.6")
+    assert codes[-1] == 0 and ran[0].startswith("round1-")  # the refused rows' first lines, written now
+    assert all(r["status"] != "budget" for r in rows(out).values())  # what was refused is done now
+    cache = RequestCache(out / ".skillmix" / "cache.sqlite")
+    try:
+        answered = cache.batch_lines("state = 'answered'")
+        assert cache.spend_by_model()[MODEL]["requests"] == len(answered) == len(cache.batch_lines())
+        assert json.loads((out / "manifest.json").read_text())["cost_usd"] == pytest.approx(cache.spent_usd())
+        assert cache.reserved_usd() == 0
+    finally:
+        cache.close()

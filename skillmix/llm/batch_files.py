@@ -34,8 +34,13 @@ def owns(output: str, input_file: str) -> bool:
 
 
 def answered(result: dict[str, Any]) -> bool:
-    """An output line with an answer (HTTP 200 and a body): taken from whichever file holds it."""
-    return result.get("status") == 200 and isinstance(result.get("body"), dict)
+    """An output line with an answer: taken from whichever file holds it."""
+    return is_answer(result.get("status"), result.get("body"))
+
+
+def is_answer(status: int | None, body: Any) -> bool:
+    """Whether an output line's HTTP ``status`` and ``body`` are an answer (200 and a body)."""
+    return status == 200 and isinstance(body, dict)
 
 
 def read_output(path: Path) -> list[tuple[int, dict[str, Any] | str]]:

@@ -205,6 +205,7 @@ class RequestCache:
                         "INSERT INTO reservations VALUES (?, ?, ?, ?)", (rid, usd, os.getpid(), time.time())
                     )
                     committed += usd
+                    held.add(rid)  # the next line of the same row draws on it
                 out.add(rid)
             return out
 
@@ -330,15 +331,17 @@ class RequestCache:
         self,
         key: str,
         state: str,
-        settle: tuple[str, float, tuple[str, str, int, int, float] | None],
+        settle: tuple[str, float, tuple[str, str, int, int, float] | None] | None,
         answer: tuple[dict[str, Any], dict[str, Any]] | None = None,
         **values: Any,
     ) -> None:
         """One batch line's result in one transaction (a kill leaves all of it or none): its reservation
-        settled (``settle``: id, worst case, spend as :meth:`settle` takes them), its ``answer`` (request,
-        response) stored, the line moved to ``state`` (with ``values``, as :meth:`set_lines`)."""
+        settled (``settle``: id, worst case, spend as :meth:`settle` takes them; None: kept as it is), its
+        ``answer`` (request, response) stored, the line moved to ``state`` (with ``values``, as
+        :meth:`set_lines`)."""
         with self.transaction() as db:
-            _settle(db, *settle)
+            if settle is not None:
+                _settle(db, *settle)
             if answer is not None:
                 _put(db, key, *answer)
             _set_lines(db, [key], state, values)
