@@ -32,67 +32,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (
-    key TEXT PRIMARY KEY,
-    request TEXT NOT NULL,
-    response TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS spend (
-    key TEXT PRIMARY KEY,
-    model TEXT NOT NULL,
-    input_tokens INTEGER NOT NULL,
-    output_tokens INTEGER NOT NULL,
-    usd REAL NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS reservations (
-    id TEXT PRIMARY KEY,
-    usd REAL NOT NULL,
-    pid INTEGER NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    started REAL NOT NULL,
-    wall_seconds REAL NOT NULL,
-    usd REAL NOT NULL,
-    requests INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS batch_lines (
-    key TEXT PRIMARY KEY,
-    endpoint TEXT NOT NULL,
-    body TEXT NOT NULL,
-    worst_usd REAL NOT NULL,
-    state TEXT NOT NULL,
-    input_file TEXT,
-    batch_id TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
-    created REAL NOT NULL,
-    reservation TEXT,
-    reserve_usd REAL,
-    stage TEXT
-);
-CREATE TABLE IF NOT EXISTS batches (
-    id TEXT PRIMARY KEY,
-    input_file TEXT NOT NULL,
-    endpoint TEXT NOT NULL,
-    stage TEXT NOT NULL,
-    status TEXT NOT NULL,
-    lines INTEGER NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rate_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    scope TEXT NOT NULL,
-    at REAL NOT NULL,
-    tokens INTEGER NOT NULL
-);
-"""
-
-_EPSILON = 1e-12  # dollars: rounding of float sums
+from skillmix.llm.batch_ledger import BatchLedger
+from skillmix.llm.cache_sql import (
+    EPSILON,
+    SCHEMA,
+    add_columns,
+    billing_id,
+    committed_of,
+    put_response,
+    settle_reservation,
+)
 
 
 def request_key(identity: str, body: dict[str, Any]) -> str:
@@ -101,7 +50,7 @@ def request_key(identity: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(f"{identity}\x1e{blob}".encode()).hexdigest()
 
 
-class RequestCache:
+class RequestCache(BatchLedger):
     """Completed responses and their cost, keyed by :func:`request_key`; ``path=None`` keeps it in memory."""
 
     def __init__(self, path: str | Path | None) -> None:
@@ -119,8 +68,8 @@ class RequestCache:
             conn = sqlite3.connect(target, timeout=60, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-            _add_columns(conn, "batch_lines", {"reservation": "TEXT", "reserve_usd": "REAL", "stage": "TEXT"})
+            conn.executescript(SCHEMA)
+            add_columns(conn, "batch_lines", {"reservation": "TEXT", "reserve_usd": "REAL", "stage": "TEXT"})
             self._conn = conn
         return self._conn
 
@@ -131,14 +80,14 @@ class RequestCache:
 
     def put(self, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
         with self._lock:
-            _put(self._db(), key, request, response)
+            put_response(self._db(), key, request, response)
 
     def record_spend(self, key: str, model: str, input_tokens: int, output_tokens: int, usd: float) -> None:
         """One billed answer: a request answered twice (sent again after a crash) is billed twice."""
         with self._lock:
             self._db().execute(
                 "INSERT INTO spend VALUES (?, ?, ?, ?, ?, ?)",
-                (_billing_id(key), model, input_tokens, output_tokens, usd, time.time()),
+                (billing_id(key), model, input_tokens, output_tokens, usd, time.time()),
             )
 
     def spent_usd(self) -> float:
@@ -154,7 +103,7 @@ class RequestCache:
     def committed_usd(self) -> float:
         """What the cap must cover: the spend so far plus every open reservation."""
         with self.transaction() as db:
-            return _committed(db)
+            return committed_of(db)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -185,7 +134,7 @@ class RequestCache:
         with self.transaction() as db:
             if db.execute("SELECT 1 FROM reservations WHERE id = ?", (rid,)).fetchone():
                 return True
-            if _committed(db) + usd > cap + _EPSILON:
+            if committed_of(db) + usd > cap + EPSILON:
                 return False
             db.execute("INSERT INTO reservations VALUES (?, ?, ?, ?)", (rid, usd, os.getpid(), time.time()))
             return True
@@ -194,12 +143,12 @@ class RequestCache:
         """:meth:`reserve` for each ``(rid, usd)`` in order, in one transaction (many batch lines at once);
         returns the ids held."""
         with self.transaction() as db:
-            committed = _committed(db)
+            committed = committed_of(db)
             held = {rid for (rid,) in db.execute("SELECT id FROM reservations")}
             out = set()
             for rid, usd in items:
                 if rid not in held:
-                    if committed + usd > cap + _EPSILON:
+                    if committed + usd > cap + EPSILON:
                         continue
                     db.execute(
                         "INSERT INTO reservations VALUES (?, ?, ?, ?)", (rid, usd, os.getpid(), time.time())
@@ -213,7 +162,7 @@ class RequestCache:
         """One request of ``rid`` is over: draw its ``worst`` from the reservation, record what it billed
         (``spend``: key, model, input tokens, output tokens, usd; None when nothing was billed)."""
         with self.transaction() as db:
-            _settle(db, rid, worst, spend)
+            settle_reservation(db, rid, worst, spend)
 
     def release(self, rid: str) -> None:
         """Give back what is left of ``rid``'s reservation (its row is done or will send nothing more)."""
@@ -250,129 +199,6 @@ class RequestCache:
             )
         return {m: {"requests": n, "input_tokens": i, "output_tokens": o, "usd": u} for m, n, i, o, u in rows}
 
-    # -- batch mode (skillmix.pipelines.batches): each request's line, and each batch, before it is sent --
-
-    def want(
-        self,
-        key: str,
-        endpoint: dict[str, Any],
-        body: dict[str, Any],
-        worst_usd: float,
-        reservation: tuple[str, float] | None = None,
-        *,
-        stage: str | None = None,
-    ) -> None:
-        """A request a batched role needs answered (kept as it is if its line is already known).
-
-        ``worst_usd`` is drawn from the line's reservation when it is answered; ``reservation`` (under a cap:
-        its row's id and the row's worst case from this line on) is what its batch reserves before it is
-        sent (None: the line's own ``batch:<key>`` for ``worst_usd``); ``stage``: the pipeline stage that
-        asks (round1, round2, grade), which names its batch file."""
-        rid, usd = reservation or (f"batch:{key}", worst_usd)
-        with self._lock:
-            self._db().execute(
-                "INSERT OR IGNORE INTO batch_lines (key, endpoint, body, worst_usd, state, created, "
-                "reservation, reserve_usd, stage) VALUES (?, ?, ?, ?, 'wanted', ?, ?, ?, ?)",
-                (
-                    key,
-                    json.dumps(endpoint, sort_keys=True),
-                    json.dumps(body),
-                    worst_usd,
-                    time.time(),
-                    rid,
-                    usd,
-                    stage,
-                ),
-            )
-
-    def batch_line(self, key: str) -> dict[str, Any] | None:
-        return next(iter(self.batch_lines("key = ?", (key,))), None)
-
-    def batch_lines(self, where: str = "1", args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        columns = (
-            "key",
-            "endpoint",
-            "body",
-            "worst_usd",
-            "state",
-            "input_file",
-            "batch_id",
-            "attempts",
-            "error",
-            "reservation",
-            "reserve_usd",
-            "created",
-            "stage",
-        )
-        with self._lock:
-            rows = (
-                self._db()
-                .execute(f"SELECT {', '.join(columns)} FROM batch_lines WHERE {where}", args)
-                .fetchall()
-            )
-        out = [dict(zip(columns, row, strict=True)) for row in rows]
-        for line in out:
-            line["endpoint"], line["body"] = json.loads(line["endpoint"]), json.loads(line["body"])
-            if line["reservation"] is None:  # a line recorded before lines named their reservation
-                line["reservation"], line["reserve_usd"] = f"batch:{line['key']}", line["worst_usd"]
-        return out
-
-    def forget_lines(self, where: str, args: tuple[Any, ...] = ()) -> int:
-        """Drop the lines ``where`` holds (a new run wants them afresh); returns how many."""
-        with self.transaction() as db:
-            return db.execute(f"DELETE FROM batch_lines WHERE {where}", args).rowcount
-
-    def set_lines(self, keys: list[str], state: str, **values: Any) -> None:
-        """Move lines to ``state`` (with ``input_file``, ``batch_id``, ``error`` or ``attempts`` set)."""
-        with self.transaction() as db:
-            _set_lines(db, keys, state, values)
-
-    def close_line(
-        self,
-        key: str,
-        state: str,
-        settle: tuple[str, float, tuple[str, str, int, int, float] | None] | None,
-        answer: tuple[dict[str, Any], dict[str, Any]] | None = None,
-        **values: Any,
-    ) -> None:
-        """One batch line's result in one transaction (a kill leaves all of it or none): its reservation
-        settled (``settle``: id, worst case, spend as :meth:`settle` takes them; None: kept as it is), its
-        ``answer`` (request, response) stored, the line moved to ``state`` (with ``values``, as
-        :meth:`set_lines`)."""
-        with self.transaction() as db:
-            if settle is not None:
-                _settle(db, *settle)
-            if answer is not None:
-                _put(db, key, *answer)
-            _set_lines(db, [key], state, values)
-
-    def record_batch(
-        self, batch_id: str, input_file: str, endpoint: dict[str, Any], stage: str, lines: int
-    ) -> None:
-        with self._lock:
-            self._db().execute(
-                "INSERT OR IGNORE INTO batches VALUES (?, ?, ?, ?, 'submitted', ?, ?)",
-                (batch_id, input_file, json.dumps(endpoint, sort_keys=True), stage, lines, time.time()),
-            )
-
-    def set_batch(self, batch_id: str, status: str) -> None:
-        with self._lock:
-            self._db().execute("UPDATE batches SET status = ? WHERE id = ?", (status, batch_id))
-
-    def batch_records(self, open_only: bool = False) -> list[dict[str, Any]]:
-        columns = ("id", "input_file", "endpoint", "stage", "status", "lines", "created")
-        where = "WHERE status = 'submitted'" if open_only else ""
-        with self._lock:
-            rows = (
-                self._db()
-                .execute(f"SELECT {', '.join(columns)} FROM batches {where} ORDER BY created")
-                .fetchall()
-            )
-        out = [dict(zip(columns, row, strict=True)) for row in rows]
-        for batch in out:
-            batch["endpoint"] = json.loads(batch["endpoint"])
-        return out
-
     def __len__(self) -> int:
         with self._lock:
             (count,) = self._db().execute("SELECT COUNT(*) FROM responses").fetchone()
@@ -389,47 +215,3 @@ class RequestCache:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"])
-
-
-def _put(db: sqlite3.Connection, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
-    db.execute(
-        "INSERT OR REPLACE INTO responses (key, request, response, created) VALUES (?, ?, ?, ?)",
-        (key, json.dumps(request, ensure_ascii=False), json.dumps(response), time.time()),
-    )
-
-
-def _settle(
-    db: sqlite3.Connection, rid: str, worst: float, spend: tuple[str, str, int, int, float] | None
-) -> None:
-    if spend is not None:
-        key, *billed = spend
-        db.execute("INSERT INTO spend VALUES (?, ?, ?, ?, ?, ?)", (_billing_id(key), *billed, time.time()))
-    db.execute("UPDATE reservations SET usd = usd - ? WHERE id = ?", (worst, rid))
-    db.execute("DELETE FROM reservations WHERE id = ? AND usd <= ?", (rid, _EPSILON))
-
-
-def _set_lines(db: sqlite3.Connection, keys: list[str], state: str, values: dict[str, Any]) -> None:
-    sets = ", ".join(["state = ?", *(f"{name} = ?" for name in values)])
-    db.executemany(
-        f"UPDATE batch_lines SET {sets} WHERE key = ?", [(state, *values.values(), key) for key in keys]
-    )
-
-
-def _billing_id(key: str) -> str:
-    """The ledger's row id of one billing of request ``key`` (the ledger counts every billed answer)."""
-    return f"{key}:{uuid.uuid4().hex}"
-
-
-def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
-    """Add the ``columns`` a file written by an older version lacks."""
-    have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-    for name, kind in columns.items():
-        if name not in have:
-            with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-
-
-def _committed(db: sqlite3.Connection) -> float:
-    (spent,) = db.execute("SELECT COALESCE(SUM(usd), 0) FROM spend").fetchone()
-    (held,) = db.execute("SELECT COALESCE(SUM(usd), 0) FROM reservations").fetchone()
-    return float(spent) + float(held)
