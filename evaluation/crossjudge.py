@@ -11,10 +11,10 @@ paired contrasts) and ``agreement.json``.
   from the evaluation's combination ids in sorted order, so that every evaluation of one eval set (every
   model of an experiment) re-grades the same combinations and contrasts stay paired. Every generation of a
   chosen combination is re-graded.
-* **The same rubric**: the rubric prompt of the evaluation's ``grader_format``
-  (:meth:`skillmix.prompts.PromptSet.grader`) rendered from the catalog's skills, ``grader_runs`` runs at
-  the first judge's temperature, ``max_tokens`` and seeds (``seed + run``), parsed by
-  :func:`skillmix.grading.parse_grade`, voted and scored under the evaluation's own scoring rules. A
+* **The same rubric**: the rubric prompt of the evaluation's ``grader_format`` rendered from the catalog's
+  skills, ``grader_runs`` runs at the first judge's temperature, ``max_tokens`` and seeds (``seed + run``),
+  each parsed: the judge's rule of :func:`skillmix.grade_runs.grade_answer_runs` (the pipeline's and the
+  inspect task's), voted and scored under the evaluation's own scoring rules. A
   generation the student failed, or the infrastructure stopped, keeps its status: no judge sees it.
 * **Agreement** (``agreement.json``), by :func:`skillmix.review.agreement.agreement`: on the generations
   both judges graded, (a) each rubric point as the judge voted it (before the text checks of the scoring
@@ -110,34 +110,27 @@ async def _grade_all(client: Any, prompts: Any, catalog: Any, config: Any, sampl
 
 
 async def _grade(client: Any, prompts: Any, catalog: Any, config: Any, sample: dict) -> dict[str, Any]:
-    from skillmix.grading import parse_grade
+    """The generation's grader fields: the shared rule (:func:`skillmix.grade_runs.grade_answer_runs`),
+    sent through skillmix's client."""
+    from skillmix.grade_runs import grade_answer_runs
+
+    settings = config.judge
+
+    async def send(messages: list[dict[str, str]], seed: int | None) -> tuple[str | None, str, str | None]:
+        c = await client.complete(messages, settings.temperature, settings.max_tokens, seed)
+        return c.text, c.status, c.error
 
     skills = [catalog.skill(name).to_dict() for name in sample["skills"]]
-    prompt = prompts.grader(sample["answer"], skills, sample["topic"], config.grader_format)
-    settings = config.judge
-    runs = [
-        client.complete(
-            [{"role": "user", "content": prompt}],
-            settings.temperature,
-            settings.max_tokens,
-            None if settings.seed is None else settings.seed + i,
-        )
-        for i in range(config.grader_runs)
-    ]
-    outputs, points, statuses, errors = [], [], [], []
-    for c in await asyncio.gather(*runs):
-        parsed, status, error = None, c.status, c.error
-        if c.ok:
-            grade = parse_grade(c.text, skills, sample["topic"])
-            parsed = grade.points
-            if not grade.ok:
-                status, error = "unparseable", grade.error
-        outputs.append(c.text)
-        points.append(parsed)
-        statuses.append(status)
-        errors.append(error)
-    return {"grader_outputs": outputs, "grader_points": points, "grader_status": statuses,
-            "grader_errors": errors}  # fmt: skip
+    return await grade_answer_runs(
+        send,
+        prompts,
+        skills,
+        sample["topic"],
+        sample["answer"],
+        config.grader_format,
+        config.grader_runs,
+        settings.seed,
+    )
 
 
 def agreement_of(first: list[dict], second: list[dict], runs: int, rules: Any) -> dict[str, Any]:

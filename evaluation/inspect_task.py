@@ -15,9 +15,9 @@ name is the task's prefix. It evaluates what ``skillmix eval`` evaluates, with t
   ``GenerateConfig``, epoch ``e`` seeded ``student.seed + e - 1`` as ``skillmix eval`` seeds generation
   ``e - 1``;
 * the scorer: the judge through the ``grader`` model role (required: inspect would otherwise grade with the
-  student), ``grader_runs`` samples of the rubric prompt, run ``i`` seeded ``judge.seed + i``, each parsed by
-  :func:`skillmix.grading.parse_grade`, the generation's three metrics by
-  :func:`skillmix.evaluation.inspect_log.generation_value` under the run's
+  student), ``grader_runs`` samples of the rubric prompt, run ``i`` seeded ``judge.seed + i``, each parsed:
+  the judge's rule, :func:`skillmix.grade_runs.grade_answer_runs` (the pipeline's and the cross-judge's);
+  the generation's three metrics by :func:`skillmix.evaluation.inspect_log.generation_value` under the run's
   :class:`~skillmix.rules.ScoringRules`. A request that fails after inspect's retries raises: the sample is
   an error (left out, counted), never a zero;
 * the epochs: ``generations`` of them (3), reduced by ``max`` metric by metric, as the protocol takes the
@@ -30,7 +30,6 @@ The protocol record of ``skillmix eval``'s results.json rides in the task's meta
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -52,7 +51,7 @@ from skillmix.evaluation.inspect_log import (
     start_record,
 )
 from skillmix.evaluation.run import asked, protocol_record, seed_source
-from skillmix.grading import parse_grade
+from skillmix.grade_runs import Send, grade_answer_runs, skipped_runs
 from skillmix.metrics import METRICS
 from skillmix.pipelines.driver import pipeline_row
 from skillmix.prompts import PromptSet
@@ -212,20 +211,13 @@ def skill_mix_judge(config: EvalConfig) -> Scorer:
         record = dict(state.store.get(STORE))
         meta = state.metadata
         if record.get("round2_status") == "ok":
-            grader = get_model(role="grader", required=True)
-            skills, topic = meta["skill_records"], meta["topic"]
-            prompt = prompts.grader(record["answer"], skills, topic, config.grader_format)
-            runs = [grader.generate(prompt, config=run_config(judge, i)) for i in range(config.grader_runs)]
-            outputs = await asyncio.gather(*runs)  # an error left after inspect's retries: the sample's
-            grades = [grade_run(output, meta) for output in outputs]
-            for key, index in (("grader_outputs", 0), ("grader_points", 1), ("grader_status", 2),
-                               ("grader_errors", 3)):  # fmt: skip
-                record[key] = [grade[index] for grade in grades]
+            send = grader_send(get_model(role="grader", required=True), judge)
+            skills, topic, runs = meta["skill_records"], meta["topic"], config.grader_runs
+            graded = grade_answer_runs(send, prompts, skills, topic, record["answer"], config.grader_format,
+                                       runs, judge.seed)  # fmt: skip
+            record.update(await graded)  # an error left after inspect's retries raises: the sample's
         else:  # the runs skillmix eval skips, recorded as it records them
-            reason = f"generation {record['round2_status']}: {record['round2_error']}"
-            skipped = {"grader_outputs": None, "grader_points": None, "grader_status": "skipped",
-                       "grader_errors": reason}  # fmt: skip
-            record.update({key: [value] * config.grader_runs for key, value in skipped.items()})
+            record.update(skipped_runs(record["round2_status"], record["round2_error"], config.grader_runs))
         value, points = generation_value(record, config.grader_runs, rules)
         record["points"] = points
         return Score(value=value, answer=record.get("answer"), metadata=record)
@@ -233,15 +225,26 @@ def skill_mix_judge(config: EvalConfig) -> Scorer:
     return score
 
 
-def run_config(judge: Any, run: int) -> GenerateConfig:
-    """Grader run ``run``: a sample at the judge's temperature, seeded ``judge.seed + run`` as skillmix's
-    grader runs are."""
-    seed = None if judge.seed is None else judge.seed + run
+def grader_send(grader: Any, judge: Any) -> Send:
+    """The ``grader`` role's model as the sender of :func:`skillmix.grade_runs.grade_answer_runs`: a run
+    sampled by :func:`run_config`, its reply read by :func:`grader_reply`."""
+
+    async def send(messages: list[dict[str, str]], seed: int | None) -> tuple[str | None, str, str | None]:
+        chat = [ChatMessageUser(content=m["content"]) for m in messages]  # the rubric: one user message
+        return grader_reply(await grader.generate(chat, config=run_config(judge, seed)))
+
+    return send
+
+
+def run_config(judge: Any, seed: int | None) -> GenerateConfig:
+    """A grader run: a sample at the judge's temperature and ``max_tokens``, seeded ``seed`` (run ``i``'s,
+    :func:`skillmix.grade_runs.run_seed`)."""
     return GenerateConfig(temperature=judge.temperature, max_tokens=judge.max_tokens, seed=seed)
 
 
-def grade_run(output: Any, meta: dict[str, Any]) -> tuple[str | None, list[int] | None, str, str | None]:
-    """One grader run: its output, points, status (``skillmix.statuses``) and error."""
+def grader_reply(output: Any) -> tuple[str | None, str, str | None]:
+    """One grader run's reply as :func:`skillmix.grade_runs.grade_answer_runs` reads it: its text, status
+    (``skillmix.statuses``) and error."""
     text = output.completion
     status, error = reply_status(output.stop_reason, text)
     if status == "truncated":  # a cut grade is read as far as it goes, as skillmix eval reads it
@@ -249,8 +252,5 @@ def grade_run(output: Any, meta: dict[str, Any]) -> tuple[str | None, list[int] 
     if status == "api_error":
         raise RuntimeError(f"grader: {error}")
     if status != "ok":  # refused, too long: a lost vote with no output, as skillmix eval records it
-        return None, None, status, error
-    grade = parse_grade(text, meta["skill_records"], meta["topic"])
-    if not grade.ok:
-        return text, None, "unparseable", grade.error
-    return text, list(grade.points or []), "ok", None
+        return None, status, error
+    return text, "ok", None

@@ -24,7 +24,7 @@ from distilabel.models.llms.base import AsyncLLM
 from distilabel.steps.tasks.base import Task
 from pydantic import Field, PrivateAttr
 
-from skillmix.grading import parse_grade
+from skillmix.grade_runs import GRADE_FIELDS, RunFields, grader_messages, read_run, skip_reason
 from skillmix.llm.cache import RequestCache
 from skillmix.llm.client import ClientConfig, Completion, Endpoint, LLMClient, Reservation
 from skillmix.llm.prices import PriceTable
@@ -304,7 +304,8 @@ class GenerateRound2(_SkillMixTask):
 
 
 class GradeText(_SkillMixTask):
-    """The judge: k+3 rubric points, ``num_generations`` runs per text, each parsed or marked unparseable."""
+    """The judge: k+3 rubric points, ``num_generations`` runs per text, each parsed or marked unparseable
+    (the request and one run's fields by the judge's rule, :mod:`skillmix.grade_runs`; distilabel sends)."""
 
     grader_format: str = "table"
 
@@ -318,26 +319,16 @@ class GradeText(_SkillMixTask):
 
     def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
         if input["round2_status"] != "ok":
-            messages = skip_input(f"generation {input['round2_status']}: {input['round2_error']}")
+            messages = skip_input(skip_reason(input["round2_status"], input["round2_error"]))
         else:
-            prompt = self.prompts.grader(
-                input["answer"], self.skills_of(input), input["topic"], self.grader_format
-            )
-            messages = [{"role": "user", "content": prompt}]
+            skills, topic = self.skills_of(input), input["topic"]
+            messages = grader_messages(self.prompts, skills, topic, input["answer"], self.grader_format)
         return with_row_note(messages, input, "grade", self.num_generations)
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One run (a generation of the row), read by :func:`skillmix.grade_runs.read_run`."""
         c = open_envelope(output)
-        points, status, error = None, c.status, c.error
-        if c.ok and input is not None:
-            grade = parse_grade(c.text, self.skills_of(input), input["topic"])
-            points = grade.points
-            if not grade.ok:
-                status, error = "unparseable", grade.error
-        return {
-            "grader_outputs": c.text,
-            "grader_points": points,
-            "grader_status": status,
-            "grader_errors": error,
-            "grader_usage": _usage(c),
-        }
+        run: RunFields = (c.text, None, c.status, c.error)  # no row: nothing to parse against
+        if input is not None:
+            run = read_run(c.text, c.status, c.error, self.skills_of(input), input["topic"])
+        return {**dict(zip(GRADE_FIELDS, run, strict=True)), "grader_usage": _usage(c)}
