@@ -20,7 +20,8 @@ returns ``(text or None, status, error)``, so that the cross-judge sends through
 ``grader`` model role. The pipeline's judge (``skillmix.pipelines.tasks.GradeText``) sends through
 distilabel, one row's runs as its generations, and shares the request (:func:`grader_messages`) and one
 run's fields (:func:`read_run`); a generation that is not graded carries :func:`skip_reason`
-(:func:`skipped_runs`: its record).
+(:func:`skipped_runs`: its record). GRPO's judge (``skillmix.training.reward``) sends through its own client
+under the step's reservation, and shares the request, the seeds and one run's fields.
 """
 
 from __future__ import annotations

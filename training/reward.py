@@ -6,8 +6,9 @@
   every skill alone, as in 2409.19808) gives no prompt: an RL prompt never shows a held-out skill.
 * :class:`Judge`: each answer graded ``grader_runs`` times through skillmix's own client
   (:class:`skillmix.llm.client.LLMClient`: the request cache in the output folder, rate limits, retries,
-  prices) with the rubric prompts of :class:`skillmix.prompts.PromptSet`, parsed by
-  :func:`skillmix.grading.parse_grade` and decided by :func:`grade_answer` (pure: no request), which is
+  prices): the request, the seeds and each run's reading are the judge's rule of :mod:`skillmix.grade_runs`
+  (the rubric prompt, ``seed + run``, :func:`skillmix.grading.parse_grade`), the pipeline's and the
+  evaluation's; the runs are decided by :func:`grade_answer` (pure: no request), which is
   :func:`skillmix.pipelines.steps.decide_row`, the dataset's own deciding step (majority vote, then the
   text checks of the run's :class:`skillmix.rules.ScoringRules`: the sentence counter's length point, the
   name penalty).
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from skillmix.config import ConfigError
-from skillmix.grading import parse_grade
+from skillmix.grade_runs import fields_of, grader_messages, read_run, run_seed
 from skillmix.llm.cache import RequestCache
 from skillmix.llm.client import Completion, Endpoint, LLMClient, Reservation
 from skillmix.llm.prices import PriceTable, token_bound
@@ -183,8 +184,8 @@ class Judge:
 
     def requests(self, combination: Combination, answer: str) -> tuple[list[dict[str, str]], Any, float]:
         """The grader request of one answer: messages, the plain prompt (completion mode), its worst case."""
-        text = self.prompts.grader(answer, combination.skills, combination.topic, self.settings.grader_format)
-        messages = [{"role": "user", "content": text}]
+        skills, topic = combination.skills, combination.topic
+        messages = grader_messages(self.prompts, skills, topic, answer, self.settings.grader_format)
         plain = None
         if self.model.mode == "completion":
             plain = self.prompts.plain(messages, f"grader_{self.settings.grader_format}")
@@ -209,9 +210,7 @@ class Judge:
         # drawn from rank 0's reservation; once that is spent, reserved on its own (or refused) by the client
         held = None if self.reservation is None else Reservation(self.reservation, worst, worst)
         calls = [
-            self.client.complete(
-                messages, s.temperature, s.max_tokens, None if s.seed is None else s.seed + run, held, plain
-            )
+            self.client.complete(messages, s.temperature, s.max_tokens, run_seed(s.seed, run), held, plain)
             for run in range(s.grader_runs)
         ]
         return list(await asyncio.gather(*calls))
@@ -233,24 +232,19 @@ def grade_answer(
     infrastructure's (``ungraded``). Pure: it sends nothing."""
     from skillmix.pipelines.steps import decide_row  # the dataset's deciding step (distilabel: late)
 
-    points, statuses, errors = [], [], []
-    for c in runs:
-        grade = parse_grade(c.text, combination.skills, combination.topic) if c.ok else None
-        points.append(grade.points if grade is not None else None)
-        statuses.append(c.status if grade is None else "ok" if grade.ok else "unparseable")
-        errors.append(c.error if grade is None else grade.error)
+    graded = fields_of(
+        [read_run(c.text, c.status, c.error, combination.skills, combination.topic) for c in runs]
+    )
     row = {
         "skills": [skill.name for skill in combination.skills],
         "topic": combination.topic,
         "answer": answer,
         "round1_status": "ok",  # the student's one reply stands for both generation rounds
         "round2_status": "ok",
-        "grader_points": points,
-        "grader_status": statuses,
-        "grader_errors": errors,
+        **{key: graded[key] for key in ("grader_points", "grader_status", "grader_errors")},
     }
     decided = decide_row(row, rules)
-    if generation_class(["ok"], statuses) in ("errored", NOT_RUN):
+    if generation_class(["ok"], graded["grader_status"]) in ("errored", NOT_RUN):
         outcome = "ungraded"
     else:
         outcome = "graded" if decided["points"] is not None else "unparseable"
