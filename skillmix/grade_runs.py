@@ -15,13 +15,14 @@ The rule, written once here:
   ``grader_errors``, one entry per run in run order (:func:`fields_of`).
 
 Who sends is the caller's: :func:`grade_answer_runs` takes ``send(messages, seed)``, an async callable that
-returns ``(text or None, status, error)``, so that the cross-judge sends through skillmix's
-:class:`~skillmix.llm.client.LLMClient` (``skillmix eval cross-judge``) and the inspect task through its
-``grader`` model role. The pipeline's judge (``skillmix.pipelines.tasks.GradeText``) sends through
-distilabel, one row's runs as its generations, and shares the request (:func:`grader_messages`) and one
-run's fields (:func:`read_run`); a generation that is not graded carries :func:`skip_reason`
-(:func:`skipped_runs`: its record). GRPO's judge (``skillmix.training.reward``) sends through its own client
-under the step's reservation, and shares the request, the seeds and one run's fields.
+returns ``(text or None, status, error)``, so that the cross-judge (``skillmix.evaluation.crossjudge``, an
+experiment's second judge) sends through skillmix's :class:`~skillmix.llm.client.LLMClient` and the inspect
+task through its ``grader`` model role. The pipeline's judge (``skillmix.pipelines.tasks.GradeText``)
+sends through distilabel, one row's runs as its generations, and shares the request
+(:func:`grader_messages`) and one run's fields (:func:`read_run`); a generation that is not graded carries
+:func:`skip_reason` (:func:`skipped_runs`: its record). GRPO's judge (``skillmix.training.reward``) sends
+through its own client under the step's reservation, and shares the request, the seeds and one run's
+fields.
 """
 
 from __future__ import annotations
