@@ -69,7 +69,8 @@ $(EMBEDDED_STAMP): $(STAMP)
 # The inner loop: lint and the test modules that start no process or server, build no wheel and load no
 # model (tests/test_layout.py keeps each module named here so); under 90 s. `make test` before a commit.
 CHECK_TESTS := $(addprefix tests/test_,$(addsuffix .py,catalog sampling text grading metrics scoring_rules \
-  hub_ids review_agreement stats eval_units training_masks audit release_card dataset_folder cli summary))
+  hub_ids review_agreement stats eval_units training_masks audit release_card dataset_folder cli summary \
+  power experiment_findings batch_settle grade_runs))
 check: $(STAMP)  ## lint + the tests that start no process (the inner loop, under 90 s)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
