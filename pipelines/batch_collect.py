@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import Any
 
 from skillmix.llm.batch import ACCOUNT_CODES, BatchRefused, LineResult
-from skillmix.llm.batch_files import error_message
 from skillmix.pipelines.batch_settle import LineSettler
 
 
@@ -112,5 +111,5 @@ class Collector:
         if result is None:
             self.settler.settle(line, None, None, None)
             return
-        message = error_message(result.body) or result.code
+        message = result.message or result.code
         self.settler.settle(line, result.status, result.body, message)

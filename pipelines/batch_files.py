@@ -219,17 +219,16 @@ class BatchFiles:
                 if isinstance(result, str):
                     bad.append(f"{path.name} line {number}: {result}")
                     continue
-                line = pending.get(result["custom_id"])
+                line = pending.get(result.custom_id)
                 if line is None:
-                    known = self.cache.batch_line(result["custom_id"]) is not None
+                    known = self.cache.batch_line(result.custom_id) is not None
                     counts["again" if known else "unknown"] += 1
                     continue
                 if not answered(result) and not owns(path.name, line["input_file"]):
                     counts["again"] += 1  # a failure of an earlier file, counted then: the line is elsewhere
                     continue
-                self.settler.settle(
-                    pending.pop(result["custom_id"]), result["status"], result["body"], result["message"]
-                )
+                message = result.message or result.code
+                self.settler.settle(pending.pop(result.custom_id), result.status, result.body, message)
                 counts["imported"] += 1
         self.stats["imported"] += counts["imported"]
         missing = self._missing(pending)

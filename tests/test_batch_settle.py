@@ -133,3 +133,32 @@ def test_the_batch_api_and_batch_files_settle_their_lines_through_the_one_rule(t
     files.import_outputs()
     assert seen == [(True, 503, "busy"), (False, 503, "busy")]
     assert files.cache.batch_line("k2")["state"] == "wanted"
+
+
+def test_one_reader_for_every_output_line():
+    """OpenAI's output and error lines, vllm run-batch's (an error beside a response), and what cannot be
+    read: the batch API and batch files read them with the same function."""
+    from skillmix.llm.batch import parse_output_line
+
+    def read(line):
+        return parse_output_line(json.dumps(line, ensure_ascii=False).encode())
+
+    answer = {"choices": [{"message": {"content": "A\u2028B"}}]}
+    ok = read({"custom_id": "a", "response": {"status_code": 200, "body": answer}, "error": None})
+    assert (ok.custom_id, ok.status, ok.body, ok.code, ok.message) == ("a", 200, answer, None, None)
+    expired = read(
+        {"custom_id": "b", "response": None, "error": {"code": "batch_expired", "message": "late"}}
+    )
+    assert (expired.status, expired.code, expired.message) == (None, "batch_expired", "late")
+    vllm = read({"custom_id": "c", "response": {"status_code": 400, "body": None}, "error": "too long"})
+    assert (vllm.status, vllm.message) == (400, "too long")
+    bare = read({"custom_id": "d", "error": "engine died"})
+    assert (bare.status, bare.body, bare.message) == (None, {"message": "engine died"}, "engine died")
+    refused = read(
+        {"custom_id": "e", "response": {"status_code": 429, "body": {"error": {"message": "slow"}}}}
+    )
+    assert refused.message == "slow"
+    assert parse_output_line(b'{"custom_id": "f", "respo') == "not a JSON line (cut short?)"
+    assert parse_output_line(b"\xff\xfe") == "not a JSON line (cut short?)"
+    assert read({"response": {"status_code": 200, "body": answer}}) == "no custom_id"
+    assert read({"custom_id": "g"}) == "neither a response nor an error"

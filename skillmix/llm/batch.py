@@ -52,6 +52,11 @@ class LineResult:
     status: int | None  # HTTP status of the line's response; None: not run (expired, cancelled)
     body: dict[str, Any] | None
     code: str | None = None  # the error code of a line not run (batch_expired, ...)
+    message: str | None = None  # the line's error message (its ``error``'s; none given: its body's)
+
+    def __post_init__(self) -> None:
+        if self.message is None:
+            self.message = error_message(self.body)
 
 
 def request_line(custom_id: str, body: dict[str, Any], url: str = CHAT_URL) -> bytes:
@@ -187,8 +192,8 @@ class BatchAPIClient:
             for raw in content.split(b"\n"):
                 if not raw.strip():
                     continue
-                result = _line_result(raw)
-                if result is None:
+                result = parse_output_line(raw)
+                if isinstance(result, str):
                     bad += 1
                 else:
                     out[result.custom_id] = result
@@ -201,19 +206,34 @@ def _normal(batch: dict[str, Any]) -> dict[str, Any]:
     return batch
 
 
-def _line_result(raw: bytes) -> LineResult | None:
-    """One line of an output or error file (None: not JSON, or no ``custom_id``)."""
+def parse_output_line(raw: bytes) -> LineResult | str:
+    """One line of an output or error file (OpenAI's; ``vllm run-batch``'s, which writes both kinds into
+    one file), or the reason it cannot be read: not JSON (cut short?), no ``custom_id``, neither a
+    ``response`` nor an ``error``. A line with no response was not run: its status is None, its body the
+    error (a bare string as ``{"message": ...}``), its code the error's (``batch_expired``, ...)."""
     try:
         line = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        return None
+        return "not a JSON line (cut short?)"
     if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
-        return None
+        return "no custom_id"
     response, error = line.get("response"), line.get("error")
-    if isinstance(response, dict):
-        status = response.get("status_code")
-        return LineResult(
-            line["custom_id"], status if isinstance(status, int) else None, response.get("body")
-        )
-    code = error.get("code") if isinstance(error, dict) else None
-    return LineResult(line["custom_id"], None, error if isinstance(error, dict) else None, code)
+    if isinstance(response, dict) and response:  # vllm run-batch may give an error beside a response
+        status, body = response.get("status_code"), response.get("body")
+        message = error_message(error) or error_message(body)
+        return LineResult(line["custom_id"], status if isinstance(status, int) else None, body, None, message)
+    if error is None:
+        return "neither a response nor an error"
+    body = error if isinstance(error, dict) else {"message": str(error)}
+    code = body.get("code") if isinstance(body.get("code"), str) else None
+    return LineResult(line["custom_id"], None, body, code, error_message(body))
+
+
+def error_message(error: Any) -> str | None:
+    """The message of an error (a string, ``{"message"}``, or ``{"error": {"message"}}``)."""
+    if isinstance(error, str):
+        return error
+    if isinstance(error, dict):
+        inner = error.get("error") if isinstance(error.get("error"), dict) else error
+        return str(inner.get("message")) if inner.get("message") else None
+    return None

@@ -11,11 +11,12 @@ the request failed, and its ``error`` as a string or an error object).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any
+
+from skillmix.llm.batch import LineResult, parse_output_line
 
 OUT_SUFFIX = ".out.jsonl"
 FILE_NAME = re.compile(r"^(?P<stage>[a-z0-9_]+)-(?P<n>\d+)(?:\.out)?\.jsonl$")  # <stage>-<n>[.out].jsonl
@@ -33,9 +34,9 @@ def owns(output: str, input_file: str) -> bool:
     return output == stem + OUT_SUFFIX or output.startswith(stem + ".")
 
 
-def answered(result: dict[str, Any]) -> bool:
+def answered(result: LineResult) -> bool:
     """An output line with an answer: taken from whichever file holds it."""
-    return is_answer(result.get("status"), result.get("body"))
+    return is_answer(result.status, result.body)
 
 
 def is_answer(status: int | None, body: Any) -> bool:
@@ -43,41 +44,15 @@ def is_answer(status: int | None, body: Any) -> bool:
     return status == 200 and isinstance(body, dict)
 
 
-def read_output(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
+def read_output(path: Path) -> list[tuple[int, LineResult | str]]:
     """The lines of an output file (OpenAI's output and error files, ``vllm run-batch``'s output), split
-    on ``\\n`` only: ``(line number, {custom_id, status, body, message})``, or a bad line's reason."""
-    out: list[tuple[int, dict[str, Any] | str]] = []
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), 1):
-        if not raw.strip():
-            continue
-        try:
-            line = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            out.append((number, "not a JSON line (cut short?)"))
-            continue
-        if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
-            out.append((number, "no custom_id"))
-            continue
-        response = line.get("response") if isinstance(line.get("response"), dict) else {}
-        error = line.get("error")
-        if not response and error is None:
-            out.append((number, "neither a response nor an error"))
-            continue
-        message = error_message(error) or error_message(response.get("body"))
-        status = response.get("status_code") if isinstance(response.get("status_code"), int) else None
-        out.append((number, {"custom_id": line["custom_id"], "status": status, "body": response.get("body"),
-                             "message": message}))  # fmt: skip
-    return out
-
-
-def error_message(error: Any) -> str | None:
-    """The message of an error (a string, ``{"message"}``, or ``{"error": {"message"}}``)."""
-    if isinstance(error, str):
-        return error
-    if isinstance(error, dict):
-        inner = error.get("error") if isinstance(error.get("error"), dict) else error
-        return str(inner.get("message")) if inner.get("message") else None
-    return None
+    on ``\\n`` only, each read by :func:`skillmix.llm.batch.parse_output_line` (the batch API's reader):
+    ``(line number, its result)``, or a bad line's reason."""
+    return [
+        (number, parse_output_line(raw))
+        for number, raw in enumerate(path.read_bytes().split(b"\n"), 1)
+        if raw.strip()
+    ]
 
 
 def file_order(item: tuple[str, Any]) -> tuple[str, int]:
