@@ -32,6 +32,7 @@ import asyncio
 import json
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ import numpy as np
 
 from skillmix.evaluation.files import read_results, read_samples, write_text_atomic
 from skillmix.evaluation.outputs import write_outputs
-from skillmix.evaluation.score import groups, run_points, sample_class, score_samples
+from skillmix.evaluation.score import errored_ids, groups, run_points, sample_class, score_samples
 
 Log = Callable[[str], None]
 AGREEMENT_FILE = "agreement.json"
@@ -80,10 +81,10 @@ def regrade(config: Any, judge: Any, folder: Path, out: Path, n: int, seed: int,
         f"{config.grader_runs} grader runs"
     )
     grades = asyncio.run(_grade_all(client, prompts, catalog, config, graded))
-    second = [{**s, **grades.get(s["id"], {}), "judge": judge.identity or judge.model} for s in picked]
-    rules = config.scoring_rules
     first_judge = results["judge"].get("identity") or results["judge"].get("model")
     second_judge = judge.identity or judge.model
+    second = [{**s, **grades.get(s["id"], {}), "judge": second_judge} for s in picked]
+    rules = config.scoring_rules
     record = {
         "judges": {"first": first_judge, "second": second_judge},
         "combinations": len(ids),
@@ -97,7 +98,7 @@ def regrade(config: Any, judge: Any, folder: Path, out: Path, n: int, seed: int,
         "judge": {"model": judge.model, "base_url": judge.base_url, "identity": second_judge},
         "protocol": protocol,
         "results": score_samples(second, config.grader_runs, config.generations, rules),
-        "errored": [s["id"] for s in second if sample_class(s) == "errored"],
+        "errored": errored_ids(second),
     }
     write_outputs(out, second, regraded)
     write_text_atomic(out / AGREEMENT_FILE, json.dumps(record, indent=2))
@@ -139,13 +140,14 @@ def agreement_of(first: list[dict], second: list[dict], runs: int, rules: Any) -
     from skillmix.metrics import majority_vote
     from skillmix.review.agreement import agreement
 
+    unrated = replace(rules, unparseable="drop")  # a run that did not parse is not rated (no vote)
     by_id = {s["id"]: s for s in second}
     a_points, b_points, point_records, a_full, b_full, full_records = [], [], [], [], [], []
     for one in first:
         two = by_id.get(one["id"])
         if two is None or sample_class(one) != "ok" or sample_class(two) != "ok":
             continue
-        votes = [majority_vote(_parsed(s, runs)) for s in (one, two)]
+        votes = [majority_vote(run_points(s, runs, unrated)) for s in (one, two)]
         a_points += list(votes[0])
         b_points += list(votes[1])
         point_records += [one["id"]] * len(votes[0])
@@ -159,18 +161,6 @@ def agreement_of(first: list[dict], second: list[dict], runs: int, rules: Any) -
         "method": "raw agreement and Cohen's kappa; 95% percentile bootstrap intervals resampling "
         "generations (skillmix.review.agreement)",
     }
-
-
-def _parsed(sample: dict[str, Any], runs: int) -> np.ndarray:
-    """(runs, k+3): the parsed runs, NaN for the others (an unparseable run is not rated)."""
-    width = int(sample["k"]) + 3
-    out = np.full((runs, width), np.nan)
-    for i, (status, parsed) in enumerate(
-        zip(sample.get("grader_status") or [], sample.get("grader_points") or [], strict=False)
-    ):
-        if i < runs and status == "ok" and parsed is not None and len(parsed) == width:
-            out[i] = parsed
-    return out
 
 
 def _full_marks(sample: dict[str, Any], runs: int, rules: Any) -> float:

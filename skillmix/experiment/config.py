@@ -259,6 +259,12 @@ class ExperimentConfig(BaseModel):
         seed = self.seed_of(run)
         return source if seed is None else f"{source}{SEED_MARK}{seed}"
 
+    def origin_run(self, run: str) -> str:
+        """The first run of ``run``'s ``from`` chain: the one that starts from the student's own model."""
+        while (source := self.source_run(run)) is not None:
+            run = source
+        return run
+
     def replicas(self, training_set: str) -> list[str]:
         """The runs of a training set (``base``: itself)."""
         seeds = None if training_set == BASE else self.training_sets[training_set].seeds

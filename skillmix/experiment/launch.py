@@ -98,9 +98,7 @@ def is_tiny(
 ) -> bool:
     """A run of a tiny model: its recipe's, or that of the run it starts ``from`` (trained here, on the
     CPU as well)."""
-    while (source := config.source_run(run)) is not None:
-        run = source
-    return recipes[(student, run)]["model"].get("tiny") is not None
+    return recipes[(student, config.origin_run(run))]["model"].get("tiny") is not None
 
 
 def recipe_path(config: ExperimentConfig, student: str, training_set: str) -> Path:

@@ -168,17 +168,24 @@ def _embedded(config: Any) -> bool:
     return uses_embedded(config)
 
 
-def _evaluation(experiment: Any, stage: Any, prices: Any) -> dict[str, Any]:
+def _eval_sets(experiment: Any, stage: Any) -> tuple[Any, Any]:
+    """The ``skillmix eval`` configuration of an evaluation stage and the combinations it asks, per
+    (setting, k), drawn as the evaluation draws them before the dataset exists."""
     from skillmix.catalog import load_catalog
     from skillmix.evaluation.sets import eval_sets
+
+    config = experiment.eval_config(stage.student, stage.training_set, with_data=False)
+    catalog = load_catalog(config.catalog, topics=config.topics)
+    split = catalog.split(config.split_seed)
+    return config, eval_sets(catalog, split, config.setting, config.k, config.n, config.seed, None)
+
+
+def _evaluation(experiment: Any, stage: Any, prices: Any) -> dict[str, Any]:
     from skillmix.pipelines.budget import RowCosts
     from skillmix.pipelines.driver import pipeline_row
 
-    config = experiment.eval_config(stage.student, stage.training_set, with_data=False)
+    config, sets = _eval_sets(experiment, stage)
     api = stage.training_set == BASE and bool(config.student.base_url)
-    catalog = load_catalog(config.catalog, topics=config.topics)
-    split = catalog.split(config.split_seed)
-    sets = eval_sets(catalog, split, config.setting, config.k, config.n, config.seed, None)
     combos = [combo for group in sets.values() for combo in group]
     costs = RowCosts(config, _remote(config.student, config.judge, "student", priced=api), prices)
     rows = [pipeline_row(combo) for combo in combos]
@@ -199,18 +206,20 @@ def _evaluation(experiment: Any, stage: Any, prices: Any) -> dict[str, Any]:
 
 def _cross_judge(experiment: Any, stage: Any, prices: Any) -> dict[str, Any]:
     """The second judge's requests: ``n`` combinations per cell (at most the cell's), every generation,
-    ``grader_runs`` each, priced as the first judge's grading of those rows."""
-    from skillmix.catalog import load_catalog
-    from skillmix.evaluation.sets import eval_sets
+    ``grader_runs`` each, at the second judge's prices with the first judge's sampling (its max_tokens)."""
+    from skillmix.evaluation.crossjudge import chosen
     from skillmix.pipelines.budget import RowCosts
     from skillmix.pipelines.driver import pipeline_row
 
     spec = experiment.config.evaluation.cross_judge
-    config = experiment.eval_config(stage.student, stage.training_set, with_data=False)
-    catalog = load_catalog(config.catalog, topics=config.topics)
-    sets = eval_sets(catalog, catalog.split(config.split_seed), config.setting, config.k, config.n,
-                     config.seed, None)  # fmt: skip
-    rows = [pipeline_row(combo) for group in sets.values() for combo in group[: spec.n]]
+    config, sets = _eval_sets(experiment, stage)
+    asked = [
+        {"combination": c.id, "setting": setting, "k": k}
+        for (setting, k), group in sets.items()
+        for c in group
+    ]
+    picked = chosen(asked, spec.n, spec.seed)  # the combinations the stage will re-grade
+    rows = [pipeline_row(c) for group in sets.values() for c in group if c.id in picked]
     second = _remote(config.student, type(config.judge)(model=spec.model, base_url=spec.base_url))[1]
     costs = RowCosts(config, (_remote(config.student, config.judge, "student", False)[0], second), prices)
     g = config.generations
@@ -239,9 +248,7 @@ def _training(experiment: Any, stage: Any) -> dict[str, Any]:
     if worst is not None:  # the judge's requests at most (a cache hit is not sent); no expectation: worst
         cost = per_step * t.max_steps * worst
         judged.update(requests=per_step * t.max_steps, worst=cost, expected=cost)
-    origin, source = stage.training_set, experiment.config.source_run(stage.training_set)
-    while source is not None:  # a run started from another: the shape of the model that one trained
-        origin, source = source, experiment.config.source_run(source)
+    origin = experiment.config.origin_run(stage.training_set)  # a run started from another: its model's shape
     shape = TrainConfig.model_validate(experiment.recipes[(stage.student, origin)])
     parameters = experiment.config.students[stage.student].parameters or _tiny_parameters(shape)
     if not parameters:
