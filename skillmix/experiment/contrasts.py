@@ -7,7 +7,8 @@ contrast the findings, the comparisons and "beside the paper" ask for.
 * **Cells** (:func:`results_rows`): one row per run x setting x k x metric, as its results.json holds it
   (mean over combinations, standard error, 95% interval, n); for a set trained with several seeds, one
   more row per cell (``seed``: ``mean``) with the mean of the seeds' means, the number of seeds and their
-  spread (lowest, highest, sample standard deviation over the seeds).
+  spread (lowest, highest, sample standard deviation over the seeds); its ``n`` is the smallest of the
+  seeds' (no standard error or interval: the seed-averaged contrasts carry the uncertainty).
 * **Paired contrasts** (:func:`paired_contrasts`), ``b`` minus ``a`` per combination, by
   :func:`skillmix.evaluation.pairing.paired` (paired bootstrap 95% interval, sign-flip permutation p),
   exactly as ``skillmix eval compare`` computes them; for a set with seeds, each combination's value is

@@ -100,7 +100,7 @@ def cross_judge_lines(config: ExperimentConfig, crossed: dict[str, Any]) -> list
         "resampling generations; rubric points as each judge voted them (before the text checks), and "
         "each generation's Full Marks.",
         "",
-        "| student | model | generations | points agree | points kappa | Full Marks agree "
+        "| student | model | generations graded by both | points agree | points kappa | Full Marks agree "
         "| Full Marks kappa |",
         "|---|---|---|---|---|---|---|",
     ]
